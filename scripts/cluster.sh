@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
+# with kwok-simulated nodes, run by kwokctl's binary runtime from the locally built binaries.
+#
+#   scripts/cluster.sh up       start it (idempotent) and wait for a Ready node
+#   scripts/cluster.sh down     stop it and remove its state
+#   scripts/cluster.sh status   say whether it is up (exit 0 if up, 1 if not)
+#
+# State: <repo>/.state/cluster/ (certs, etcd data, logs); kubeconfig: <repo>/.state/kubeconfig.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$REPO/scripts/versions.env"
+STATE=$REPO/.state
+NAME=bluegreen
+KUBECONFIG_OUT=$STATE/kubeconfig
+NODES=${BLUEGREEN_NODES:-2}
+# kwokctl keeps everything (clusters, cache) under its workdir; keep it inside .state.
+export KWOK_WORKDIR=$STATE/cluster
+CLUSTER_DIR=$KWOK_WORKDIR/clusters/$NAME
+PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
+
+say() { echo "==> $*" >&2; }
+die() { echo "cluster: error: $*" >&2; exit 1; }
+
+need() {
+  local b path
+  for b in "$@"; do
+    path=$(command -v "$b") || die "$b not found; build it with: scripts/toolchain.sh kube etcd kwok"
+    echo "$path"
+  done
+}
+
+kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+
+apiserver_ready() {
+  [[ -f $KUBECONFIG_OUT ]] && kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1
+}
+
+# Every binary is given explicitly, so kwokctl never reaches for the network.
+create() {
+  local etcd apiserver kcm scheduler kwok
+  read -r etcd apiserver kcm scheduler kwok < <(need etcd kube-apiserver kube-controller-manager \
+    kube-scheduler kwok | paste -sd' ')
+  say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
+  KWOK_KUBECTL_BINARY=$(need kubectl) kwokctl create cluster --name "$NAME" --runtime binary \
+    --kube-version "v$KUBERNETES_VERSION" \
+    --etcd-binary "$etcd" \
+    --kube-apiserver-binary "$apiserver" \
+    --kube-controller-manager-binary "$kcm" \
+    --kube-scheduler-binary "$scheduler" \
+    --kwok-controller-binary "$kwok" \
+    --wait 2m >&2
+}
+
+write_kubeconfig() {
+  kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_OUT.tmp"
+  mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"
+}
+
+wait_for() {
+  local what=$1 timeout=$2 t0=$SECONDS; shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS - t0 < timeout)) || die "timed out after ${timeout}s waiting for $what (logs: $CLUSTER_DIR/logs/)"
+    sleep 1
+  done
+  say "$what ($((SECONDS - t0)) s)"
+}
+
+nodes_ready() { [[ -n $(kc get nodes -o jsonpath='{.items[?(@.status.conditions[-1].type=="Ready")].metadata.name}' 2>/dev/null) ]] && kc wait --for=condition=Ready nodes --all --timeout=1s; }
+default_sa() { kc get serviceaccount default -n default; }
+
+up() {
+  mkdir -p "$STATE"
+  if [[ -d $CLUSTER_DIR ]] && apiserver_ready; then
+    say "cluster '$NAME' is already up (KUBECONFIG=$KUBECONFIG_OUT)"
+    return 0
+  fi
+  local t0=$SECONDS
+  if [[ -d $CLUSTER_DIR ]]; then
+    say "cluster '$NAME' exists but is not running; starting it"
+    kwokctl start cluster --name "$NAME" >&2 || { say "start failed; recreating"; down; create; }
+  else
+    create
+  fi
+  write_kubeconfig
+  wait_for "apiserver ready" 120 apiserver_ready
+  if [[ -z $(kc get nodes -o name 2>/dev/null) ]]; then
+    say "adding $NODES kwok node(s)"
+    kwokctl scale node --replicas "$NODES" --name "$NAME" >&2
+  fi
+  wait_for "kwok node(s) Ready" 120 nodes_ready
+  # Pods need the default ServiceAccount, which kube-controller-manager creates.
+  wait_for "default ServiceAccount present" 120 default_sa
+  say "cluster '$NAME' up in $((SECONDS - t0)) s; KUBECONFIG=$KUBECONFIG_OUT"
+}
+
+down() {
+  if [[ -d $CLUSTER_DIR ]]; then
+    say "deleting cluster '$NAME'"
+    if command -v kwokctl >/dev/null; then
+      kwokctl delete cluster --name "$NAME" >&2 || true
+    fi
+    # Belt and braces: kill anything kwokctl left behind, by its pid files.
+    local pidfile
+    for pidfile in "$CLUSTER_DIR"/pids/*.pid; do
+      [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+  fi
+  rm -rf "$KWOK_WORKDIR" "$KUBECONFIG_OUT"
+  say "cluster '$NAME' is down"
+}
+
+status() {
+  if [[ -d $CLUSTER_DIR ]] && apiserver_ready; then
+    echo "cluster '$NAME' is up: $(kc config view -o jsonpath='{.clusters[0].cluster.server}'), $(kc get nodes --no-headers 2>/dev/null | wc -l) node(s); KUBECONFIG=$KUBECONFIG_OUT"
+  else
+    echo "cluster '$NAME' is down"
+    return 1
+  fi
+}
+
+case ${1:-} in
+  up | down | status) "$1" ;;
+  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

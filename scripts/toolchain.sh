@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Build (or reuse) the pinned tools from Go modules / PyPI / apt; nothing prebuilt is downloaded.
+#
+#   scripts/toolchain.sh [--budget-minutes N] TOOL...   build what is missing
+#   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
+#
+# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok, or the groups e2e / all.
+# Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=versions.env
+source "$REPO/scripts/versions.env"
+TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
+ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube)
+START=$SECONDS
+BUDGET_MIN=""
+SKIPPED=()
+
+say() { echo "==> $*" >&2; }
+die() { echo "toolchain: error: $*" >&2; exit 1; }
+
+# --- per-tool facts -------------------------------------------------------------------------
+
+version_of() {
+  case $1 in
+    helm) echo "$HELM_VERSION" ;;
+    pulumi | langhost) echo "$PULUMI_VERSION" ;;
+    kubernetes-provider) echo "$PULUMI_KUBERNETES_VERSION" ;;
+    kube) echo "$KUBERNETES_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    etcd) echo "${ETCD_VERSION:-debian}" ;;
+    *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]} e2e all)" ;;
+  esac
+}
+
+# Binaries that must all exist for a cache hit.
+bins_of() {
+  case $1 in
+    helm) echo helm ;;
+    pulumi) echo pulumi ;;
+    langhost) echo pulumi-language-python pulumi-language-python-exec ;;
+    kubernetes-provider) echo pulumi-resource-kubernetes ;;
+    kube) echo kube-apiserver kube-controller-manager kube-scheduler ;;
+    kwok) echo kwok kwokctl ;;
+    etcd) echo etcd ;;
+  esac
+}
+
+# Cold build estimate in minutes on 2 cores (measured; see scripts/README or the final report).
+estimate_of() {
+  case $1 in
+    helm) echo 5 ;;
+    pulumi) echo 15 ;;
+    langhost) echo 2 ;;
+    kubernetes-provider) echo 15 ;;
+    kube) echo 30 ;;
+    kwok) echo 5 ;;
+    etcd) echo 2 ;;
+  esac
+}
+
+# True when a suitable binary is already on PATH (then we neither build nor cache).
+on_path() {
+  local v
+  case $1 in
+    helm) v=$(helm version --template '{{.Version}}' 2>/dev/null) && [[ $v == "v$HELM_VERSION" ]] ;;
+    pulumi) v=$(pulumi version 2>/dev/null) && [[ $v == "v$PULUMI_VERSION" ]] ;;
+    kube)
+      for b in kube-apiserver kube-controller-manager kube-scheduler; do
+        v=$("$b" --version 2>/dev/null) && [[ $v == "Kubernetes v$KUBERNETES_VERSION" ]] || return 1
+      done ;;
+    kwok)
+      for b in kwok kwokctl; do
+        v=$("$b" --version 2>/dev/null) && [[ $v == *"$KWOK_VERSION"* ]] || return 1
+      done ;;
+    *) return 1 ;;
+  esac
+}
+
+# --- helpers ---------------------------------------------------------------------------------
+
+# Run a long command with an elapsed-time line every 30 s, so a cold build never looks hung.
+with_ticker() {
+  local label=$1 t0=$SECONDS; shift
+  ( while sleep 30; do echo "    ... $label: $((SECONDS - t0)) s elapsed" >&2; done ) &
+  local ticker=$! rc=0
+  "$@" || rc=$?
+  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  return $rc
+}
+
+# Directory of a downloaded module (the module cache is read-only; copy before editing).
+mod_dir() { (cd /tmp && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'); }
+
+# Writable copy of a module, for builds that must edit go.mod.
+mod_copy() {
+  local src dst=$2
+  src=$(mod_dir "$1")
+  cp -r "$src" "$dst"
+  chmod -R u+w "$dst"
+}
+
+# --- builders: each gets a fresh work dir ($1) and fills $1/bin ---------------------------
+
+build_helm() {
+  local pkg=helm.sh/helm/v3 v=v$HELM_VERSION
+  GOBIN="$1/bin" GOFLAGS=-buildvcs=false with_ticker helm \
+    go install -trimpath -ldflags "-s -w -X $pkg/internal/version.version=$v -X $pkg/internal/version.metadata=" \
+    "$pkg/cmd/helm@$v"
+}
+
+build_pulumi() {
+  local v=v$PULUMI_VERSION src=$1/src
+  mod_copy "github.com/pulumi/pulumi/pkg/v3@$v" "$src"
+  # pkg/go.mod points the sdk at ../sdk (a monorepo path); use the published sdk instead.
+  (cd "$src" && go mod edit -dropreplace=github.com/pulumi/pulumi/sdk/v3 -require="github.com/pulumi/pulumi/sdk/v3@$v")
+  (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker pulumi \
+    go build -trimpath -tags osusergo,grpcnotrace -o "$1/bin/pulumi" \
+    -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$v" ./cmd/pulumi)
+  rm -rf "$src"
+  local got; got=$("$1/bin/pulumi" version)
+  [[ $got == "$v" ]] || die "built pulumi reports '$got', want $v"
+}
+
+# The Go language host module is not served by the proxy; scripts/langhost/ holds a Python one.
+# Its venv lives in the cache; the wrapper finds the script in the checkout that activated it.
+build_langhost() {
+  local v=$PULUMI_VERSION final=$TOOLS_DIR/langhost-$PULUMI_VERSION
+  python3 -m venv "$1/venv"
+  "$1/venv/bin/pip" install --quiet --disable-pip-version-check "pulumi==$v"
+  local sdk; sdk=$(mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v")
+  install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$1/bin/pulumi-language-python-exec"
+  # venv scripts embed their absolute path, so point the wrapper at the final location.
+  write_langhost_wrapper "$1/bin/pulumi-language-python" "$final/venv/bin/python"
+  # python3 -m venv bakes $1 into bin/activate & pip shebangs; rebuild them at the final path later.
+  echo "$1" > "$1/.built-at"
+}
+
+write_langhost_wrapper() {
+  cat > "$1" <<EOF
+#!/usr/bin/env bash
+# Pulumi Python language host (scripts/langhost in the bluegreen checkout), run in a cached venv.
+repo="\${BLUEGREEN_REPO:-$REPO}"
+exec "$2" "\$repo/scripts/langhost/pulumi-language-python" "\$@"
+EOF
+  chmod 0755 "$1"
+}
+
+build_kubernetes-provider() {
+  local mod=github.com/pulumi/pulumi-kubernetes/provider/v4 src=$1/src
+  local ver=$PULUMI_KUBERNETES_VERSION
+  mod_copy "$mod@$PULUMI_KUBERNETES_PROVIDER_MODULE_VERSION" "$src"
+  (cd "$src" && go mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4 \
+    -require="github.com/pulumi/pulumi-kubernetes/sdk/v4@v${PULUMI_KUBERNETES_SDK_MODULE_VERSION:-4.24.0}")
+  # schema-embed.json is generated (gitignored upstream), so it is not in the module zip.
+  (cd "$src/cmd/pulumi-resource-kubernetes" && GOFLAGS="-mod=mod -buildvcs=false" VERSION=$ver \
+    with_ticker "provider generate" go run generate.go)
+  (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker kubernetes-provider \
+    go build -trimpath -o "$1/bin/pulumi-resource-kubernetes" \
+    -ldflags "-s -w -X $mod/pkg/version.Version=$ver" ./cmd/pulumi-resource-kubernetes)
+  rm -rf "$src"
+}
+
+build_kube() {
+  local v=$KUBERNETES_VERSION src=$1/src minor
+  minor=$(cut -d. -f2 <<<"$v")
+  mod_copy "k8s.io/kubernetes@v$v" "$src"
+  # Staging repos are published as k8s.io/X v0.<minor>.<patch>; point each replace there.
+  local edits=() m
+  for m in $(cd "$src" && go mod edit -json | python3 -c '
+import json,sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    if r["New"]["Path"].startswith("./staging/"): print(r["Old"]["Path"])'); do
+    edits+=("-replace=$m=$m@v0.${v#1.}")
+  done
+  (cd "$src" && go mod edit "${edits[@]}" && rm -rf vendor)
+  local pkg=k8s.io/component-base/version
+  (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker kube \
+    go build -trimpath -o "$1/bin/" \
+    -ldflags "-s -w -X $pkg.gitVersion=v$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
+    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler)
+  rm -rf "$src"
+}
+
+build_kwok() {
+  local v=v$KWOK_VERSION
+  GOBIN="$1/bin" GOFLAGS=-buildvcs=false with_ticker kwok \
+    go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kwok/cmd/kwok@$v" "sigs.k8s.io/kwok/cmd/kwokctl@$v"
+}
+
+# Debian's etcd-server (3.4.x) works with the apiserver; link it so kwokctl gets a fixed path.
+build_etcd() {
+  if ! [[ -x /usr/bin/etcd ]]; then
+    command -v apt-get >/dev/null || die "etcd: no /usr/bin/etcd and no apt-get"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >&2
+    # Debian starts a system etcd on :2379; the local cluster brings its own.
+    systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || true
+  fi
+  ln -s /usr/bin/etcd "$1/bin/etcd"
+}
+
+# --- driver ----------------------------------------------------------------------------------
+
+cached() {
+  local tool=$1 dir=$2 b
+  for b in $(bins_of "$tool"); do [[ -x $dir/bin/$b ]] || return 1; done
+}
+
+ensure() {
+  local tool=$1 ver dir work t0 secs est
+  ver=$(version_of "$tool")
+  dir=$TOOLS_DIR/$tool-$ver
+  if cached "$tool" "$dir"; then
+    say "$tool $ver cached"
+  elif on_path "$tool"; then
+    say "$tool $ver found on PATH ($(command -v "$(bins_of "$tool" | cut -d' ' -f1)"))"
+  else
+    est=$(estimate_of "$tool")
+    if [[ -n $BUDGET_MIN ]] && ((est > BUDGET_MIN - (SECONDS - START) / 60)); then
+      say "SKIPPING $tool $ver: cold build takes about $est min, only $((BUDGET_MIN - (SECONDS - START) / 60)) min of the ${BUDGET_MIN}-min budget left"
+      SKIPPED+=("$tool")
+      return 0
+    fi
+    say "building $tool $ver (cold build, about $est min)"
+    mkdir -p "$TOOLS_DIR"
+    work=$(mktemp -d "$TOOLS_DIR/.building-$tool-$ver.XXXXXX")
+    mkdir -p "$work/bin"
+    t0=$SECONDS
+    if ! "build_$tool" "$work"; then
+      rm -rf "$work"
+      [[ -n $BUDGET_MIN ]] || die "building $tool $ver failed (see the output above)"
+      say "FAILED to build $tool $ver; going on (budget mode)"
+      SKIPPED+=("$tool")
+      return 0
+    fi
+    secs=$((SECONDS - t0))
+    echo "$secs" > "$work/build-seconds"
+    # Swap in whole: a half-built dir never has a complete bin/, so a re-run rebuilds it.
+    rm -rf "$dir"
+    mv "$work" "$dir"
+    say "$tool $ver ready in $secs s"
+  fi
+  [[ -z $(type -t "post_$tool") ]] || "post_$tool" "$dir"
+}
+
+# venvs are not relocatable: after the atomic move, fix the venv's own paths once.
+post_langhost() {
+  local dir=$1 old
+  [[ -f $dir/.built-at ]] || { write_langhost_wrapper "$dir/bin/pulumi-language-python" "$dir/venv/bin/python"; return 0; }
+  old=$(cat "$dir/.built-at")
+  grep -rlF "$old" "$dir/venv/bin" | xargs -r sed -i "s#$old#$dir#g"
+  rm -f "$dir/.built-at"
+}
+
+# The engine looks in the plugin cache by exact version; install our binary there (no download).
+post_kubernetes-provider() {
+  local dir=$1 ver=$PULUMI_KUBERNETES_VERSION pulumi
+  local home=${PULUMI_HOME:-$HOME/.pulumi}
+  [[ -x $home/plugins/resource-kubernetes-v$ver/pulumi-resource-kubernetes ]] && return 0
+  pulumi=$(PATH="$(print_path):$PATH" command -v pulumi) ||
+    die "kubernetes-provider: need pulumi to install the plugin; run: scripts/toolchain.sh pulumi"
+  "$pulumi" plugin install resource kubernetes "$ver" --file "$dir/bin/pulumi-resource-kubernetes" >&2
+  say "installed pulumi-resource-kubernetes $ver into $home/plugins"
+}
+
+print_path() {
+  local tool dir out=""
+  for tool in "${ALL_TOOLS[@]}"; do
+    [[ $tool == kubernetes-provider ]] && continue # found through the plugin cache instead
+    dir=$TOOLS_DIR/$tool-$(version_of "$tool")/bin
+    [[ -d $dir ]] && out+="${out:+:}$dir"
+  done
+  echo "$out"
+}
+
+expand() {
+  case $1 in
+    all | e2e) echo helm pulumi langhost kubernetes-provider kwok etcd kube ;;
+    *) version_of "$1" >/dev/null && echo "$1" ;;
+  esac
+}
+
+main() {
+  local tools=() t
+  while (($#)); do
+    case $1 in
+      --budget-minutes) BUDGET_MIN=${2:?--budget-minutes needs a number}; shift 2 ;;
+      --print-path) print_path; return 0 ;;
+      -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
+      *) tools+=($(expand "$1")); shift ;;
+    esac
+  done
+  ((${#tools[@]})) || die "no tool given (try: scripts/toolchain.sh all)"
+  command -v go >/dev/null || die "go is not installed"
+  for t in "${tools[@]}"; do ensure "$t"; done
+  if ((${#SKIPPED[@]})); then
+    say "SKIPPED (not built, see above): ${SKIPPED[*]}"
+  fi
+  say "toolchain done in $((SECONDS - START)) s"
+}
+
+main "$@"

@@ -1,0 +1,56 @@
+{{/* Chart name, or nameOverride. */}}
+{{- define "bluegreen.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name prefix of every object. Truncated to 50 so "-stage" and "-green" suffixes stay within 63.
+*/}}
+{{- define "bluegreen.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bluegreen.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "bluegreen.labels" -}}
+helm.sh/chart: {{ include "bluegreen.chart" . }}
+{{ include "bluegreen.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The app's pods, both slots. Add `slot: blue|green` to pick one slot. */}}
+{{- define "bluegreen.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bluegreen.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The production slot, checked: it must exist and have pods, or prod would go dark. */}}
+{{- define "bluegreen.productionSlot" -}}
+{{- $prod := .Values.productionSlot }}
+{{- if not (has $prod (list "blue" "green")) }}
+{{- fail (printf "productionSlot is %q; allowed: blue, green" $prod) }}
+{{- end }}
+{{- $slot := index .Values $prod }}
+{{- if not $slot.enabled }}
+{{- fail (printf "productionSlot is %s but %s.enabled is false: prod would have no pods. Set %s.enabled=true, or productionSlot to the other slot" $prod $prod $prod) }}
+{{- end }}
+{{- $prod }}
+{{- end }}
+
+{{/* The slot that is not production: stage. */}}
+{{- define "bluegreen.stageSlot" -}}
+{{- ternary "green" "blue" (eq (include "bluegreen.productionSlot" .) "blue") }}
+{{- end }}

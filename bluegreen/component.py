@@ -1,0 +1,112 @@
+"""BlueGreenApp: validated settings -> a Namespace and a helm.v3.Release of the bundled chart.
+
+The component only wires decisions made elsewhere (config.py, slots.py, values.py) into resources.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+from pulumi_kubernetes.core.v1 import Namespace
+from pulumi_kubernetes.helm.v3 import Release
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from .config import Settings
+from .slots import SlotPlan, plan
+from .values import chart_values
+
+CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chart")
+
+# Helm keeps one Secret per revision; without a cap they pile up for ever.
+MAX_HISTORY = 10
+
+
+@dataclass
+class BlueGreenAppArgs:
+    settings: Settings
+    """The validated stack config (bluegreen.config.parse / from_pulumi_config)."""
+
+
+class BlueGreenApp(pulumi.ComponentResource):
+    """Two slots of one app behind a prod and a stage Service, as one Helm release."""
+
+    release: Release
+    plan: SlotPlan
+    production_slot: str
+    stage_slot: str
+    prod_selector: dict
+    stage_selector: dict
+    prod_url: str
+    stage_url: str
+    revision: pulumi.Output[int]
+    status: pulumi.Output[str]
+
+    def __init__(self, name: str, args: BlueGreenAppArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("bluegreen:index:BlueGreenApp", name, {}, opts)
+        settings = args.settings
+        self.plan = plan(settings)
+
+        depends_on = []
+        if settings.create_namespace:
+            # Our own namespace enforces Pod Security "restricted", which the chart's pods meet,
+            # and `pulumi destroy` removes it again.
+            depends_on.append(Namespace(
+                f"{name}-namespace",
+                metadata=ObjectMetaArgs(name=settings.namespace, labels={
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "app.kubernetes.io/managed-by": "pulumi",
+                }),
+                opts=pulumi.ResourceOptions(parent=self),
+            ))
+
+        self.release = Release(
+            f"{name}-release",
+            # An explicit name: an auto-named release would rename every Service it owns.
+            name=settings.app_name,
+            namespace=settings.namespace,
+            chart=chart_path(),
+            values=chart_values(settings),
+            max_history=MAX_HISTORY,
+            # A failed upgrade (pods never ready, timeout) is rolled back by Helm to the last good
+            # revision, and resources it created are removed: prod keeps serving the old slot.
+            atomic=True,
+            cleanup_on_fail=True,
+            # Await readiness (Helm's --wait) so `pulumi up` ends only when the slots are Available.
+            skip_await=False,
+            timeout=settings.helm_timeout_seconds,
+            # Stack config is the source of truth: values set behind Pulumi's back are not kept.
+            reset_values=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+        scheme = "https" if settings.tls_secret else "http"
+        self.production_slot = self.plan.production
+        self.stage_slot = self.plan.stage
+        self.prod_selector = self.plan.prod_selector
+        self.stage_selector = self.plan.stage_selector
+        self.prod_url = f"{scheme}://{settings.prod_host}/"
+        self.stage_url = f"{scheme}://{settings.stage_host}/"
+        self.revision = self.release.status.apply(lambda s: s.revision)
+        self.status = self.release.status.apply(lambda s: s.status)
+        self.register_outputs({
+            "productionSlot": self.production_slot,
+            "stageSlot": self.stage_slot,
+            "prodSelector": self.prod_selector,
+            "stageSelector": self.stage_selector,
+            "revision": self.revision,
+            "status": self.status,
+        })
+
+
+def chart_path() -> str:
+    """The chart's path relative to the working directory (the project root under Pulumi).
+
+    Stored in the Release's inputs: an absolute path would show a spurious diff on every other
+    machine or checkout (pulumi-kubernetes issue 2573).
+    """
+    relative = os.path.relpath(CHART_DIR, os.getcwd())
+    # "./" keeps Helm from reading "bluegreen/chart" as chart "chart" of a repo named "bluegreen".
+    return relative if relative.startswith("..") else "./" + relative

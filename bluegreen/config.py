@@ -1,0 +1,326 @@
+"""Stack config -> typed, validated settings.
+
+This is the product's user interface: every key a user can `pulumi config set` is read here,
+and every error message a user can get from bad config is written here. Nothing in this module
+needs a Pulumi runtime, so each rule is tested as a plain function.
+
+Values are accepted the way Pulumi stores them: `pulumi config set --path green.enabled true`
+may arrive as the boolean true or the string "true", a replica count as 3 or "3". Their
+*meaning* is checked strictly: "yes" is not a boolean, 2.5 is not a replica count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+PROJECT = "bluegreen"
+SLOTS = ("blue", "green")
+
+# Defaults live here once. Pulumi.yaml declares the same defaults for `pulumi config` users
+# (a test keeps the two in step): an object set with `--path` replaces the declared default
+# object as a whole, so per-field defaults must be applied here anyway.
+SLOT_DEFAULTS = {
+    "blue": {"enabled": True, "image": "", "replicas": 2},
+    "green": {"enabled": False, "image": "", "replicas": 2},
+}
+RESOURCES_DEFAULT = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+DEFAULTS: dict[str, Any] = {
+    "appName": "web",
+    "namespace": "bluegreen",
+    "createNamespace": True,
+    "productionSlot": "blue",
+    "blue": SLOT_DEFAULTS["blue"],
+    "green": SLOT_DEFAULTS["green"],
+    "containerPort": 8080,
+    "healthPath": "/healthz",
+    "prodHost": "www.example.com",
+    "stageHost": "stage.example.com",
+    "ingressClass": "nginx",
+    "tlsSecret": "",
+    "resources": RESOURCES_DEFAULT,
+    "readOnlyRootFilesystem": True,
+    "helmTimeoutSeconds": 300,
+}
+
+# A Docker image reference: [registry[:port]/]path[:tag][@digest], with a tag or a digest.
+# A reference without either silently means ":latest", which makes two slots indistinguishable.
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+_IMAGE_RE = re.compile(
+    rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME_RE = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+_DNS_LABEL_RE = re.compile(rf"^{_DNS_LABEL}$")
+# App names become Helm release names and Deployment names (`<app>-green`): keep them short.
+_APP_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+_QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad config value: what it is, what is allowed, and the command that fixes it."""
+
+    key: str
+    value: Any
+    allowed: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key} is {_show(self.value)}; allowed: {self.allowed}.\n  Fix: {self.fix}"
+
+
+class ConfigError(ValueError):
+    """The stack config cannot be deployed. Raised before any resource is registered."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = [f"{len(problems)} problem(s) in the stack config; nothing was changed."]
+        lines += [f"- {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class SlotSettings:
+    """One slot's Deployment: off, or an image at a replica count."""
+
+    enabled: bool
+    image: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the program needs, validated."""
+
+    app_name: str
+    namespace: str
+    create_namespace: bool
+    production_slot: str
+    slots: Mapping[str, SlotSettings]
+    container_port: int
+    health_path: str
+    prod_host: str
+    stage_host: str
+    ingress_class: str
+    tls_secret: str
+    resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    read_only_root_filesystem: bool = True
+    helm_timeout_seconds: int = 300
+
+    @property
+    def stage_slot(self) -> str:
+        return other_slot(self.production_slot)
+
+    def slot(self, name: str) -> SlotSettings:
+        return self.slots[name]
+
+
+def other_slot(slot: str) -> str:
+    """The slot that is not `slot`: stage when given prod, prod when given stage."""
+    if slot not in SLOTS:
+        raise ValueError(f"slot is {slot!r}; allowed: {', '.join(SLOTS)}")
+    return SLOTS[1 - SLOTS.index(slot)]
+
+
+def parse(raw: Mapping[str, Any]) -> Settings:
+    """Turn raw stack config (keys without the `bluegreen:` prefix) into Settings.
+
+    Collects every problem before raising, so one `pulumi up` shows them all.
+    """
+    problems: list[Problem] = []
+    for key in sorted(set(raw) - set(DEFAULTS)):
+        problems.append(Problem(key, raw[key], "one of " + ", ".join(DEFAULTS), f"pulumi config rm {key}"))
+    get = _Reader(raw, problems)
+
+    app_name = get.matching("appName", _APP_NAME_RE, "a DNS label of 1-40 characters: a-z, 0-9, '-', starting with a letter")
+    namespace = get.matching("namespace", _DNS_LABEL_RE, "a DNS label: a-z, 0-9, '-', at most 63 characters")
+    production_slot = get.one_of("productionSlot", SLOTS)
+    slots = {name: _parse_slot(name, raw.get(name, SLOT_DEFAULTS[name]), problems) for name in SLOTS}
+    prod_host = get.matching("prodHost", _DNS_NAME_RE, "a lowercase DNS name such as www.example.com")
+    stage_host = get.matching("stageHost", _DNS_NAME_RE, "a lowercase DNS name such as stage.example.com")
+    if prod_host and prod_host == stage_host:
+        problems.append(Problem("stageHost", stage_host, f"a host other than prodHost ({prod_host})",
+                                f"pulumi config set stageHost stage.{prod_host}"))
+    tls_secret = get.text("tlsSecret")
+    if tls_secret and not _DNS_NAME_RE.match(tls_secret):
+        problems.append(Problem("tlsSecret", tls_secret, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
+                                "pulumi config set tlsSecret web-tls"))
+    health_path = get.text("healthPath")
+    if not health_path.startswith("/") or any(c.isspace() for c in health_path):
+        problems.append(Problem("healthPath", health_path, "an HTTP path starting with '/'",
+                                "pulumi config set healthPath /healthz"))
+
+    settings = Settings(
+        app_name=app_name,
+        namespace=namespace,
+        create_namespace=get.boolean("createNamespace"),
+        production_slot=production_slot,
+        slots=slots,
+        container_port=get.integer("containerPort", 1, 65535),
+        health_path=health_path,
+        prod_host=prod_host,
+        stage_host=stage_host,
+        ingress_class=get.matching("ingressClass", _DNS_NAME_RE, "the name of an IngressClass"),
+        tls_secret=tls_secret,
+        resources=_parse_resources(raw.get("resources", RESOURCES_DEFAULT), problems),
+        read_only_root_filesystem=get.boolean("readOnlyRootFilesystem"),
+        helm_timeout_seconds=get.integer("helmTimeoutSeconds", 30, 3600),
+    )
+    if production_slot in SLOTS:
+        problems += _production_slot_problems(production_slot, slots[production_slot])
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def from_pulumi_config() -> Settings:
+    """Read this project's keys from the running Pulumi program's stack config and parse them."""
+    from pulumi.runtime import config as runtime_config  # the only Pulumi import in this module
+
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = PROJECT + ":"
+    raw: dict[str, Any] = {}
+    for key, value in merged.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            raw[name] = _decode_object(value) if name in ("blue", "green", "resources") else value
+    return parse(raw)
+
+
+def _production_slot_problems(slot: str, settings: SlotSettings) -> list[Problem]:
+    """Prod must have pods to send traffic to: promoting to an empty slot is an outage."""
+    problems = []
+    if not settings.enabled:
+        problems.append(Problem(f"{slot}.enabled", False, f"true while productionSlot is {slot} (prod would have no pods)",
+                                f"pulumi config set --path {slot}.enabled true, or pulumi config set productionSlot {other_slot(slot)}"))
+    if settings.enabled and not settings.image:
+        problems.append(Problem(f"{slot}.image", "", f"an image while productionSlot is {slot}",
+                                f"pulumi config set --path {slot}.image registry/name:tag"))
+    if settings.enabled and settings.replicas == 0:
+        problems.append(Problem(f"{slot}.replicas", 0, f"at least 1 while productionSlot is {slot}",
+                                f"pulumi config set --path {slot}.replicas 2"))
+    return problems
+
+
+def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
+    defaults = SLOT_DEFAULTS[name]
+    if not isinstance(value, Mapping):
+        problems.append(Problem(name, value, "an object with keys enabled, image, replicas",
+                                f"pulumi config set --path {name}.image registry/name:tag"))
+        return SlotSettings(**defaults)
+    for key in sorted(set(value) - set(defaults)):
+        problems.append(Problem(f"{name}.{key}", value[key], "keys enabled, image, replicas",
+                                f"pulumi config rm --path {name}.{key}"))
+    get = _Reader({**defaults, **value}, problems, prefix=f"{name}.")
+    enabled = get.boolean("enabled")
+    image = get.text("image")
+    if image and not _IMAGE_RE.match(image):
+        problems.append(Problem(f"{name}.image", image, "an image reference with a tag or digest, such as registry/name:1.2.3",
+                                f"pulumi config set --path {name}.image registry/name:tag"))
+    elif enabled and not image:
+        problems.append(Problem(f"{name}.image", image, f"an image while {name}.enabled is true",
+                                f"pulumi config set --path {name}.image registry/name:tag, or pulumi config set --path {name}.enabled false"))
+    return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", 0, 100))
+
+
+def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str, str]]:
+    allowed = "an object {requests: {cpu, memory}, limits: {cpu, memory}} of Kubernetes quantities"
+    fix = "pulumi config set --path resources.requests.cpu 100m"
+    if not isinstance(value, Mapping):
+        problems.append(Problem("resources", value, allowed, fix))
+        return RESOURCES_DEFAULT
+    result: dict[str, dict[str, str]] = {}
+    for kind, quantities in value.items():
+        if kind not in ("requests", "limits") or not isinstance(quantities, Mapping):
+            problems.append(Problem(f"resources.{kind}", quantities, allowed, f"pulumi config rm --path resources.{kind}"))
+            continue
+        result[kind] = {}
+        for resource, quantity in quantities.items():
+            if resource not in ("cpu", "memory") or not _QUANTITY_RE.match(str(quantity)):
+                problems.append(Problem(f"resources.{kind}.{resource}", quantity,
+                                        "cpu or memory, as a quantity such as 100m or 128Mi", fix))
+                continue
+            result[kind][resource] = str(quantity)
+    return result
+
+
+class _Reader:
+    """Reads one key with its default, coercing Pulumi's string forms; records problems."""
+
+    def __init__(self, raw: Mapping[str, Any], problems: list[Problem], prefix: str = ""):
+        self.raw, self.problems, self.prefix = raw, problems, prefix
+
+    def _get(self, key: str) -> Any:
+        return self.raw.get(key, DEFAULTS.get(key))
+
+    def _bad(self, key: str, value: Any, allowed: str, example: Any) -> None:
+        path = self.prefix + key
+        flag = "--path " if self.prefix else ""
+        self.problems.append(Problem(path, value, allowed, f"pulumi config set {flag}{path} {example}"))
+
+    def text(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str):
+            self._bad(key, value, "a string", DEFAULTS.get(key) or "...")
+            return ""
+        return value
+
+    def matching(self, key: str, pattern: re.Pattern, allowed: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str) or not pattern.match(value):
+            self._bad(key, value, allowed, DEFAULTS[key])
+            return value if isinstance(value, str) else ""
+        return value
+
+    def one_of(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self._get(key)
+        if value not in choices:
+            self._bad(key, value, ", ".join(choices), choices[0])
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        self._bad(key, value, "true or false", "true")
+        return False
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        value = self._get(key)
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+            number = int(value)
+        if isinstance(value, float) and value.is_integer():
+            number = int(value)
+        if number is None or not low <= number <= high:
+            self._bad(key, value, f"a whole number from {low} to {high}", DEFAULTS.get(key, max(low, 2)))
+            return low
+        return number
+
+
+def _decode_object(value: Any) -> Any:
+    """Pulumi hands object config to programs as JSON text; keep non-JSON text for the error."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return json.dumps(value) if isinstance(value, (dict, list)) else repr(value)

@@ -1,0 +1,52 @@
+"""Pure slot logic: which slot serves prod, which is stage, and what each Service selects.
+
+The chart renders the same selectors from the same values (tests/chart checks that they agree),
+so the program can export them: a Release's preview only diffs its input values
+(pulumi-kubernetes issue 1701), and these exports are what shows a reviewer of
+`pulumi preview --diff` that prod moves from `slot: blue` to `slot: green`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from .config import SLOTS, Settings, SlotSettings, other_slot
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """What the cluster should look like for one stack config."""
+
+    app_name: str
+    production: str
+    slots: Mapping[str, SlotSettings]
+
+    @property
+    def stage(self) -> str:
+        return other_slot(self.production)
+
+    def selector(self, slot: str) -> dict[str, str]:
+        """The pod labels a Service uses to pick one slot's pods (the chart's selectorLabels)."""
+        return {"app.kubernetes.io/name": self.app_name, "app.kubernetes.io/instance": self.app_name, "slot": slot}
+
+    @property
+    def prod_selector(self) -> dict[str, str]:
+        return self.selector(self.production)
+
+    @property
+    def stage_selector(self) -> dict[str, str]:
+        return self.selector(self.stage)
+
+    def image(self, slot: str) -> Optional[str]:
+        """The image a slot runs, or None when the slot has no Deployment."""
+        state = self.slots[slot]
+        return state.image if state.enabled else None
+
+    @property
+    def deployed_slots(self) -> list[str]:
+        return [slot for slot in SLOTS if self.slots[slot].enabled]
+
+
+def plan(settings: Settings) -> SlotPlan:
+    return SlotPlan(app_name=settings.app_name, production=settings.production_slot, slots=dict(settings.slots))

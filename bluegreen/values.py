@@ -1,0 +1,30 @@
+"""Settings -> the chart's values. The only place that knows the chart's value names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import SLOTS, Settings
+
+
+def chart_values(settings: Settings) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        # Release name == app name, so the Service names are `<app>-prod` and `<app>-stage`.
+        "nameOverride": settings.app_name,
+        "productionSlot": settings.production_slot,
+        "containerPort": settings.container_port,
+        "healthPath": settings.health_path,
+        "readOnlyRootFilesystem": settings.read_only_root_filesystem,
+        "resources": {kind: dict(q) for kind, q in settings.resources.items()},
+        "ingress": {
+            "enabled": True,
+            "className": settings.ingress_class,
+            "prodHost": settings.prod_host,
+            "stageHost": settings.stage_host,
+            "tlsSecretName": settings.tls_secret,
+        },
+    }
+    for slot in SLOTS:
+        state = settings.slot(slot)
+        values[slot] = {"enabled": state.enabled, "image": state.image, "replicas": state.replicas}
+    return values

@@ -51,7 +51,10 @@ DEFAULTS: dict[str, Any] = {
 # A Docker image reference: [registry[:port]/]path[:tag][@digest], with a tag or a digest.
 # A reference without either silently means ":latest", which makes two slots indistinguishable.
 _NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+# A registry is the first path component only when it looks like a host: it has a dot or a port,
+# or is localhost (Docker's rule); otherwise "shop/web" is a Docker Hub path.
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_REGISTRY = rf"(?:(?:localhost|{_HOST}(?:\.{_HOST})+)(?::[0-9]+)?/|{_HOST}:[0-9]+/)"
 _IMAGE_RE = re.compile(
     rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
@@ -222,7 +225,8 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     get = _Reader({**defaults, **value}, problems, prefix=f"{name}.")
     enabled = get.boolean("enabled")
     image = get.text("image")
-    if image and not _IMAGE_RE.match(image):
+    match = _IMAGE_RE.match(image)
+    if image and not (match and (match["tag"] or match["digest"])):
         problems.append(Problem(f"{name}.image", image, "an image reference with a tag or digest, such as registry/name:1.2.3",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
     elif enabled and not image:
@@ -237,12 +241,13 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
     if not isinstance(value, Mapping):
         problems.append(Problem("resources", value, allowed, fix))
         return RESOURCES_DEFAULT
-    result: dict[str, dict[str, str]] = {}
+    # Like the slots (and like Helm's own values merge), fields not given keep their defaults.
+    result = {kind: dict(quantities) for kind, quantities in RESOURCES_DEFAULT.items()}
     for kind, quantities in value.items():
         if kind not in ("requests", "limits") or not isinstance(quantities, Mapping):
             problems.append(Problem(f"resources.{kind}", quantities, allowed, f"pulumi config rm --path resources.{kind}"))
             continue
-        result[kind] = {}
+        result.setdefault(kind, {})
         for resource, quantity in quantities.items():
             if resource not in ("cpu", "memory") or not _QUANTITY_RE.match(str(quantity)):
                 problems.append(Problem(f"resources.{kind}.{resource}", quantity,

@@ -1,0 +1,171 @@
+"""Tier 3: what Kubernetes would receive, rendered by the real helm CLI.
+
+Asserts on the selectors, labels, images and hosts themselves, for every step of a release.
+"""
+
+import subprocess
+
+import pytest
+
+from bluegreen.config import parse
+from bluegreen.slots import plan
+from bluegreen.values import chart_values
+from tests.chart.render import CHART, HelmError, template
+from tests.scenarios import SCENARIOS, V1, V2
+
+
+def render(helm, scenario):
+    return template(helm, chart_values(parse(scenario.config)))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_services_select_exactly_one_slot(helm, scenario):
+    manifest = render(helm, scenario)
+    assert manifest.deployments_selected_by("web-prod") == [f"web-{scenario.prod}"]
+    expected_stage = [f"web-{scenario.stage}"] if scenario.images[scenario.stage] else []
+    assert manifest.deployments_selected_by("web-stage") == expected_stage
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_rendered_selectors_are_the_exported_ones(helm, scenario):
+    # The program exports these selectors so previews show the flip; they must be the real ones.
+    manifest, slot_plan = render(helm, scenario), plan(parse(scenario.config))
+    assert manifest.get("Service", "web-prod")["spec"]["selector"] == slot_plan.prod_selector
+    assert manifest.get("Service", "web-stage")["spec"]["selector"] == slot_plan.stage_selector
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_one_deployment_per_enabled_slot(helm, scenario):
+    manifest = render(helm, scenario)
+    deployed = {d["metadata"]["name"]: d for d in manifest.all("Deployment")}
+    assert sorted(deployed) == sorted(f"web-{s}" for s, image in scenario.images.items() if image)
+    for slot, image in scenario.images.items():
+        if not image:
+            continue
+        spec = deployed[f"web-{slot}"]["spec"]
+        assert spec["selector"]["matchLabels"]["slot"] == slot
+        assert spec["template"]["metadata"]["labels"]["slot"] == slot
+        assert deployed[f"web-{slot}"]["metadata"]["labels"]["slot"] == slot
+        assert spec["template"]["spec"]["containers"][0]["image"] == image
+        assert spec["replicas"] == 2
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_ingress_routes_prod_host_to_prod_and_stage_host_to_stage(helm, scenario):
+    ingress = render(helm, scenario).get("Ingress", "web")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    routes = {rule["host"]: rule["http"]["paths"][0]["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]}
+    assert routes == {"shop.example.com": "web-prod", "stage.shop.example.com": "web-stage"}
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert "tls" not in ingress["spec"]
+
+
+def test_tls_covers_both_hosts(helm):
+    values = chart_values(parse({**SCENARIOS[0].config, "tlsSecret": "shop-tls"}))
+    tls = template(helm, values).get("Ingress", "web")["spec"]["tls"]
+    assert tls == [{"hosts": ["shop.example.com", "stage.shop.example.com"], "secretName": "shop-tls"}]
+
+
+def test_pods_meet_pod_security_restricted(helm):
+    manifest = render(helm, SCENARIOS[1])
+    pods = [d["spec"]["template"]["spec"] for d in manifest.all("Deployment")]
+    pods += [p["spec"] for p in manifest.all("Pod")]  # the helm test hook too
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert container["resources"]["requests"]
+
+
+def test_probes_and_resources_follow_config(helm):
+    config = {**SCENARIOS[0].config, "healthPath": "/ready", "containerPort": 9000,
+              "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}
+    container = template(helm, chart_values(parse(config))).get("Deployment", "web-blue")["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["ports"][0]["containerPort"] == 9000
+    # Fields not given keep their defaults, in the config layer and in Helm's merge alike.
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def test_helm_test_hook_checks_the_stage_service(helm):
+    pod = render(helm, SCENARIOS[1]).get("Pod", "web-test-stage")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "http://web-stage:80/healthz" in pod["spec"]["containers"][0]["command"]
+
+
+def test_standard_labels_everywhere(helm):
+    for obj in render(helm, SCENARIOS[1]).objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "web"
+        assert labels["app.kubernetes.io/instance"] == "web"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "bluegreen-1.0.0"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_lint_strict_passes(helm, scenario, tmp_path):
+    values = tmp_path / "values.json"
+    values.write_text(__import__("json").dumps(chart_values(parse(scenario.config))))
+    done = subprocess.run([helm, "lint", "--strict", str(CHART), "--values", str(values)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["productionSlot=purple"], "at '/productionSlot': value must be one of 'blue', 'green'"),
+    (["blue.replicas=-1"], "at '/blue/replicas': minimum"),
+    (["blue.replicas=two"], "at '/blue/replicas'"),
+    (["green.enabled=yes"], "at '/green/enabled'"),
+    (["green.enabeld=true"], "additional properties 'enabeld' not allowed"),
+    (["green.image=shop web:1"], "at '/green/image'"),
+    (["ingress.prodHost=Shop_Example"], "at '/ingress/prodHost'"),
+])
+def test_schema_rejects_bad_values(helm, sets, message):
+    with pytest.raises(HelmError, match="values don't meet the specifications of the schema") as error:
+        template(helm, sets=[f"blue.image={V1}", *sets])
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["productionSlot=green"], "productionSlot is green but green.enabled is false: prod would have no pods"),
+    (["green.enabled=true"], "green.image is required when green.enabled is true"),
+    ([], "blue.image is required when blue.enabled is true"),
+])
+def test_chart_refuses_to_render_an_outage(helm, sets, message):
+    with pytest.raises(HelmError, match=message):
+        template(helm, sets=sets if not sets or sets[0] != "green.enabled=true" else [f"blue.image={V1}", *sets])
+
+
+def test_prod_and_stage_hosts_must_differ(helm):
+    with pytest.raises(HelmError, match="stage needs its own host"):
+        template(helm, sets=[f"blue.image={V1}", "ingress.prodHost=a.example.com", "ingress.stageHost=a.example.com"])
+
+
+def test_articles_plain_helm_flow_renders(helm):
+    """The article's commands, as plain `--set` flags on the chart's own defaults."""
+    sets = [f"blue.image={V1}"]
+    manifest = template(helm, sets=sets, release="shop")
+    # Without nameOverride, helm create's naming: <release>-<chart>.
+    assert manifest.deployments_selected_by("shop-bluegreen-prod") == ["shop-bluegreen-blue"]
+    assert manifest.deployments_selected_by("shop-bluegreen-stage") == []
+
+    sets += ["green.enabled=true", f"green.image={V2}"]  # deploy into the other slot
+    manifest = template(helm, sets=sets, release="shop")
+    assert manifest.deployments_selected_by("shop-bluegreen-prod") == ["shop-bluegreen-blue"]
+    assert manifest.deployments_selected_by("shop-bluegreen-stage") == ["shop-bluegreen-green"]
+
+    sets += ["productionSlot=green"]  # promote
+    manifest = template(helm, sets=sets, release="shop")
+    assert manifest.deployments_selected_by("shop-bluegreen-prod") == ["shop-bluegreen-green"]
+    assert manifest.deployments_selected_by("shop-bluegreen-stage") == ["shop-bluegreen-blue"]
+
+    sets += ["blue.enabled=false"]  # optionally delete the old slot
+    manifest = template(helm, sets=sets, release="shop")
+    assert [d["metadata"]["name"] for d in manifest.all("Deployment")] == ["shop-bluegreen-green"]
+    assert manifest.deployments_selected_by("shop-bluegreen-prod") == ["shop-bluegreen-green"]

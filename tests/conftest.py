@@ -1,0 +1,30 @@
+import pathlib
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> pathlib.Path:
+    return REPO_ROOT
+
+
+def toolchain_tool(name: str, target: str) -> str:
+    """Path of a tool from scripts/toolchain.sh, building it first when it is not cached."""
+    import os
+    import shutil
+    import subprocess
+
+    script = REPO_ROOT / "scripts" / "toolchain.sh"
+    subprocess.run([str(script), target], check=True, stdout=subprocess.DEVNULL)
+    tool_path = subprocess.run([str(script), "--print-path"], check=True, capture_output=True, text=True).stdout.strip()
+    found = shutil.which(name, path=os.pathsep.join(p for p in (tool_path, os.environ.get("PATH", "")) if p))
+    if not found:
+        pytest.fail(f"{name} is not available after `scripts/toolchain.sh {target}`")
+    return found
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    return toolchain_tool("helm", "helm")

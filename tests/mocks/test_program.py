@@ -1,0 +1,88 @@
+"""Tier 2: what the Release receives and what the stack exports, for each step of a release."""
+
+import pytest
+import pulumi
+
+from tests.mocks.harness import RELEASE_TYPE, RecordingMocks, run_program
+from tests.scenarios import BAD_CONFIGS, BASE, SCENARIOS, V1
+
+
+@pytest.fixture(autouse=True)
+def at_project_root(repo_root, monkeypatch):
+    # Pulumi runs programs from the project root; the chart path is relative to it.
+    monkeypatch.chdir(repo_root)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_release_inputs(scenario):
+    release = run_program(scenario.config).release.inputs
+    assert release["name"] == "web"
+    assert release["namespace"] == "shop"
+    assert release["chart"] == "./bluegreen/chart"
+    assert release["maxHistory"] == 10
+    assert release["atomic"] is True and release["cleanupOnFail"] is True
+    assert release["skipAwait"] is False and release["timeout"] == 300
+    values = release["values"]
+    assert values["productionSlot"] == scenario.prod
+    for slot, image in scenario.images.items():
+        assert values[slot]["enabled"] == (image is not None)
+        if image:
+            assert values[slot]["image"] == image
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_stack_outputs(scenario):
+    outputs = run_program(scenario.config).outputs
+    assert outputs["productionSlot"] == scenario.prod
+    assert outputs["stageSlot"] == scenario.stage
+    assert outputs["prodSelector"]["slot"] == scenario.prod
+    assert outputs["stageSelector"]["slot"] == scenario.stage
+    assert outputs["images"] == scenario.images
+    assert outputs["prodUrl"] == "http://shop.example.com/"
+    assert outputs["stageUrl"] == "http://stage.shop.example.com/"
+    assert outputs["releaseName"] == "web"
+    assert outputs["namespace"] == "shop"
+    assert outputs["revision"] == 1
+    assert outputs["status"] == "deployed"
+
+
+def test_promotion_changes_only_production_slot_and_what_follows():
+    staged, promoted = (run_program(s.config) for s in SCENARIOS[1:3])
+    before, after = staged.release.inputs["values"], promoted.release.inputs["values"]
+    assert {k for k in before if before[k] != after[k]} == {"productionSlot"}
+    changed = {k for k in staged.outputs if staged.outputs[k] != promoted.outputs[k]}
+    assert changed == {"productionSlot", "stageSlot", "prodSelector", "stageSelector"}
+
+
+def test_namespace_is_created_restricted_and_before_the_release():
+    run = run_program(SCENARIOS[0].config)
+    (namespace,) = run.of_type("kubernetes:core/v1:Namespace")
+    assert namespace.inputs["metadata"]["name"] == "shop"
+    assert namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert [r.typ for r in run.registered] == [
+        "bluegreen:index:BlueGreenApp", "kubernetes:core/v1:Namespace", RELEASE_TYPE]
+
+
+def test_existing_namespace_is_not_created():
+    run = run_program({**SCENARIOS[0].config, "createNamespace": False})
+    assert run.of_type("kubernetes:core/v1:Namespace") == []
+    assert run.release.inputs["namespace"] == "shop"
+
+
+def test_tls_switches_urls_to_https():
+    outputs = run_program({**SCENARIOS[0].config, "tlsSecret": "shop-tls"}).outputs
+    assert outputs["prodUrl"] == "https://shop.example.com/"
+
+
+def test_preview_registers_the_same_release():
+    assert run_program(SCENARIOS[2].config, preview=True).release.inputs["values"]["productionSlot"] == "green"
+
+
+@pytest.mark.parametrize("name,override,message", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_bad_input_fails_before_any_resource(name, override, message):
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as error:
+        run_program({**BASE, "blue": {"enabled": True, "image": V1, "replicas": 2}, **override}, mocks=mocks)
+    assert message in str(error.value)
+    assert "Fix: pulumi config" in str(error.value)
+    assert mocks.registered == []

@@ -1,0 +1,63 @@
+"""The release cycle as stack configs, shared by the mocks and chart tiers.
+
+Each scenario is the raw stack config (keys without the `bluegreen:` prefix) a user reaches with
+plain `pulumi config set` commands, and what prod and stage must serve there.
+"""
+
+from dataclasses import dataclass
+
+V1 = "registry.example.com/shop/web:1.4.0"
+V2 = "registry.example.com/shop/web:1.5.0"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    config: dict
+    prod: str
+    stage: str
+    images: dict  # slot -> image, None where the slot has no Deployment
+
+
+def _slot(enabled, image, replicas=2):
+    return {"enabled": enabled, "image": image, "replicas": replicas}
+
+
+BASE = {"namespace": "shop", "prodHost": "shop.example.com", "stageHost": "stage.shop.example.com"}
+
+SCENARIOS = [
+    # First deploy: blue is live, green is empty.
+    Scenario("blue-live", {**BASE, "productionSlot": "blue", "blue": _slot(True, V1), "green": _slot(False, "")},
+             prod="blue", stage="green", images={"blue": V1, "green": None}),
+    # v2 deployed into the idle slot: prod untouched, stage serves green.
+    Scenario("green-staged", {**BASE, "productionSlot": "blue", "blue": _slot(True, V1), "green": _slot(True, V2)},
+             prod="blue", stage="green", images={"blue": V1, "green": V2}),
+    # `pulumi config set productionSlot green`: prod serves v2, blue is the instant rollback.
+    Scenario("promoted-to-green", {**BASE, "productionSlot": "green", "blue": _slot(True, V1), "green": _slot(True, V2)},
+             prod="green", stage="blue", images={"blue": V1, "green": V2}),
+    # The old slot removed; the next release goes into blue.
+    Scenario("blue-retired", {**BASE, "productionSlot": "green", "blue": _slot(False, V1), "green": _slot(True, V2)},
+             prod="green", stage="blue", images={"blue": None, "green": V2}),
+    # Flipped back after the promotion: prod serves v1 again, v2 stays staged.
+    Scenario("rolled-back", {**BASE, "productionSlot": "blue", "blue": _slot(True, V1), "green": _slot(True, V2)},
+             prod="blue", stage="green", images={"blue": V1, "green": V2}),
+]
+
+# Bad inputs and a fragment of the error each must produce.
+BAD_CONFIGS = [
+    ("productionSlot not a slot", {"productionSlot": "purple"}, "productionSlot is 'purple'; allowed: blue, green"),
+    ("promote to a disabled slot", {"productionSlot": "green"}, "green.enabled is false"),
+    ("promote to a slot without image",
+     {"productionSlot": "green", "green": _slot(True, "")}, "green.image is ''"),
+    ("enabled slot without image", {"green": _slot(True, "")}, "green.image is ''; allowed: an image while green.enabled is true"),
+    ("invalid image", {"green": _slot(True, "Shop Web:1")}, "green.image is 'Shop Web:1'"),
+    ("image without tag", {"green": _slot(True, "shop/web")}, "green.image is 'shop/web'"),
+    ("negative replicas", {"green": _slot(True, V2, -1)}, "green.replicas is -1; allowed: a whole number from 0 to 100"),
+    ("fractional replicas", {"green": _slot(True, V2, 2.5)}, "green.replicas is 2.5"),
+    ("non-numeric replicas", {"blue": {"enabled": True, "image": V1, "replicas": "two"}}, "blue.replicas is 'two'"),
+    ("prod host equals stage host", {"prodHost": "shop.example.com", "stageHost": "shop.example.com"},
+     "stageHost is 'shop.example.com'; allowed: a host other than prodHost"),
+    ("prod host not a DNS name", {"prodHost": "Shop_Example.com"}, "prodHost is 'Shop_Example.com'"),
+    ("typo inside a slot", {"green": {"enabeld": True, "image": V2}}, "green.enabeld is true; allowed: keys enabled, image, replicas"),
+    ("unknown top-level key", {"productoinSlot": "green"}, "productoinSlot is 'green'; allowed: one of"),
+]

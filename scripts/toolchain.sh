@@ -7,6 +7,7 @@
 # TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok, or the groups e2e / all.
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
 set -euo pipefail
+export GOWORK=off # builds happen inside copied modules, never in a workspace
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=versions.env
@@ -131,9 +132,8 @@ build_langhost() {
   "$1/venv/bin/pip" install --quiet --disable-pip-version-check "pulumi==$v"
   local sdk; sdk=$(mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v")
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$1/bin/pulumi-language-python-exec"
-  # venv scripts embed their absolute path, so point the wrapper at the final location.
   write_langhost_wrapper "$1/bin/pulumi-language-python" "$final/venv/bin/python"
-  # python3 -m venv bakes $1 into bin/activate & pip shebangs; rebuild them at the final path later.
+  # python3 -m venv bakes $1 into bin/activate and pip's shebangs; post_langhost fixes them.
   echo "$1" > "$1/.built-at"
 }
 
@@ -174,7 +174,8 @@ for r in json.load(sys.stdin).get("Replace") or []:
     if r["New"]["Path"].startswith("./staging/"): print(r["Old"]["Path"])'); do
     edits+=("-replace=$m=$m@v0.${v#1.}")
   done
-  (cd "$src" && go mod edit "${edits[@]}" && rm -rf vendor)
+  # The zip also ships a go.work over ./staging and a vendor dir; neither applies any more.
+  (cd "$src" && go mod edit "${edits[@]}" && rm -rf vendor go.work go.work.sum)
   local pkg=k8s.io/component-base/version
   (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker kube \
     go build -trimpath -o "$1/bin/" \
@@ -248,10 +249,26 @@ ensure() {
 # venvs are not relocatable: after the atomic move, fix the venv's own paths once.
 post_langhost() {
   local dir=$1 old
-  [[ -f $dir/.built-at ]] || { write_langhost_wrapper "$dir/bin/pulumi-language-python" "$dir/venv/bin/python"; return 0; }
-  old=$(cat "$dir/.built-at")
-  grep -rlF "$old" "$dir/venv/bin" | xargs -r sed -i "s#$old#$dir#g"
-  rm -f "$dir/.built-at"
+  if [[ -f $dir/.built-at ]]; then
+    old=$(cat "$dir/.built-at")
+    grep -rlF "$old" "$dir/venv/bin" | xargs -r sed -i "s#$old#$dir#g"
+    rm -f "$dir/.built-at"
+  fi
+  # The cache is shared between checkouts: point the fallback at the one running this script.
+  write_langhost_wrapper "$dir/bin/pulumi-language-python" "$dir/venv/bin/python"
+  link_langhost
+}
+post_pulumi() { link_langhost; }
+
+# The engine treats pulumi-language-python as bundled: found on PATH anywhere but next to the
+# pulumi binary, it prints "warning: using pulumi-language-python from $PATH" on every run.
+# So link the language host into pulumi's own bin dir, when that dir is ours.
+link_langhost() {
+  local pbin=$TOOLS_DIR/pulumi-$PULUMI_VERSION/bin lbin=$TOOLS_DIR/langhost-$PULUMI_VERSION/bin f
+  [[ -x $pbin/pulumi && -d $lbin ]] || return 0
+  for f in pulumi-language-python pulumi-language-python-exec; do
+    ln -sfn "$lbin/$f" "$pbin/$f"
+  done
 }
 
 # The engine looks in the plugin cache by exact version; install our binary there (no download).
@@ -301,4 +318,4 @@ main() {
   say "toolchain done in $((SECONDS - START)) s"
 }
 
-main "$@"
+main "$@"; exit  # one line: a running script must not read past here if the file is edited

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Deploy the `staging` stack: build or reuse the toolchain, start the local cluster (unless your
+# own KUBECONFIG is set), select or create the stack, and run `pulumi up --yes [ARGS...]`.
+#   STACK=production scripts/up.sh          another stack
+#   scripts/up.sh --diff                    extra args go to `pulumi up`
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK=${STACK:-staging}
+
+step() { echo "==> $*" >&2; }
+die() { echo "up: error: $*" >&2; exit 1; }
+
+cd "$REPO"
+[[ -f Pulumi.yaml ]] || die "no Pulumi.yaml in $REPO"
+
+step "toolchain (scripts/toolchain.sh all)"
+scripts/toolchain.sh all
+
+if [[ ! -x .venv/bin/python ]]; then
+  step "python venv (make venv)"
+  make --no-print-directory venv
+fi
+
+step "environment (source scripts/activate)"
+source scripts/activate
+echo "    KUBECONFIG=$KUBECONFIG ($BLUEGREEN_CLUSTER cluster), PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL" >&2
+
+if [[ $BLUEGREEN_CLUSTER == local ]]; then
+  step "local cluster (scripts/cluster.sh up)"
+  scripts/cluster.sh up
+else
+  step "using your cluster: $(kubectl config current-context 2>/dev/null || echo "KUBECONFIG=$KUBECONFIG")"
+fi
+
+step "stack $STACK (pulumi stack select --create $STACK)"
+pulumi stack select --create "$STACK"
+
+step "pulumi up --yes $*"
+pulumi up --yes "$@"

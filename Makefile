@@ -17,11 +17,12 @@ STAMP  := $(VENV)/.installed
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
 
-$(STAMP): requirements.txt
-	@echo "==> python venv in $(VENV) from requirements.txt"
+$(STAMP): requirements.txt pyproject.toml
+	@echo "==> python venv in $(VENV) from requirements.txt, and the bluegreen command"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
 venv: $(STAMP)

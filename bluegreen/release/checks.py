@@ -1,0 +1,122 @@
+"""Checks around a flip: is a slot ready, does prod serve the right pods, do the smoke checks pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Optional
+
+from ..config import Settings
+from .kube import KubeClient, KubeError, deployment_ready
+
+
+@dataclass(frozen=True)
+class Names:
+    """Object names the chart gives one app (release name == app name, see values.py)."""
+
+    namespace: str
+    app: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Names":
+        return cls(settings.namespace, settings.app_name)
+
+    def service(self, role: str) -> str:
+        return f"{self.app}-{role}"
+
+    def deployment(self, slot: str) -> str:
+        return f"{self.app}-{slot}"
+
+    def pod_selector(self, slot: str) -> dict[str, str]:
+        return {"app.kubernetes.io/name": self.app, "app.kubernetes.io/instance": self.app, "slot": slot}
+
+
+def slot_readiness(kube: KubeClient, names: Names, slot: str) -> tuple[int, int]:
+    """(available, desired) replicas of a slot's Deployment; (0, 0) when it has none."""
+    return deployment_ready(kube.deployment(names.namespace, names.deployment(slot)))
+
+
+def wait_available(kube: KubeClient, names: Names, slot: str, timeout: float, say) -> tuple[int, int]:
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        available, desired = slot_readiness(kube, names, slot)
+        if (available, desired) != last:
+            say(f"    {slot}: {available}/{desired} available")
+            last = (available, desired)
+        if desired and available == desired:
+            return available, desired
+        if time.monotonic() > deadline:
+            return available, desired
+        time.sleep(0.5)
+
+
+def ready_pod_ips(kube: KubeClient, names: Names, slot: str) -> list[str]:
+    ips = []
+    for pod in kube.pods(names.namespace, names.pod_selector(slot)):
+        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        if conditions.get("Ready") == "True" and pod["status"].get("podIP") and not pod["metadata"].get("deletionTimestamp"):
+            ips.append(pod["status"]["podIP"])
+    return sorted(ips)
+
+
+def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout: float = 30.0) -> Optional[str]:
+    """None when the `role` Service selects `slot` and its ready Endpoints are exactly that slot's
+    ready pods; otherwise what is wrong (after waiting up to `timeout` for the controllers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            service = kube.service(names.namespace, names.service(role))
+            selected = ((service or {}).get("spec", {}).get("selector") or {}).get("slot")
+            endpoints = kube.endpoints(names.namespace, names.service(role)).ready
+            pods = ready_pod_ips(kube, names, slot)
+            if selected != slot:
+                problem = f"Service {names.service(role)} selects slot {selected!r}, not {slot}"
+            elif not endpoints:
+                problem = f"Service {names.service(role)} has no ready Endpoints"
+            elif endpoints != pods:
+                problem = f"Service {names.service(role)} Endpoints {endpoints} are not the {slot} pods {pods}"
+            else:
+                return None
+        except KubeError as error:
+            problem = str(error)
+        if time.monotonic() > deadline:
+            return problem
+        time.sleep(0.5)
+
+
+def smoke_checks(target: str, url: str, check_url: Optional[str], check_cmd: Optional[str],
+                 env: dict[str, str], say, timeout: float = 10.0) -> list[str]:
+    """Run the user's checks against `target` (stage or prod); returns the failures.
+
+    `check_url` may use {url}, the target's URL without its trailing slash
+    (e.g. '{url}/healthz'); `check_cmd` runs in a shell with BLUEGREEN_TARGET, BLUEGREEN_URL,
+    BLUEGREEN_SLOT, BLUEGREEN_SERVICE and BLUEGREEN_NAMESPACE set.
+    """
+    failures = []
+    base = url.rstrip("/")
+    if check_url:
+        address = check_url.replace("{url}", base)
+        say(f"    check {target}: GET {address}")
+        try:
+            with urllib.request.urlopen(address, timeout=timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except (urllib.error.URLError, OSError) as error:
+            status = None
+            failures.append(f"GET {address}: {getattr(error, 'reason', error)}")
+        if status is not None and not 200 <= status < 300:
+            failures.append(f"GET {address}: HTTP {status}, expected 2xx")
+    if check_cmd:
+        say(f"    check {target}: {check_cmd}")
+        done = subprocess.run(check_cmd, shell=True, env={**os.environ, **env, "BLUEGREEN_TARGET": target,
+                                                           "BLUEGREEN_URL": base}, timeout=300)
+        if done.returncode != 0:
+            failures.append(f"{check_cmd!r} exited {done.returncode}, expected 0")
+    for failure in failures:
+        say(f"    FAILED: {failure}")
+    return failures

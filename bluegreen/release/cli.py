@@ -1,0 +1,297 @@
+"""`bluegreen` (or `python -m bluegreen`): one guarded command per step of a release.
+
+Each command says what it will do, streams Pulumi's progress to stderr, ends with the state it left
+behind (stdout, or JSON with --json) and exits non-zero on failure: 1 when a step failed, 2 when
+it was refused before anything changed. The stack config stays the source of truth: a command
+edits it with `pulumi config set --path` semantics and runs an ordinary `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from ..config import ConfigError, Settings, parse
+from . import plan
+from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
+from .kube import EndpointWatch, KubeClient, KubeError
+from .stacks import StackSession, say
+
+
+class Failed(Exception):
+    """The step ran and did not succeed; the message says what state it left."""
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.monotonic()
+    result: dict[str, Any] = {"command": args.command, "stack": args.stack}
+    release: Optional[Release] = None
+    try:
+        release = Release(args)
+        result.update(getattr(release, args.command)(args))
+        result["ok"], code = True, 0
+    except (plan.Refused, ConfigError) as refusal:
+        result.update(ok=False, refused=True, error=str(refusal))
+        say(f"bluegreen {args.command}: refused, nothing was changed:\n{refusal}")
+        code = 2
+    except (Failed, KubeError) as failure:
+        result.update(ok=False, error=str(failure))
+        say(f"bluegreen {args.command}: FAILED: {failure}")
+        code = 1
+    result["seconds"] = round(time.monotonic() - started, 2)
+    if release and "state" not in result and code != 2:
+        with contextlib.suppress(Exception):  # the end state is shown when it can be read
+            result["state"] = release.status(args)["state"]
+    _print(result, args.json)
+    return code
+
+
+class Release:
+    """The commands, over one stack and the cluster it deploys to."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.session = StackSession(args.stack, args.project_dir)
+        self.raw = self.session.raw_config()
+        self.settings = parse(self.raw)
+        self.names = Names.of(self.settings)
+        self.kube = KubeClient(args.kubeconfig)
+
+    # --- commands -------------------------------------------------------------------------------
+
+    def status(self, args) -> dict:
+        settings, outputs = self.settings, self.session.outputs()
+        records = _try(lambda: self.kube.helm_releases(self.names.namespace, self.names.app), [])
+        slots = {}
+        for slot in ("blue", "green"):
+            state = settings.slot(slot)
+            ready, desired = _try(lambda: slot_readiness(self.kube, self.names, slot), (None, None))
+            slots[slot] = {"role": "prod" if slot == settings.production_slot else "stage",
+                           "enabled": state.enabled, "image": state.image if state.enabled else None,
+                           "ready": ready, "desired": desired}
+        state = {
+            "productionSlot": settings.production_slot, "stageSlot": settings.stage_slot,
+            "deployedProductionSlot": outputs.get("productionSlot"),
+            "slots": slots,
+            "release": {"name": self.names.app, "namespace": self.names.namespace,
+                        "revision": records[0]["revision"] if records else outputs.get("revision"),
+                        "status": records[0]["status"] if records else outputs.get("status")},
+            "urls": {"prod": outputs.get("prodUrl"), "stage": outputs.get("stageUrl")},
+            "history": _try(lambda: self.session.history(5), []),
+        }
+        return {"state": state}
+
+    def deploy(self, args) -> dict:
+        step = plan.deploy(self.settings, args.image, replace=args.replace, replicas=args.replicas)
+        plan.checked(self.raw, step)
+        say(f"==> {step.summary}")
+        prod = self.settings.production_slot
+        with self._watch_prod() as watch:
+            run = self._apply(step)
+            if not run.ok:
+                self._undo(step, "the update failed (Helm rolled the release back)")
+                raise Failed(f"pulumi up failed; {step.slot} was not deployed and prod stays on {prod}.\n{_tail(run.error)}")
+            say(f"==> waiting for {step.slot} to be Available")
+            ready, desired = wait_available(self.kube, self.names, step.slot, 60, say)
+            if ready != desired:
+                raise Failed(f"{step.slot} has {ready}/{desired} available replicas")
+            self._expect_serving("prod", prod)
+            self._expect_serving("stage", step.slot)
+        return {"slot": step.slot, "image": args.image, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
+
+    def promote(self, args) -> dict:
+        step = plan.promote(self.settings)
+        plan.checked(self.raw, step)
+        previous = self.settings.production_slot
+        say(f"==> {step.summary}")
+        say(f"==> preconditions: {step.slot} is deployed and all its replicas are Available")
+        ready, desired = slot_readiness(self.kube, self.names, step.slot)
+        if not desired or ready != desired:
+            raise plan.Refused(f"{step.slot} has {ready}/{desired} available replicas; wait, or redeploy it")
+        self._smoke("stage", step.slot, args)
+        say("==> preview: only productionSlot and what follows from it may change")
+        self.session.set_config(step.changes)
+        preview = self.session.preview()
+        unexpected = plan.unexpected_changes([(c.type, c.op, c.paths) for c in preview.changes])
+        if not preview.ok or unexpected:
+            self.session.restore_config(self.raw)
+            reason = preview.error if not preview.ok else "; ".join(unexpected)
+            raise plan.Refused(f"the preview shows more than the flip: {reason}\n{preview.output}")
+        with self._watch_prod() as watch:
+            run = self.session.up()
+            problem = None if run.ok else f"pulumi up failed: {_tail(run.error)}"
+            problem = problem or verify_serving(self.kube, self.names, "prod", step.slot)
+            if not problem:
+                failures = self._smoke("prod", step.slot, args, raise_on_failure=False)
+                problem = "; ".join(failures) if failures else None
+            if problem:
+                say(f"==> verification failed: {problem}")
+                say(f"==> automatic rollback: prod back to {previous}")
+                self.session.set_config({"productionSlot": previous})
+                back = self.session.up()
+                still = verify_serving(self.kube, self.names, "prod", previous) if back.ok else _tail(back.error)
+                raise Failed(f"promotion of {step.slot} failed ({problem}); "
+                             + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
+        return {"slot": step.slot, "previous": previous, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
+
+    def rollback(self, args) -> dict:
+        step = plan.rollback(self.settings)
+        plan.checked(self.raw, step)
+        say(f"==> {step.summary}")
+        ready, desired = slot_readiness(self.kube, self.names, step.slot)
+        if not desired or ready != desired:
+            raise plan.Refused(f"cannot roll back: {step.slot} has {ready}/{desired} available replicas")
+        with self._watch_prod() as watch:
+            run = self._apply(step)
+            if not run.ok:
+                raise Failed(f"pulumi up failed: {_tail(run.error)}")
+            self._expect_serving("prod", step.slot)
+        return {"slot": step.slot, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
+
+    def retire(self, args) -> dict:
+        step = plan.retire(self.settings, slot=args.slot, keep_replicas=args.keep_replicas)
+        plan.checked(self.raw, step)
+        say(f"==> {step.summary}")
+        with self._watch_prod() as watch:
+            run = self._apply(step)
+            if not run.ok:
+                raise Failed(f"pulumi up failed: {_tail(run.error)}")
+            self._expect_serving("prod", self.settings.production_slot)
+        return {"slot": step.slot, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
+
+    def recover(self, args) -> dict:
+        """Bring back a Helm release an interrupted update left pending (pulumi-kubernetes #2054)."""
+        records = self.kube.helm_releases(self.names.namespace, self.names.app)
+        pending = [r for r in records if r["status"].startswith("pending-")]
+        deployed = [r for r in records if r["status"] == "deployed"]
+        say(f"==> Helm release {self.names.app}: " + (", ".join(f"v{r['revision']} {r['status']}" for r in records) or "no records"))
+        done: list[str] = []
+        if pending:
+            if not deployed and not [r for r in records if r["status"] == "superseded"]:
+                raise Failed("the release never reached `deployed`; uninstall it (pulumi destroy) and deploy again")
+            for record in pending:
+                say(f"==> removing the pending record v{record['revision']} ({record['status']})")
+                self.kube.delete_secret(self.names.namespace, record["name"])
+                done.append(f"removed pending v{record['revision']}")
+            last_good = max(r["revision"] for r in records if not r["status"].startswith("pending-"))
+            say(f"==> helm rollback {self.names.app} {last_good}")
+            rolled = subprocess.run(["helm", "rollback", self.names.app, str(last_good), "-n", self.names.namespace,
+                                     "--wait", "--timeout", f"{self.settings.helm_timeout_seconds}s"])
+            if rolled.returncode != 0:
+                raise Failed(f"helm rollback to v{last_good} failed (exit {rolled.returncode})")
+            done.append(f"rolled back to v{last_good}")
+        cleared = self.session.clear_pending_operations()
+        if cleared:
+            say(f"==> cleared {cleared} pending operation(s) from the Pulumi state")
+            done.append(f"cleared {cleared} pending operation(s)")
+        refreshed = self.session.refresh()
+        if not refreshed.ok:
+            raise Failed(f"pulumi refresh failed: {_tail(refreshed.error)}")
+        done.append("refreshed")
+        if not pending and not cleared:
+            say("==> nothing was pending; the release is healthy")
+        return {"actions": done}
+
+    # --- shared steps ---------------------------------------------------------------------------
+
+    def _apply(self, step: plan.Step):
+        self.session.set_config(step.changes)
+        return self.session.up()
+
+    def _undo(self, step: plan.Step, why: str) -> None:
+        say(f"==> {why}; restoring the stack config and reconciling")
+        touched = {path.split(".")[0] for path in step.changes}
+        self.session.restore_config({k: v for k, v in self.raw.items() if k in touched})
+        for key in touched - set(self.raw):
+            self.session.stack.remove_config(key)
+        self.session.up()
+
+    def _expect_serving(self, role: str, slot: str) -> None:
+        problem = verify_serving(self.kube, self.names, role, slot)
+        if problem:
+            raise Failed(problem)
+        say(f"    {role}: selects {slot}, Endpoints are the ready {slot} pods")
+
+    def _smoke(self, target: str, slot: str, args, raise_on_failure: bool = True) -> list[str]:
+        if not (args.check_url or args.check_cmd):
+            return []
+        urls = self.session.outputs()
+        url = urls.get("prodUrl" if target == "prod" else "stageUrl", "")
+        env = {"BLUEGREEN_SLOT": slot, "BLUEGREEN_SERVICE": self.names.service(target),
+               "BLUEGREEN_NAMESPACE": self.names.namespace}
+        say(f"==> smoke checks against {target} ({slot})")
+        failures = smoke_checks(target, url, args.check_url, args.check_cmd, env, say)
+        if failures and raise_on_failure:
+            raise plan.Refused(f"smoke checks against {target} failed: " + "; ".join(failures))
+        return failures
+
+    def _watch_prod(self) -> EndpointWatch:
+        return EndpointWatch(self.kube, self.names.namespace, self.names.service("prod"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", default=os.environ.get("BLUEGREEN_STACK", "staging"),
+                        help="Pulumi stack (environment); default: staging")
+    common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    common.add_argument("--project-dir", help="the Pulumi project (default: this checkout)")
+    common.add_argument("--kubeconfig", help="kubeconfig to read the cluster with (default: $KUBECONFIG)")
+    checks = argparse.ArgumentParser(add_help=False)
+    checks.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")
+    checks.add_argument("--check-cmd", help="run this shell command, expect exit 0; BLUEGREEN_TARGET=stage|prod")
+
+    parser = argparse.ArgumentParser(prog="bluegreen", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("status", parents=[common], help="the live and stage slots, readiness, history")
+    deploy = commands.add_parser("deploy", parents=[common], help="deploy IMAGE into the idle slot")
+    deploy.add_argument("image")
+    deploy.add_argument("--replace", action="store_true", help="replace a release that is already staged")
+    deploy.add_argument("--replicas", type=int, help="replica count of the new slot")
+    commands.add_parser("promote", parents=[common, checks], help="check the stage, flip prod to it, verify")
+    commands.add_parser("rollback", parents=[common], help="flip prod back to the previous slot")
+    retire = commands.add_parser("retire", parents=[common], help="remove (or scale down) the old slot")
+    retire.add_argument("--slot", choices=["blue", "green"], help="default: the non-production slot")
+    retire.add_argument("--keep-replicas", type=int, help="scale down to N instead of removing")
+    commands.add_parser("recover", parents=[common], help="repair a Helm release stuck in pending-*")
+    return parser
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    state = result.get("state")
+    if state:
+        release = state["release"]
+        print(f"stack {result['stack']}: release {release['name']} revision {release['revision']} "
+              f"{release['status']} in namespace {release['namespace']}")
+        for slot, info in state["slots"].items():
+            role = info["role"]
+            url = state["urls"].get(role) or ""
+            if info["enabled"]:
+                print(f"  {role:5} -> {slot:5} {info['image']}  {info['ready']}/{info['desired']} ready  {url}")
+            else:
+                print(f"  {role:5} -> {slot:5} (not deployed)  {url}")
+        for entry in state.get("history", [])[:5]:
+            print(f"  #{entry['version']} {entry['kind']} {entry['result']} {entry['started']} {entry['message']}".rstrip())
+    watch = result.get("prodWatch")
+    if watch:
+        print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, {watch['empty']} empty")
+    print(f"{result['command']}: {'ok' if result.get('ok') else 'FAILED'} in {result['seconds']} s")
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _try(fn, default):
+    try:
+        return fn()
+    except Exception:  # status shows what it can; an unreachable cluster is not fatal
+        return default

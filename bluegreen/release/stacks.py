@@ -1,0 +1,152 @@
+"""The project's stacks through the Pulumi Automation API: config edits, preview, up, history.
+
+Every release step is an ordinary Pulumi update of the project in `project_dir`, exactly what
+`pulumi config set --path ...` followed by `pulumi up` does, so it shows in `pulumi stack history`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from pulumi import automation as auto
+
+from ..config import PROJECT, Settings, parse
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OBJECT_KEYS = ("blue", "green", "resources")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Change:
+    """One resource change in a preview or update: type, operation, and the property paths it touches."""
+
+    urn: str
+    type: str
+    op: str
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    ok: bool
+    seconds: float
+    changes: list[Change]
+    output: str
+    error: str = ""
+
+
+class StackSession:
+    """One stack of the bluegreen project, opened (or created) in `project_dir`."""
+
+    def __init__(self, stack_name: str, project_dir: Optional[str] = None, create: bool = False,
+                 echo: Callable[[str], None] = say):
+        self.project_dir = project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT
+        self.echo = echo
+        workspace = auto.LocalWorkspace(work_dir=self.project_dir)
+        try:
+            self.stack = (auto.Stack.create_or_select if create else auto.Stack.select)(stack_name, workspace)
+        except auto.StackNotFoundError:
+            raise SystemExit(f"bluegreen: stack {stack_name!r} does not exist in {self.project_dir}; "
+                             f"create it with: pulumi stack init {stack_name}") from None
+        self.name = stack_name
+
+    # --- config ---------------------------------------------------------------------------------
+
+    def raw_config(self) -> dict[str, Any]:
+        """This project's stack config, keys without the `bluegreen:` prefix, objects decoded."""
+        raw = {}
+        for key, value in self.stack.get_all_config().items():
+            if key.startswith(PROJECT + ":"):
+                name = key.split(":", 1)[1]
+                raw[name] = json.loads(value.value) if name in OBJECT_KEYS else value.value
+        return raw
+
+    def settings(self) -> Settings:
+        return parse(self.raw_config())
+
+    def set_config(self, changes: Mapping[str, Any]) -> None:
+        """`pulumi config set --path KEY VALUE` for each change."""
+        for path, value in changes.items():
+            text = json.dumps(value) if isinstance(value, bool) else str(value)
+            self.stack.set_config(path, auto.ConfigValue(value=text), path=True)
+
+    def restore_config(self, raw: Mapping[str, Any]) -> None:
+        """Put back a config read earlier with raw_config() (used to undo a failed step)."""
+        self.stack.set_all_config({
+            f"{PROJECT}:{key}": auto.ConfigValue(value=json.dumps(value) if key in OBJECT_KEYS else str(value))
+            for key, value in raw.items()
+        })
+
+    # --- operations -----------------------------------------------------------------------------
+
+    def preview(self) -> Run:
+        return self._run("preview", self.stack.preview, diff=True)
+
+    def up(self) -> Run:
+        return self._run("up", self.stack.up)
+
+    def refresh(self) -> Run:
+        return self._run("refresh", self.stack.refresh)
+
+    def _run(self, verb: str, operation: Callable, **kwargs: Any) -> Run:
+        changes: dict[str, Change] = {}
+        lines: list[str] = []
+
+        def on_output(line: str) -> None:
+            lines.append(line)
+            self.echo(f"  | {line}")
+
+        def on_event(event: auto.EngineEvent) -> None:
+            for step_event in (event.resource_pre_event, event.res_outputs_event):
+                if step_event is None or step_event.metadata is None:
+                    continue
+                meta = step_event.metadata
+                change = changes.setdefault(meta.urn, Change(meta.urn, meta.type, str(meta.op.value)))
+                if meta.op.value != "same":
+                    change.op = str(meta.op.value)
+                change.paths = sorted(set(change.paths) | set(meta.detailed_diff or {}) | set(meta.diffs or []))
+
+        self.echo(f"==> pulumi {verb} --stack {self.name}")
+        started = time.monotonic()
+        try:
+            operation(on_output=on_output, on_event=on_event, color="never", **kwargs)
+            ok, error = True, ""
+        except auto.CommandError as failure:
+            ok, error = False, str(failure)
+        seconds = time.monotonic() - started
+        self.echo(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
+        return Run(ok, seconds, list(changes.values()), "\n".join(lines), error)
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def outputs(self) -> dict[str, Any]:
+        return {key: value.value for key, value in self.stack.outputs().items()}
+
+    def history(self, limit: int = 5) -> list[dict[str, Any]]:
+        entries = []
+        for summary in self.stack.history(page_size=limit, page=1) or []:
+            entries.append({
+                "version": summary.version, "kind": summary.kind, "result": summary.result,
+                "message": summary.message or "", "started": str(summary.start_time),
+                "config": {k.split(":", 1)[1]: v.value for k, v in (summary.config or {}).items()
+                           if k == f"{PROJECT}:productionSlot"},
+            })
+        return entries
+
+    def clear_pending_operations(self) -> int:
+        """Drop the pending operations an interrupted update left in the state; returns how many."""
+        deployment = self.stack.export_stack()
+        pending = deployment.deployment.get("pending_operations") or []
+        if pending:
+            deployment.deployment["pending_operations"] = []
+            self.stack.import_stack(deployment)
+        return len(pending)

@@ -1,0 +1,115 @@
+"""Tier 1: the release tool's decisions: which slot, which preconditions, what each step changes."""
+
+import pytest
+
+from bluegreen.config import parse
+from bluegreen.release import plan
+from tests.scenarios import SCENARIOS, V1, V2
+
+BLUE_LIVE, GREEN_STAGED, PROMOTED, BLUE_RETIRED, _ = (s.config for s in SCENARIOS)
+V3 = "registry.example.com/shop/web:1.6.0"
+
+
+def test_deploy_goes_into_the_idle_slot_and_leaves_prod_alone():
+    step = plan.deploy(parse(BLUE_LIVE), V2)
+    assert step.slot == "green"
+    assert step.changes == {"green.enabled": True, "green.image": V2}
+    after = plan.checked(BLUE_LIVE, step)
+    assert after.production_slot == "blue" and after.slot("blue").image == V1
+
+
+def test_next_release_goes_into_the_freed_slot():
+    step = plan.deploy(parse(BLUE_RETIRED), V3)
+    assert step.slot == "blue"
+    assert plan.checked(BLUE_RETIRED, step).slot("blue").image == V3
+
+
+def test_deploy_refuses_to_overwrite_a_staged_release_unless_replace():
+    with pytest.raises(plan.Refused, match=r"a release is already staged: green runs .*1.5.0.*--replace"):
+        plan.deploy(parse(GREEN_STAGED), V3)
+    assert plan.deploy(parse(GREEN_STAGED), V3, replace=True).changes["green.image"] == V3
+
+
+def test_deploy_of_a_bad_image_is_refused_before_anything_changes():
+    step = plan.deploy(parse(BLUE_LIVE), "not an image")
+    with pytest.raises(plan.Refused, match="green.image is 'not an image'"):
+        plan.checked(BLUE_LIVE, step)
+
+
+def test_deploy_into_a_scaled_down_slot_restores_prods_size():
+    config = {**BLUE_LIVE, "green": {"enabled": True, "image": V1, "replicas": 0}}
+    step = plan.deploy(parse(config), V2, replace=True)
+    assert step.changes["green.replicas"] == 2
+
+
+def test_promote_flips_only_production_slot():
+    step = plan.promote(parse(GREEN_STAGED))
+    assert (step.slot, dict(step.changes)) == ("green", {"productionSlot": "green"})
+
+
+@pytest.mark.parametrize("config,message", [
+    (BLUE_LIVE, "nothing is staged: green is not deployed"),
+    ({**BLUE_LIVE, "green": {"enabled": True, "image": V2, "replicas": 0}}, "green is scaled to 0 replicas"),
+])
+def test_promote_preconditions(config, message):
+    with pytest.raises(plan.Refused, match=message):
+        plan.promote(parse(config))
+
+
+def test_rollback_flips_back_while_the_old_slot_runs():
+    assert plan.rollback(parse(PROMOTED)).changes == {"productionSlot": "blue"}
+
+
+def test_rollback_after_retire_says_the_slot_was_retired():
+    with pytest.raises(plan.Refused, match="the previous slot blue was retired"):
+        plan.rollback(parse(BLUE_RETIRED))
+
+
+def test_retire_removes_the_old_slot():
+    step = plan.retire(parse(PROMOTED))
+    assert (step.slot, dict(step.changes)) == ("blue", {"blue.enabled": False})
+    assert plan.checked(PROMOTED, step).slot("blue").enabled is False
+
+
+def test_retire_refuses_the_production_slot():
+    with pytest.raises(plan.Refused, match="green is the production slot"):
+        plan.retire(parse(PROMOTED), slot="green")
+
+
+def test_retire_keep_replicas_scales_down():
+    step = plan.retire(parse(PROMOTED), keep_replicas=1)
+    assert step.changes == {"blue.replicas": 1}
+    with pytest.raises(plan.Refused, match="--keep-replicas is -1"):
+        plan.retire(parse(PROMOTED), keep_replicas=-1)
+
+
+def test_retire_twice_is_refused():
+    with pytest.raises(plan.Refused, match="blue is already retired"):
+        plan.retire(parse(BLUE_RETIRED))
+
+
+RELEASE, STACK = "kubernetes:helm.sh/v3:Release", "pulumi:pulumi:Stack"
+
+
+def test_preview_of_a_flip_is_accepted():
+    changes = [(STACK, "same", []), (RELEASE, "update", ["values.productionSlot"]),
+               ("kubernetes:core/v1:Namespace", "same", []),
+               (STACK, "update", ["outputs.productionSlot", "outputs.prodSelector.slot", "stageSlot"])]
+    assert plan.unexpected_changes(changes) == []
+
+
+@pytest.mark.parametrize("change,problem", [
+    ((RELEASE, "update", ["values.productionSlot", "values.blue.image"]), "also changes values.blue.image"),
+    (("kubernetes:core/v1:Namespace", "update", ["metadata.labels"]), "Namespace update"),
+    ((RELEASE, "replace", ["values.productionSlot"]), "Release replace"),
+    ((STACK, "update", ["images"]), "stack outputs also change: images"),
+])
+def test_preview_with_anything_else_is_not(change, problem):
+    (found,) = plan.unexpected_changes([(RELEASE, "update", ["values.productionSlot"]), change])
+    assert problem in found
+
+
+def test_apply_changes_edits_one_field_of_an_object():
+    after = plan.apply_changes(GREEN_STAGED, {"green.image": V3})
+    assert after["green"] == {"enabled": True, "image": V3, "replicas": 2}
+    assert GREEN_STAGED["green"]["image"] == V2  # the input is not modified

@@ -302,6 +302,20 @@ def test_host_runs_the_program_as_the_engine_asks(running_host):
     assert record["env"] == {"PULUMI_CONFIG": '{"proj:x":"1"}', "PULUMI_CONFIG_SECRET_KEYS": "[]",
                              "VIRTUAL_ENV": str(project / "venv")}
 
+    # Required packages are read from the program's interpreter; this test's own stands in.
+    if lh.is_virtualenv(sys.prefix):
+        own = struct_pb2.Struct()
+        own.update({"virtualenv": sys.prefix})
+        packages = stub.GetRequiredPackages(language_pb2.GetRequiredPackagesRequest(
+            info=language_pb2.ProgramInfo(root_directory=str(project), program_directory=str(project),
+                                          entry_point=".", options=own))).packages
+        try:
+            kubernetes = lh.importlib.metadata.version("pulumi-kubernetes")
+            assert ("kubernetes", "resource", "v" + kubernetes) in [
+                (p.name, p.kind, p.version) for p in packages]
+        except lh.importlib.metadata.PackageNotFoundError:
+            pass
+
     # Methods the engine never needs from us answer UNIMPLEMENTED, which it tolerates.
     for call, message in ((stub.GetRequiredPlugins, language_pb2.GetRequiredPluginsRequest()),
                           (stub.Cancel, empty_pb2.Empty()), (stub.Template, language_pb2.TemplateRequest())):

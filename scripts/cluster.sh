@@ -43,8 +43,10 @@ create() {
   read -r etcd apiserver kcm scheduler kwok < <(need etcd kube-apiserver kube-controller-manager \
     kube-scheduler kwok | paste -sd' ')
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
-  KWOK_KUBECTL_BINARY=$(need kubectl) kwokctl create cluster --name "$NAME" --runtime binary \
-    --kube-version "v$KUBERNETES_VERSION" \
+  # --kubeconfig "": leave ~/.kube/config alone (kwokctl adds a context there by default).
+  KWOK_KUBE_VERSION=v$KUBERNETES_VERSION KWOK_KUBECTL_BINARY=$(need kubectl) \
+    kwokctl create cluster --name "$NAME" --config "$REPO/scripts/cluster/kwokctl.yaml" \
+    --kubeconfig "" \
     --etcd-binary "$etcd" \
     --kube-apiserver-binary "$apiserver" \
     --kube-controller-manager-binary "$kcm" \
@@ -99,7 +101,7 @@ down() {
   if [[ -d $CLUSTER_DIR ]]; then
     say "deleting cluster '$NAME'"
     if command -v kwokctl >/dev/null; then
-      kwokctl delete cluster --name "$NAME" >&2 || true
+      kwokctl delete cluster --name "$NAME" --kubeconfig "" >&2 || true
     fi
     # Belt and braces: kill anything kwokctl left behind, by its pid files.
     local pidfile

@@ -1,0 +1,76 @@
+"""Tier 4: the chart on its own, driven by the article's plain helm commands on the same cluster."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bluegreen.release.checks import Names, ready_pod_ips
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import wait_until
+from tests.scenarios import V1, V2
+
+pytestmark = pytest.mark.e2e
+
+NS = "bg-e2e-helm"
+RELEASE = "shop"
+NAMES = Names(NS, "shop-bluegreen")  # helm create naming: <release>-<chart>
+POD_LABELS = {"app.kubernetes.io/name": "bluegreen", "app.kubernetes.io/instance": RELEASE}
+
+
+def sh(script: str, env) -> str:
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                          env=env, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def helm_release(pulumi_env, kube):
+    yield pulumi_env
+    subprocess.run(["helm", "uninstall", RELEASE, "-n", NS, "--wait"], env=pulumi_env, check=False)
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}")
+
+
+def serving(kube, role, slot):
+    service = kube.service(NS, f"shop-bluegreen-{role}")
+    pods = sorted(p["status"].get("podIP") for p in kube.pods(NS, {**POD_LABELS, "slot": slot})
+                  if p["status"].get("podIP"))
+    return (service["spec"]["selector"]["slot"] == slot and len(pods) == 2
+            and kube.endpoints(NS, f"shop-bluegreen-{role}").ready == pods == ready_pod_ips(kube, NAMES, slot))
+
+
+def test_articles_helm_upgrade_flow_flips_the_selectors(helm_release, kube):
+    env = helm_release
+    chart = "./bluegreen/chart"
+    sh(f"helm install {RELEASE} {chart} -n {NS} --create-namespace --set blue.image={V1} --wait --timeout 120s", env)
+    wait_until("prod serves blue", lambda: serving(kube, "prod", "blue"))
+
+    # The article's release script: read the live slot, deploy into the other one.
+    current = sh(f"helm get values --all {RELEASE} -n {NS} | grep -Po '^productionSlot: \\K.*'", env)
+    assert current == "blue"
+    new_slot = "green" if current == "blue" else "blue"
+    sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set {new_slot}.enabled=true "
+       f"--set {new_slot}.image={V2} --wait --timeout 120s", env)
+    wait_until("stage serves green", lambda: serving(kube, "stage", "green"))
+    assert serving(kube, "prod", "blue")
+
+    # Promote.
+    sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set productionSlot={new_slot} --wait --timeout 120s", env)
+    wait_until("prod serves green", lambda: serving(kube, "prod", "green"))
+    assert serving(kube, "stage", "blue")
+
+    # Optionally delete the old slot.
+    sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set {current}.enabled=false --wait --timeout 120s", env)
+    wait_until("shop-bluegreen-blue is gone", lambda: kube.deployment(NS, "shop-bluegreen-blue") is None)
+    assert serving(kube, "prod", "green")
+
+
+def test_chart_refuses_to_send_prod_to_an_empty_slot(helm_release, kube):
+    done = subprocess.run(["helm", "upgrade", RELEASE, "./bluegreen/chart", "-n", NS, "--reuse-values",
+                           "--set", "productionSlot=blue"], capture_output=True, text=True, env=helm_release,
+                          cwd=REPO_ROOT)
+    assert done.returncode != 0
+    assert "productionSlot is blue but blue.enabled is false: prod would have no pods" in done.stderr
+    assert serving(kube, "prod", "green")

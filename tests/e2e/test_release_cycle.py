@@ -1,0 +1,192 @@
+"""Tier 4: a whole release with plain Pulumi steps (config set + up), on a real API server.
+
+The tests run in order and share one stack, like a user's release: first deploy, deploy v2 to
+green, preview the promotion, promote, roll back, promote again, retire, next release, a second
+environment, destroy. What happens is read back from the Kubernetes API: Service selectors,
+EndpointSlices, Deployments.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pulumi import automation as auto
+
+from bluegreen.release.checks import Names, ready_pod_ips
+from bluegreen.release.kube import EndpointWatch
+from tests.e2e.conftest import REPORT, wait_until
+from tests.scenarios import V1, V2
+
+pytestmark = pytest.mark.e2e
+
+NS = "bg-e2e-staging"
+NAMES = Names(NS, "web")
+V3 = "registry.example.com/shop/web:1.6.0"
+
+
+class Cycle:
+    """The stack under test, driven like a user: `pulumi config set [--path]`, then `pulumi up`."""
+
+    def __init__(self, project_dir, stack_name, namespace):
+        self.stack = auto.create_or_select_stack(stack_name, work_dir=str(project_dir))
+        self.namespace = namespace
+
+    def config(self, **settings):
+        for key, value in settings.items():
+            path = key.replace("__", ".")
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            self.stack.set_config(path, auto.ConfigValue(text), path=True)
+
+    def up(self):
+        return self.stack.up(on_output=print, color="never")
+
+
+@pytest.fixture(scope="module")
+def cycle(project_dir, kube):
+    cycle = Cycle(project_dir, "e2e-staging", NS)
+    cycle.config(namespace=NS, prodHost="shop.e2e.example.com", stageHost="stage.shop.e2e.example.com",
+                 productionSlot="blue", blue__enabled=True, blue__image=V1, blue__replicas=2,
+                 green__enabled=False, helmTimeoutSeconds=120)
+    yield cycle
+    cycle.stack.destroy(on_output=print, color="never")
+    cycle.stack.workspace.remove_stack(cycle.stack.name)
+
+
+def selector_slot(kube, service):
+    found = kube.service(NS, service)
+    return found["spec"]["selector"]["slot"] if found else None
+
+
+def serving(kube, role, slot, count=2):
+    """The role's Service selects `slot` and its ready Endpoints are exactly `slot`'s ready pods."""
+    endpoints = kube.endpoints(NS, f"web-{role}").ready
+    pods = ready_pod_ips(kube, NAMES, slot)
+    return selector_slot(kube, f"web-{role}") == slot and len(pods) == count and endpoints == pods
+
+
+def watched_up(cycle, kube, name):
+    with EndpointWatch(kube, NS, "web-prod", hz=20) as watch:
+        result = cycle.up()
+    REPORT[name] = {**watch.summary(), "up_seconds": round(result.summary.end_time.timestamp()
+                                                           - result.summary.start_time.timestamp(), 1)}
+    return result, watch
+
+
+def test_first_up_serves_blue(cycle, kube):
+    result = cycle.up()
+    assert result.summary.result == "succeeded"
+    assert result.outputs["productionSlot"].value == "blue"
+    assert result.outputs["prodSelector"].value["slot"] == "blue"
+    wait_until("prod Endpoints = the blue pods", lambda: serving(kube, "prod", "blue"))
+    assert kube.deployment(NS, "web-green") is None
+    assert kube.endpoints(NS, "web-stage").ready == []
+
+
+def test_deploy_v2_into_green_leaves_prod_untouched(cycle, kube):
+    before = kube.endpoints(NS, "web-prod").ready
+    cycle.config(green__enabled=True, green__image=V2)
+    result, watch = watched_up(cycle, kube, "deploy v2 into green")
+    assert result.summary.result == "succeeded"
+    assert watch.polls and watch.errors == []
+    assert {slot for _, slot, _, _ in watch.polls} == {"blue"}
+    assert {ready for _, _, ready, _ in watch.polls} == {tuple(before)}  # same Endpoints throughout
+    assert kube.endpoints(NS, "web-prod").ready == before
+    wait_until("stage Endpoints = the green pods", lambda: serving(kube, "stage", "green"))
+    image = kube.deployment(NS, "web-green")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == V2
+
+
+def test_preview_of_the_promotion_shows_the_flip_and_changes_nothing(cycle, kube):
+    revision = kube.helm_releases(NS, "web")[0]["revision"]
+    prod_version = kube.service(NS, "web-prod")["metadata"]["resourceVersion"]
+    cycle.config(productionSlot="green")
+    preview = cycle.stack.preview(diff=True, color="never")
+    assert preview.change_summary.get("update") == 1, preview.change_summary
+    out = preview.stdout
+    assert 'productionSlot: "blue" => "green"' in out
+    assert 'slot: "blue" => "green"' in out  # the exported prod selector
+    assert 'slot: "green" => "blue"' in out  # the exported stage selector
+    assert kube.helm_releases(NS, "web")[0]["revision"] == revision
+    assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == prod_version
+    assert selector_slot(kube, "web-prod") == "blue"
+
+
+def test_promote_moves_prod_to_green_without_a_gap(cycle, kube):
+    result, watch = watched_up(cycle, kube, "promote blue -> green (pulumi up)")
+    assert result.summary.result == "succeeded"
+    assert watch.errors == [] and len(watch.polls) > 10
+    assert watch.empty_polls == 0, watch.summary()
+    wait_until("prod Endpoints = the green pods", lambda: serving(kube, "prod", "green"))
+    assert serving(kube, "stage", "blue")
+    assert result.outputs["prodSelector"].value["slot"] == "green"
+
+
+def test_rollback_is_a_flip_back(cycle, kube):
+    cycle.config(productionSlot="blue")
+    result, watch = watched_up(cycle, kube, "rollback green -> blue (pulumi up)")
+    assert result.summary.result == "succeeded"
+    assert watch.empty_polls == 0, watch.summary()
+    wait_until("prod Endpoints = the blue pods", lambda: serving(kube, "prod", "blue"))
+    assert serving(kube, "stage", "green")
+
+
+def test_bad_config_fails_before_anything_changes(cycle, kube):
+    prod_version = kube.service(NS, "web-prod")["metadata"]["resourceVersion"]
+    revision = kube.helm_releases(NS, "web")[0]["revision"]
+    cycle.config(productionSlot="purple")
+    with pytest.raises(auto.CommandError) as error:
+        cycle.up()
+    assert "productionSlot is 'purple'; allowed: blue, green" in str(error.value)
+    assert "Fix: pulumi config set productionSlot blue" in str(error.value)
+    assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == prod_version
+    assert kube.helm_releases(NS, "web")[0]["revision"] == revision
+    assert kube.deployment(NS, "web-green") is not None  # nothing was deleted
+
+
+def test_promote_again_then_retire_the_old_slot(cycle, kube):
+    cycle.config(productionSlot="green")
+    _, watch = watched_up(cycle, kube, "promote blue -> green again (pulumi up)")
+    assert watch.empty_polls == 0, watch.summary()
+    cycle.config(blue__enabled=False)
+    result, watch = watched_up(cycle, kube, "retire blue (pulumi up)")
+    assert result.summary.result == "succeeded"
+    assert watch.empty_polls == 0
+    wait_until("web-blue is gone", lambda: kube.deployment(NS, "web-blue") is None)
+    assert serving(kube, "prod", "green")
+    assert kube.endpoints(NS, "web-stage").ready == []
+
+
+def test_next_release_goes_into_the_freed_slot(cycle, kube):
+    cycle.config(blue__enabled=True, blue__image=V3)
+    result, watch = watched_up(cycle, kube, "deploy v3 into blue")
+    assert result.summary.result == "succeeded"
+    assert {slot for _, slot, _, _ in watch.polls} == {"green"}
+    wait_until("stage Endpoints = the new blue pods", lambda: serving(kube, "stage", "blue"))
+    assert kube.deployment(NS, "web-blue")["spec"]["template"]["spec"]["containers"][0]["image"] == V3
+    assert serving(kube, "prod", "green")
+
+
+def test_production_stack_does_not_disturb_staging(cycle, project_dir, kube):
+    staging_prod = kube.service(NS, "web-prod")["metadata"]["resourceVersion"]
+    production = Cycle(project_dir, "e2e-production", "bg-e2e-production")
+    production.config(namespace="bg-e2e-production", prodHost="shop.example.com", stageHost="stage.shop.example.com",
+                      blue__enabled=True, blue__image=V1, blue__replicas=3, helmTimeoutSeconds=120)
+    try:
+        assert production.up().summary.result == "succeeded"
+        other = Names("bg-e2e-production", "web")
+        wait_until("production prod Endpoints = 3 blue pods",
+                   lambda: len(kube.endpoints("bg-e2e-production", "web-prod").ready) == 3
+                   and kube.endpoints("bg-e2e-production", "web-prod").ready == ready_pod_ips(kube, other, "blue"))
+        assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == staging_prod
+        assert serving(kube, "prod", "green")
+    finally:
+        production.stack.destroy(on_output=print, color="never")
+        production.stack.workspace.remove_stack(production.stack.name)
+    wait_until("the production namespace is gone", lambda: kube.namespace("bg-e2e-production") is None, timeout=120)
+    assert serving(kube, "prod", "green")
+
+
+def test_destroy_leaves_nothing_behind(cycle, kube):
+    cycle.stack.destroy(on_output=print, color="never")
+    wait_until("the staging namespace is gone", lambda: kube.namespace(NS) is None, timeout=120)
+    assert kube.helm_releases(NS, "web") == []
+    assert cycle.stack.export_stack().deployment.get("resources") in (None, [])

@@ -1,0 +1,218 @@
+"""Tier 4: the `bluegreen` release tool, every command and failure path, on a real API server.
+
+The CLI runs as a user runs it (`python -m bluegreen ... --json`, a separate process); what it did
+is read back from the Kubernetes API and from its JSON result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from pulumi import automation as auto
+
+from bluegreen.release.checks import Names, ready_pod_ips
+from tests.e2e.conftest import REPORT, wait_until
+from tests.scenarios import V1, V2
+
+pytestmark = pytest.mark.e2e
+
+STACK, NS = "e2e-tool", "bg-e2e-tool"
+NAMES = Names(NS, "web")
+V3 = "registry.example.com/shop/web:1.6.0"
+# The local cluster's kwok stages never make containers with this tag Ready (scripts/cluster/).
+NEVER_READY = "registry.example.com/shop/web:never-ready"
+
+
+@pytest.fixture(scope="module")
+def tool(project_dir, pulumi_env, kube):
+    stack = auto.create_or_select_stack(STACK, work_dir=str(project_dir))
+    for key, value in {"namespace": NS, "prodHost": "shop.tool.example.com", "stageHost": "stage.shop.tool.example.com",
+                       "blue.enabled": "true", "blue.image": V1, "blue.replicas": "2", "green.enabled": "false",
+                       "helmTimeoutSeconds": "30"}.items():
+        stack.set_config(key, auto.ConfigValue(value), path=True)
+    stack.up(on_output=print, color="never")
+
+    def run(*args: str, expect: int = 0) -> dict:
+        done = subprocess.run([sys.executable, "-m", "bluegreen", *args, "--stack", STACK,
+                               "--project-dir", str(project_dir), "--json"],
+                              capture_output=True, text=True, env=pulumi_env)
+        sys.stderr.write(done.stderr)
+        assert done.returncode == expect, f"exit {done.returncode}, expected {expect}:\n{done.stderr[-3000:]}"
+        return json.loads(done.stdout)
+
+    run.stack = stack
+    yield run
+    stack.destroy(on_output=print, color="never")
+    stack.workspace.remove_stack(STACK)
+
+
+def prod_slot(kube):
+    return kube.service(NS, "web-prod")["spec"]["selector"]["slot"]
+
+
+def serving(kube, role, slot):
+    endpoints = kube.endpoints(NS, f"web-{role}").ready
+    return (kube.service(NS, f"web-{role}")["spec"]["selector"]["slot"] == slot
+            and endpoints and endpoints == ready_pod_ips(kube, NAMES, slot))
+
+
+def record(name, result):
+    REPORT[f"bluegreen {name}"] = {"seconds": result["seconds"], **result.get("prodWatch", {})}
+
+
+def test_status(tool):
+    state = tool("status")["state"]
+    assert (state["productionSlot"], state["stageSlot"]) == ("blue", "green")
+    assert state["slots"]["blue"] == {"role": "prod", "enabled": True, "image": V1, "ready": 2, "desired": 2}
+    assert state["slots"]["green"]["enabled"] is False
+    assert state["release"]["status"] == "deployed"
+    assert state["urls"]["prod"] == "http://shop.tool.example.com/"
+    assert state["history"][0]["result"] == "succeeded"
+
+
+def test_deploy_into_the_idle_slot(tool, kube):
+    result = tool("deploy", V2)
+    record("deploy", result)
+    assert result["slot"] == "green" and result["prodWatch"]["empty"] == 0
+    assert result["prodWatch"]["slots_seen"] == ["blue"]
+    assert serving(kube, "stage", "green") and serving(kube, "prod", "blue")
+    assert result["state"]["slots"]["green"]["ready"] == 2
+
+
+def test_deploy_refuses_to_overwrite_a_staged_release(tool, kube):
+    result = tool("deploy", V3, expect=2)
+    assert "a release is already staged: green runs" in result["error"]
+    assert kube.deployment(NS, "web-green")["spec"]["template"]["spec"]["containers"][0]["image"] == V2
+
+
+def test_failed_smoke_check_prevents_the_promotion(tool, kube):
+    result = tool("promote", "--check-cmd", "exit 3", expect=2)
+    assert "smoke checks against stage failed" in result["error"]
+    assert prod_slot(kube) == "blue"
+    assert tool("status")["state"]["productionSlot"] == "blue"  # config untouched
+
+
+def test_preview_guard_refuses_an_unrelated_change(tool, kube):
+    tool.stack.set_config("stageHost", auto.ConfigValue("other-stage.shop.tool.example.com"))
+    try:
+        result = tool("promote", expect=2)
+        assert "the preview shows more than the flip" in result["error"]
+        assert "values.ingress" in result["error"] or "stageUrl" in result["error"]
+        assert prod_slot(kube) == "blue"
+        assert tool.stack.get_config("productionSlot").value == "blue"
+    finally:
+        tool.stack.set_config("stageHost", auto.ConfigValue("stage.shop.tool.example.com"))
+
+
+def test_failed_check_after_the_flip_rolls_back_automatically(tool, kube):
+    # Passes against stage, fails against prod: the promotion must be undone.
+    result = tool("promote", "--check-cmd", 'test "$BLUEGREEN_TARGET" = stage', expect=1)
+    record("promote (failed check, automatic rollback)", result)
+    assert "rolled back, prod serves blue" in result["error"]
+    assert result["state"]["productionSlot"] == "blue"
+    wait_until("prod serves blue again", lambda: serving(kube, "prod", "blue"))
+
+
+def test_promote(tool, kube):
+    result = tool("promote", "--check-cmd", 'test -n "$BLUEGREEN_SLOT"')
+    record("promote", result)
+    assert result["prodWatch"]["empty"] == 0, result["prodWatch"]
+    assert result["prodWatch"]["slots_seen"] == ["blue", "green"]
+    assert serving(kube, "prod", "green") and serving(kube, "stage", "blue")
+    assert result["state"]["productionSlot"] == "green"
+
+
+def test_rollback_and_promote_again(tool, kube):
+    result = tool("rollback")
+    record("rollback", result)
+    assert result["prodWatch"]["empty"] == 0
+    assert serving(kube, "prod", "blue")
+    assert tool("promote")["prodWatch"]["empty"] == 0
+    assert serving(kube, "prod", "green")
+
+
+def test_retire_refuses_the_production_slot(tool, kube):
+    result = tool("retire", "--slot", "green", expect=2)
+    assert "green is the production slot" in result["error"]
+    assert kube.deployment(NS, "web-green") is not None
+
+
+def test_retire_keep_replicas_then_retire(tool, kube):
+    tool("retire", "--keep-replicas", "1")
+    wait_until("blue at 1 replica", lambda: kube.deployment(NS, "web-blue")["spec"]["replicas"] == 1)
+    result = tool("retire")
+    assert result["prodWatch"]["empty"] == 0
+    wait_until("web-blue is gone", lambda: kube.deployment(NS, "web-blue") is None)
+    assert serving(kube, "prod", "green")
+
+
+def test_rollback_after_retire_is_refused(tool, kube):
+    result = tool("rollback", expect=2)
+    assert "the previous slot blue was retired" in result["error"]
+    assert prod_slot(kube) == "green"
+
+
+def test_image_that_never_becomes_ready_fails_deploy_and_prod_is_untouched(tool, kube):
+    prod_before = kube.endpoints(NS, "web-prod").ready
+    result = tool("deploy", NEVER_READY, expect=1)
+    record("deploy (never ready)", result)
+    assert "blue was not deployed and prod stays on green" in result["error"]
+    assert result["prodWatch"]["empty"] == 0 and result["prodWatch"]["slots_seen"] == ["green"]
+    assert kube.endpoints(NS, "web-prod").ready == prod_before
+    assert result["state"]["slots"]["blue"]["enabled"] is False  # stack config restored
+    assert kube.deployment(NS, "web-blue") is None  # Helm's atomic rollback removed it
+
+
+def test_recover_after_an_update_killed_mid_way(tool, kube, project_dir, pulumi_env):
+    # An update that Helm is still waiting on (pods never ready), killed with SIGKILL.
+    tool.stack.set_config("blue.enabled", auto.ConfigValue("true"), path=True)
+    tool.stack.set_config("blue.image", auto.ConfigValue(NEVER_READY), path=True)
+    update = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--stack", STACK], cwd=project_dir,
+                              env=pulumi_env, start_new_session=True)
+    wait_until("the Helm release is pending-upgrade",
+               lambda: (kube.helm_releases(NS, "web") or [{}])[0].get("status") == "pending-upgrade", timeout=90)
+    kill_tree(update.pid)  # the CLI, the language host, the provider: as a power cut would
+    update.wait()
+    time.sleep(1)
+
+    # Put the config back the way a user undoing the release would, then the stuck release blocks `up`.
+    tool.stack.set_config("blue.enabled", auto.ConfigValue("false"), path=True)
+    tool.stack.set_config("blue.image", auto.ConfigValue(V3), path=True)
+    with pytest.raises(auto.CommandError, match="another operation|pending"):
+        tool.stack.up(color="never")
+
+    result = tool("recover")
+    assert any(action.startswith("removed pending") for action in result["actions"])
+    assert result["state"]["release"]["status"] == "deployed"
+    assert tool.stack.up(on_output=print, color="never").summary.result == "succeeded"
+    assert serving(kube, "prod", "green")
+    assert kube.helm_releases(NS, "web")[0]["status"] == "deployed"
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (plugins may run in process groups of their own)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -69,23 +69,22 @@ wait_for() {
   say "$what ($((SECONDS - t0)) s)"
 }
 
-nodes_ready() { [[ -n $(kc get nodes -o jsonpath='{.items[?(@.status.conditions[-1].type=="Ready")].metadata.name}' 2>/dev/null) ]] && kc wait --for=condition=Ready nodes --all --timeout=1s; }
+nodes_ready() { [[ -n $(kc get nodes -o name 2>/dev/null) ]] && kc wait --for=condition=Ready nodes --all --timeout=1s; }
 default_sa() { kc get serviceaccount default -n default; }
 
 up() {
   mkdir -p "$STATE"
+  local t0=$SECONDS
   if [[ -d $CLUSTER_DIR ]] && apiserver_ready; then
     say "cluster '$NAME' is already up (KUBECONFIG=$KUBECONFIG_OUT)"
-    return 0
-  fi
-  local t0=$SECONDS
-  if [[ -d $CLUSTER_DIR ]]; then
+  elif [[ -d $CLUSTER_DIR ]]; then
     say "cluster '$NAME' exists but is not running; starting it"
     kwokctl start cluster --name "$NAME" >&2 || { say "start failed; recreating"; down; create; }
   else
     create
   fi
-  write_kubeconfig
+  # The rest is quick when it is already done; it also repairs a half-finished earlier `up`.
+  [[ -f $KUBECONFIG_OUT ]] || write_kubeconfig
   wait_for "apiserver ready" 120 apiserver_ready
   if [[ -z $(kc get nodes -o name 2>/dev/null) ]]; then
     say "adding $NODES kwok node(s)"
@@ -100,17 +99,29 @@ up() {
 down() {
   if [[ -d $CLUSTER_DIR ]]; then
     say "deleting cluster '$NAME'"
+    local pids=() f
+    for f in "$CLUSTER_DIR"/pids/*.pid; do [[ -f $f ]] && pids+=("$(cat "$f")"); done
     if command -v kwokctl >/dev/null; then
       kwokctl delete cluster --name "$NAME" --kubeconfig "" >&2 || true
     fi
-    # Belt and braces: kill anything kwokctl left behind, by its pid files.
-    local pidfile
-    for pidfile in "$CLUSTER_DIR"/pids/*.pid; do
-      [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
-    done
+    stop_pids "${pids[@]}"
   fi
   rm -rf "$KWOK_WORKDIR" "$KUBECONFIG_OUT"
   say "cluster '$NAME' is down"
+}
+
+# kwokctl only signals its components; wait for them to exit (so their ports are free), then kill.
+stop_pids() {
+  local pid t0=$SECONDS alive
+  (($#)) || return 0
+  kill "$@" 2>/dev/null || true
+  while :; do
+    alive=()
+    for pid in "$@"; do [[ -d /proc/$pid && $(cat "/proc/$pid/stat" 2>/dev/null | awk '{print $3}') != Z ]] && alive+=("$pid"); done
+    ((${#alive[@]})) || return 0
+    if ((SECONDS - t0 > 10)); then kill -9 "${alive[@]}" 2>/dev/null || true; return 0; fi
+    sleep 0.5
+  done
 }
 
 status() {

@@ -191,8 +191,20 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@$v" "sigs.k8s.io/kwok/cmd/kwokctl@$v"
 }
 
-# Debian's etcd-server (3.4.x) works with the apiserver; link it so kwokctl gets a fixed path.
+# etcd: built from go.etcd.io/etcd/server/v3 when versions.env pins ETCD_VERSION (its go.mod
+# points api/client/pkg at ../ paths, so drop those replaces); otherwise Debian's etcd-server
+# (3.4.x: works, but lacks watch progress requests, so the apiserver disables RequestWatchProgress).
 build_etcd() {
+  if [[ -n ${ETCD_VERSION:-} ]]; then
+    local v=v$ETCD_VERSION src=$1/src m drops=()
+    mod_copy "go.etcd.io/etcd/server/v3@$v" "$src"
+    for m in api/v3 client/pkg/v3 client/v3 pkg/v3; do drops+=("-dropreplace=go.etcd.io/etcd/$m"); done
+    (cd "$src" && go mod edit "${drops[@]}")
+    (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker etcd \
+      go build -trimpath -ldflags "-s -w" -o "$1/bin/etcd" .)
+    rm -rf "$src"
+    return 0
+  fi
   if ! [[ -x /usr/bin/etcd ]]; then
     command -v apt-get >/dev/null || die "etcd: no /usr/bin/etcd and no apt-get"
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >&2

@@ -17,6 +17,9 @@ ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
+WORK=""   # build dir in progress, removed if we are interrupted
+TICKER="" # pid of the progress ticker
+trap '[[ -z $TICKER ]] || kill "$TICKER" 2>/dev/null; [[ -z $WORK ]] || rm -rf "$WORK"' EXIT
 
 say() { echo "==> $*" >&2; }
 die() { echo "toolchain: error: $*" >&2; exit 1; }
@@ -84,15 +87,24 @@ on_path() {
 # Run a long command with an elapsed-time line every 30 s, so a cold build never looks hung.
 with_ticker() {
   local label=$1 t0=$SECONDS; shift
-  ( while sleep 30; do echo "    ... $label: $((SECONDS - t0)) s elapsed" >&2; done ) &
-  local ticker=$! rc=0
+  # ($$ is this script: the ticker also stops if the script is killed.)
+  ( while sleep 30 && kill -0 $$ 2>/dev/null; do echo "    ... $label: $((SECONDS - t0)) s elapsed" >&2; done ) &
+  local rc=0
+  TICKER=$!
   "$@" || rc=$?
-  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  kill "$TICKER" 2>/dev/null; wait "$TICKER" 2>/dev/null || true
+  TICKER=""
   return $rc
 }
 
 # Directory of a downloaded module (the module cache is read-only; copy before editing).
-mod_dir() { (cd /tmp && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'); }
+mod_dir() {
+  (cd /tmp && go mod download -json "$1" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+if "Dir" not in m: sys.exit("go mod download %s: %s" % (sys.argv[1], m.get("Error")))
+print(m["Dir"])' "$1")
+}
 
 # Writable copy of a module, for builds that must edit go.mod.
 mod_copy() {
@@ -151,8 +163,8 @@ build_kubernetes-provider() {
   local mod=github.com/pulumi/pulumi-kubernetes/provider/v4 src=$1/src
   local ver=$PULUMI_KUBERNETES_VERSION
   mod_copy "$mod@$PULUMI_KUBERNETES_PROVIDER_MODULE_VERSION" "$src"
-  (cd "$src" && go mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4 \
-    -require="github.com/pulumi/pulumi-kubernetes/sdk/v4@v${PULUMI_KUBERNETES_SDK_MODULE_VERSION:-4.24.0}")
+  # Its go.mod points the sdk at ../sdk; without the replace, its own require (v4.24.0) applies.
+  (cd "$src" && go mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4)
   # schema-embed.json is generated (gitignored upstream), so it is not in the module zip.
   (cd "$src/cmd/pulumi-resource-kubernetes" && GOFLAGS="-mod=mod -buildvcs=false" VERSION=$ver \
     with_ticker "provider generate" go run generate.go)
@@ -238,11 +250,14 @@ ensure() {
     fi
     say "building $tool $ver (cold build, about $est min)"
     mkdir -p "$TOOLS_DIR"
-    work=$(mktemp -d "$TOOLS_DIR/.building-$tool-$ver.XXXXXX")
+    WORK=$(mktemp -d "$TOOLS_DIR/.building-$tool-$ver.XXXXXX")
+    work=$WORK
     mkdir -p "$work/bin"
     t0=$SECONDS
-    if ! "build_$tool" "$work"; then
+    # set -e does not apply inside a function called as a condition: check the result as well.
+    if ! "build_$tool" "$work" || ! cached "$tool" "$work"; then
       rm -rf "$work"
+      WORK=""
       [[ -n $BUDGET_MIN ]] || die "building $tool $ver failed (see the output above)"
       say "FAILED to build $tool $ver; going on (budget mode)"
       SKIPPED+=("$tool")
@@ -251,11 +266,18 @@ ensure() {
     secs=$((SECONDS - t0))
     echo "$secs" > "$work/build-seconds"
     # Swap in whole: a half-built dir never has a complete bin/, so a re-run rebuilds it.
+    # (-T: if a concurrent run got there first, keep theirs instead of nesting ours inside.)
     rm -rf "$dir"
-    mv "$work" "$dir"
+    mv -T "$work" "$dir" 2>/dev/null || true
+    rm -rf "$work"
+    WORK=""
     say "$tool $ver ready in $secs s"
   fi
-  [[ -z $(type -t "post_$tool") ]] || "post_$tool" "$dir"
+  [[ -z $(type -t "post_$tool") ]] || "post_$tool" "$dir" || {
+    [[ -n $BUDGET_MIN ]] || die "setting up $tool $ver failed"
+    say "FAILED to set up $tool $ver; going on (budget mode)"
+    SKIPPED+=("$tool")
+  }
 }
 
 # venvs are not relocatable: after the atomic move, fix the venv's own paths once.
@@ -288,8 +310,10 @@ post_kubernetes-provider() {
   local dir=$1 ver=$PULUMI_KUBERNETES_VERSION pulumi
   local home=${PULUMI_HOME:-$HOME/.pulumi}
   [[ -x $home/plugins/resource-kubernetes-v$ver/pulumi-resource-kubernetes ]] && return 0
-  pulumi=$(PATH="$(print_path):$PATH" command -v pulumi) ||
-    die "kubernetes-provider: need pulumi to install the plugin; run: scripts/toolchain.sh pulumi"
+  pulumi=$(PATH="$(print_path):$PATH" command -v pulumi) || {
+    echo "toolchain: kubernetes-provider: need pulumi to install the plugin (scripts/toolchain.sh pulumi)" >&2
+    return 1
+  }
   "$pulumi" plugin install resource kubernetes "$ver" --file "$dir/bin/pulumi-resource-kubernetes" >&2
   say "installed pulumi-resource-kubernetes $ver into $home/plugins"
 }

@@ -24,13 +24,13 @@ fi
 
 step "environment (source scripts/activate)"
 source scripts/activate
-echo "    KUBECONFIG=$KUBECONFIG ($BLUEGREEN_CLUSTER cluster), PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL" >&2
+echo "    KUBECONFIG=${KUBECONFIG:-~/.kube/config} ($BLUEGREEN_CLUSTER cluster), PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL" >&2
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
   step "local cluster (scripts/cluster.sh up)"
   scripts/cluster.sh up
 else
-  step "using your cluster: $(kubectl config current-context 2>/dev/null || echo "KUBECONFIG=$KUBECONFIG")"
+  step "using your cluster: context $(kubectl config current-context 2>/dev/null || echo "?") (KUBECONFIG=${KUBECONFIG:-~/.kube/config})"
 fi
 
 step "stack $STACK (pulumi stack select --create $STACK)"

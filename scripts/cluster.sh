@@ -102,7 +102,7 @@ down() {
     local pids=() f
     for f in "$CLUSTER_DIR"/pids/*.pid; do [[ -f $f ]] && pids+=("$(cat "$f")"); done
     if command -v kwokctl >/dev/null; then
-      kwokctl delete cluster --name "$NAME" --kubeconfig "" >&2 || true
+      kwokctl delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" >&2 || true
     fi
     stop_pids "${pids[@]}"
   fi

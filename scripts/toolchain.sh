@@ -5,6 +5,7 @@
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
 #
 # TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok, or the groups e2e / all.
+#   kube = kube-apiserver, kube-controller-manager, kube-scheduler and a matching kubectl.
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
 set -euo pipefail
 export GOWORK=off # builds happen inside copied modules, never in a workspace
@@ -45,7 +46,7 @@ bins_of() {
     pulumi) echo pulumi ;;
     langhost) echo pulumi-language-python pulumi-language-python-exec ;;
     kubernetes-provider) echo pulumi-resource-kubernetes ;;
-    kube) echo kube-apiserver kube-controller-manager kube-scheduler ;;
+    kube) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
     kwok) echo kwok kwokctl ;;
     etcd) echo etcd ;;
   esac
@@ -87,8 +88,11 @@ on_path() {
 # Run a long command with an elapsed-time line every 30 s, so a cold build never looks hung.
 with_ticker() {
   local label=$1 t0=$SECONDS; shift
-  # ($$ is this script: the ticker also stops if the script is killed.)
-  ( while sleep 30 && kill -0 $$ 2>/dev/null; do echo "    ... $label: $((SECONDS - t0)) s elapsed" >&2; done ) &
+  # ($$ is this script: the ticker also stops if the script is killed. sleep gets no stdio, so a
+  # sleep outliving the killed ticker cannot hold a caller's pipe open.)
+  ( while sleep 30 </dev/null >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
+      echo "    ... $label: $((SECONDS - t0)) s elapsed" >&2
+    done ) &
   local rc=0
   TICKER=$!
   "$@" || rc=$?
@@ -192,7 +196,7 @@ for r in json.load(sys.stdin).get("Replace") or []:
   (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker kube \
     go build -trimpath -o "$1/bin/" \
     -ldflags "-s -w -X $pkg.gitVersion=v$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
-    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler)
+    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl)
   rm -rf "$src"
 }
 

@@ -23,13 +23,7 @@ PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
 say() { echo "==> $*" >&2; }
 die() { echo "cluster: error: $*" >&2; exit 1; }
 
-need() {
-  local b path
-  for b in "$@"; do
-    path=$(command -v "$b") || die "$b not found; build it with: scripts/toolchain.sh kube etcd kwok"
-    echo "$path"
-  done
-}
+need() { command -v "$1" || die "$1 not found; build it with: scripts/toolchain.sh kube etcd kwok"; }
 
 kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 
@@ -37,14 +31,14 @@ apiserver_ready() {
   [[ -f $KUBECONFIG_OUT ]] && kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1
 }
 
-# Every binary is given explicitly, so kwokctl never reaches for the network.
+# Every binary is given explicitly (an empty one would make kwokctl download its default).
 create() {
-  local etcd apiserver kcm scheduler kwok
-  read -r etcd apiserver kcm scheduler kwok < <(need etcd kube-apiserver kube-controller-manager \
-    kube-scheduler kwok | paste -sd' ')
+  local etcd apiserver kcm scheduler kwok kubectl
+  etcd=$(need etcd) apiserver=$(need kube-apiserver) kcm=$(need kube-controller-manager)
+  scheduler=$(need kube-scheduler) kwok=$(need kwok) kubectl=$(need kubectl)
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
   # --kubeconfig "": leave ~/.kube/config alone (kwokctl adds a context there by default).
-  KWOK_KUBE_VERSION=v$KUBERNETES_VERSION KWOK_KUBECTL_BINARY=$(need kubectl) \
+  KWOK_KUBE_VERSION=v$KUBERNETES_VERSION KWOK_KUBECTL_BINARY=$kubectl \
     kwokctl create cluster --name "$NAME" --config "$REPO/scripts/cluster/kwokctl.yaml" \
     --kubeconfig "" \
     --etcd-binary "$etcd" \
@@ -79,7 +73,12 @@ up() {
     say "cluster '$NAME' is already up (KUBECONFIG=$KUBECONFIG_OUT)"
   elif [[ -d $CLUSTER_DIR ]]; then
     say "cluster '$NAME' exists but is not running; starting it"
-    kwokctl start cluster --name "$NAME" >&2 || { say "start failed; recreating"; down; create; }
+    forget_dead_pids
+    kwokctl start cluster --name "$NAME" >&2 || {
+      say "start failed; recreating it empty (run \`pulumi refresh\` for stacks deployed before)"
+      down
+      create
+    }
   else
     create
   fi
@@ -110,6 +109,18 @@ down() {
   say "cluster '$NAME' is down"
 }
 
+running() { [[ -d /proc/$1 && $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+
+# kwokctl skips a component whose pid file names a live pid; a dead one (or a zombie nobody
+# reaped) must not count.
+forget_dead_pids() {
+  local f
+  for f in "$CLUSTER_DIR"/pids/*.pid; do
+    [[ -f $f ]] && ! running "$(cat "$f")" && rm -f "$f"
+  done
+  return 0
+}
+
 # kwokctl only signals its components; wait for them to exit (so their ports are free), then kill.
 stop_pids() {
   local pid t0=$SECONDS alive
@@ -117,7 +128,7 @@ stop_pids() {
   kill "$@" 2>/dev/null || true
   while :; do
     alive=()
-    for pid in "$@"; do [[ -d /proc/$pid && $(cat "/proc/$pid/stat" 2>/dev/null | awk '{print $3}') != Z ]] && alive+=("$pid"); done
+    for pid in "$@"; do running "$pid" && alive+=("$pid"); done
     ((${#alive[@]})) || return 0
     if ((SECONDS - t0 > 10)); then kill -9 "${alive[@]}" 2>/dev/null || true; return 0; fi
     sleep 0.5

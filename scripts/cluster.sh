@@ -27,6 +27,11 @@ need() { command -v "$1" || die "$1 not found; build it with: scripts/toolchain.
 
 kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 
+# kwokctl logs JSON; show its INFO lines as one short line each, anything else as is.
+kw() {
+  kwokctl "$@" 2>&1 | sed -u -E 's/^\{.*"level":"INFO".*"msg":"([^"]*)".*$/    kwokctl: \1/' >&2
+}
+
 apiserver_ready() {
   [[ -f $KUBECONFIG_OUT ]] && kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1
 }
@@ -39,14 +44,14 @@ create() {
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
   # --kubeconfig "": leave ~/.kube/config alone (kwokctl adds a context there by default).
   KWOK_KUBE_VERSION=v$KUBERNETES_VERSION KWOK_KUBECTL_BINARY=$kubectl \
-    kwokctl create cluster --name "$NAME" --config "$REPO/scripts/cluster/kwokctl.yaml" \
+    kw create cluster --name "$NAME" --config "$REPO/scripts/cluster/kwokctl.yaml" \
     --kubeconfig "" \
     --etcd-binary "$etcd" \
     --kube-apiserver-binary "$apiserver" \
     --kube-controller-manager-binary "$kcm" \
     --kube-scheduler-binary "$scheduler" \
     --kwok-controller-binary "$kwok" \
-    --wait 2m >&2
+    --wait 2m
 }
 
 write_kubeconfig() {
@@ -74,7 +79,7 @@ up() {
   elif [[ -d $CLUSTER_DIR ]]; then
     say "cluster '$NAME' exists but is not running; starting it"
     forget_dead_pids
-    kwokctl start cluster --name "$NAME" >&2 || {
+    kw start cluster --name "$NAME" || {
       say "start failed; recreating it empty (run \`pulumi refresh\` for stacks deployed before)"
       down
       create
@@ -87,7 +92,7 @@ up() {
   wait_for "apiserver ready" 120 apiserver_ready
   if [[ -z $(kc get nodes -o name 2>/dev/null) ]]; then
     say "adding $NODES kwok node(s)"
-    kwokctl scale node --replicas "$NODES" --name "$NAME" >&2
+    kw scale node --replicas "$NODES" --name "$NAME"
   fi
   wait_for "kwok node(s) Ready" 120 nodes_ready
   # Pods need the default ServiceAccount, which kube-controller-manager creates.
@@ -101,7 +106,7 @@ down() {
     local pids=() f
     for f in "$CLUSTER_DIR"/pids/*.pid; do [[ -f $f ]] && pids+=("$(cat "$f")"); done
     if command -v kwokctl >/dev/null; then
-      kwokctl delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" >&2 || true
+      kw delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" || true
     fi
     stop_pids "${pids[@]}"
   fi

@@ -8,6 +8,8 @@ EndpointSlices, Deployments.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pulumi import automation as auto
 
@@ -102,9 +104,10 @@ def test_preview_of_the_promotion_shows_the_flip_and_changes_nothing(cycle, kube
     preview = cycle.stack.preview(diff=True, color="never")
     assert preview.change_summary.get("update") == 1, preview.change_summary
     out = preview.stdout
-    assert 'productionSlot: "blue" => "green"' in out
-    assert 'slot: "blue" => "green"' in out  # the exported prod selector
-    assert 'slot: "green" => "blue"' in out  # the exported stage selector
+    assert 'productionSlot: "blue" => "green"' in out, out  # the Release's values
+    assert re.search(r'~ prodSelector\s*: \{[^}]*~ slot\s*: "blue" => "green"', out), out
+    assert re.search(r'~ stageSelector\s*: \{[^}]*~ slot\s*: "green" => "blue"', out), out
+    assert "1 to update" in out and "3 unchanged" in out, out
     assert kube.helm_releases(NS, "web")[0]["revision"] == revision
     assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == prod_version
     assert selector_slot(kube, "web-prod") == "blue"

@@ -35,7 +35,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     release: Optional[Release] = None
     try:
         release = Release(args)
-        result.update(getattr(release, args.command)(args))
+        getattr(release, args.command)(args)
         result["ok"], code = True, 0
     except (plan.Refused, ConfigError) as refusal:
         result.update(ok=False, refused=True, error=str(refusal))
@@ -45,10 +45,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         result.update(ok=False, error=str(failure))
         say(f"bluegreen {args.command}: FAILED: {failure}")
         code = 1
+    if release:
+        if "state" not in release.report:
+            with contextlib.suppress(Exception):  # the state left behind, shown when it can be read
+                release.status(args)
+        result.update(release.report)  # what the step measured, also when it failed
     result["seconds"] = round(time.monotonic() - started, 2)
-    if release and "state" not in result and code != 2:
-        with contextlib.suppress(Exception):  # the end state is shown when it can be read
-            result["state"] = release.status(args)["state"]
     _print(result, args.json)
     return code
 
@@ -62,11 +64,13 @@ class Release:
         self.settings = parse(self.raw)
         self.names = Names.of(self.settings)
         self.kube = KubeClient(args.kubeconfig)
+        self.report: dict[str, Any] = {}  # the command's result fields, filled in as it goes
 
     # --- commands -------------------------------------------------------------------------------
 
-    def status(self, args) -> dict:
-        settings, outputs = self.settings, self.session.outputs()
+    def status(self, args) -> None:
+        # Read afresh: after a step, the state left behind is what counts.
+        settings, outputs = parse(self.session.raw_config()), self.session.outputs()
         records = _try(lambda: self.kube.helm_releases(self.names.namespace, self.names.app), [])
         slots = {}
         for slot in ("blue", "green"):
@@ -75,7 +79,7 @@ class Release:
             slots[slot] = {"role": "prod" if slot == settings.production_slot else "stage",
                            "enabled": state.enabled, "image": state.image if state.enabled else None,
                            "ready": ready, "desired": desired}
-        state = {
+        self.report["state"] = {
             "productionSlot": settings.production_slot, "stageSlot": settings.stage_slot,
             "deployedProductionSlot": outputs.get("productionSlot"),
             "slots": slots,
@@ -85,15 +89,12 @@ class Release:
             "urls": {"prod": outputs.get("prodUrl"), "stage": outputs.get("stageUrl")},
             "history": _try(lambda: self.session.history(5), []),
         }
-        return {"state": state}
 
-    def deploy(self, args) -> dict:
-        step = plan.deploy(self.settings, args.image, replace=args.replace, replicas=args.replicas)
-        plan.checked(self.raw, step)
-        say(f"==> {step.summary}")
+    def deploy(self, args) -> None:
+        step = self._plan(plan.deploy(self.settings, args.image, replace=args.replace, replicas=args.replicas))
         prod = self.settings.production_slot
-        with self._watch_prod() as watch:
-            run = self._apply(step)
+        with self._watch_prod():
+            run = self._up(step.changes)
             if not run.ok:
                 self._undo(step, "the update failed (Helm rolled the release back)")
                 raise Failed(f"pulumi up failed; {step.slot} was not deployed and prod stays on {prod}.\n{_tail(run.error)}")
@@ -103,28 +104,22 @@ class Release:
                 raise Failed(f"{step.slot} has {ready}/{desired} available replicas")
             self._expect_serving("prod", prod)
             self._expect_serving("stage", step.slot)
-        return {"slot": step.slot, "image": args.image, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
 
-    def promote(self, args) -> dict:
-        step = plan.promote(self.settings)
-        plan.checked(self.raw, step)
+    def promote(self, args) -> None:
+        step = self._plan(plan.promote(self.settings))
         previous = self.settings.production_slot
-        say(f"==> {step.summary}")
-        say(f"==> preconditions: {step.slot} is deployed and all its replicas are Available")
-        ready, desired = slot_readiness(self.kube, self.names, step.slot)
-        if not desired or ready != desired:
-            raise plan.Refused(f"{step.slot} has {ready}/{desired} available replicas; wait, or redeploy it")
+        self._require_available(step.slot, "promote")
         self._smoke("stage", step.slot, args)
         say("==> preview: only productionSlot and what follows from it may change")
         self.session.set_config(step.changes)
         preview = self.session.preview()
         unexpected = plan.unexpected_changes([(c.type, c.op, c.paths) for c in preview.changes])
         if not preview.ok or unexpected:
-            self.session.restore_config(self.raw)
+            self.session.restore_config(self.raw, step.changes)
             reason = preview.error if not preview.ok else "; ".join(unexpected)
             raise plan.Refused(f"the preview shows more than the flip: {reason}\n{preview.output}")
-        with self._watch_prod() as watch:
-            run = self.session.up()
+        with self._watch_prod():
+            run = self._up({})
             problem = None if run.ok else f"pulumi up failed: {_tail(run.error)}"
             problem = problem or verify_serving(self.kube, self.names, "prod", step.slot)
             if not problem:
@@ -133,53 +128,43 @@ class Release:
             if problem:
                 say(f"==> verification failed: {problem}")
                 say(f"==> automatic rollback: prod back to {previous}")
-                self.session.set_config({"productionSlot": previous})
-                back = self.session.up()
+                back = self._up({"productionSlot": previous})
                 still = verify_serving(self.kube, self.names, "prod", previous) if back.ok else _tail(back.error)
                 raise Failed(f"promotion of {step.slot} failed ({problem}); "
                              + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
-        return {"slot": step.slot, "previous": previous, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
 
-    def rollback(self, args) -> dict:
-        step = plan.rollback(self.settings)
-        plan.checked(self.raw, step)
-        say(f"==> {step.summary}")
-        ready, desired = slot_readiness(self.kube, self.names, step.slot)
-        if not desired or ready != desired:
-            raise plan.Refused(f"cannot roll back: {step.slot} has {ready}/{desired} available replicas")
-        with self._watch_prod() as watch:
-            run = self._apply(step)
+    def rollback(self, args) -> None:
+        step = self._plan(plan.rollback(self.settings))
+        self._require_available(step.slot, "roll back")
+        with self._watch_prod():
+            run = self._up(step.changes)
             if not run.ok:
                 raise Failed(f"pulumi up failed: {_tail(run.error)}")
             self._expect_serving("prod", step.slot)
-        return {"slot": step.slot, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
 
-    def retire(self, args) -> dict:
-        step = plan.retire(self.settings, slot=args.slot, keep_replicas=args.keep_replicas)
-        plan.checked(self.raw, step)
-        say(f"==> {step.summary}")
-        with self._watch_prod() as watch:
-            run = self._apply(step)
+    def retire(self, args) -> None:
+        step = self._plan(plan.retire(self.settings, slot=args.slot, keep_replicas=args.keep_replicas))
+        with self._watch_prod():
+            run = self._up(step.changes)
             if not run.ok:
                 raise Failed(f"pulumi up failed: {_tail(run.error)}")
             self._expect_serving("prod", self.settings.production_slot)
-        return {"slot": step.slot, "upSeconds": round(run.seconds, 2), "prodWatch": watch.summary()}
 
-    def recover(self, args) -> dict:
+    def recover(self, args) -> None:
         """Bring back a Helm release an interrupted update left pending (pulumi-kubernetes #2054)."""
         records = self.kube.helm_releases(self.names.namespace, self.names.app)
         pending = [r for r in records if r["status"].startswith("pending-")]
-        deployed = [r for r in records if r["status"] == "deployed"]
+        settled = [r for r in records if not r["status"].startswith("pending-")]
         say(f"==> Helm release {self.names.app}: " + (", ".join(f"v{r['revision']} {r['status']}" for r in records) or "no records"))
-        done: list[str] = []
+        done = self.report.setdefault("actions", [])
         if pending:
-            if not deployed and not [r for r in records if r["status"] == "superseded"]:
-                raise Failed("the release never reached `deployed`; uninstall it (pulumi destroy) and deploy again")
+            if not settled:
+                raise Failed("the release never got past its first install; remove it with pulumi destroy and deploy again")
             for record in pending:
                 say(f"==> removing the pending record v{record['revision']} ({record['status']})")
                 self.kube.delete_secret(self.names.namespace, record["name"])
                 done.append(f"removed pending v{record['revision']}")
-            last_good = max(r["revision"] for r in records if not r["status"].startswith("pending-"))
+            last_good = settled[0]["revision"]
             say(f"==> helm rollback {self.names.app} {last_good}")
             rolled = subprocess.run(["helm", "rollback", self.names.app, str(last_good), "-n", self.names.namespace,
                                      "--wait", "--timeout", f"{self.settings.helm_timeout_seconds}s"])
@@ -196,21 +181,33 @@ class Release:
         done.append("refreshed")
         if not pending and not cleared:
             say("==> nothing was pending; the release is healthy")
-        return {"actions": done}
 
     # --- shared steps ---------------------------------------------------------------------------
 
-    def _apply(self, step: plan.Step):
-        self.session.set_config(step.changes)
-        return self.session.up()
+    def _plan(self, step: plan.Step) -> plan.Step:
+        """Validate the step's config like the program will, say what it does, record it."""
+        plan.checked(self.raw, step)
+        say(f"==> {step.summary}")
+        self.report.update(slot=step.slot, changes=dict(step.changes))
+        return step
+
+    def _require_available(self, slot: str, verb: str) -> None:
+        say(f"==> precondition: {slot} is deployed and all its replicas are Available")
+        ready, desired = slot_readiness(self.kube, self.names, slot)
+        if not desired or ready != desired:
+            raise plan.Refused(f"cannot {verb}: {slot} has {ready}/{desired} available replicas")
+
+    def _up(self, changes):
+        """`pulumi config set --path` each change, then `pulumi up`; the time is reported."""
+        self.session.set_config(changes)
+        run = self.session.up()
+        self.report.setdefault("upSeconds", []).append(round(run.seconds, 2))
+        return run
 
     def _undo(self, step: plan.Step, why: str) -> None:
         say(f"==> {why}; restoring the stack config and reconciling")
-        touched = {path.split(".")[0] for path in step.changes}
-        self.session.restore_config({k: v for k, v in self.raw.items() if k in touched})
-        for key in touched - set(self.raw):
-            self.session.stack.remove_config(key)
-        self.session.up()
+        self.session.restore_config(self.raw, {path.split(".")[0] for path in step.changes})
+        self._up({})
 
     def _expect_serving(self, role: str, slot: str) -> None:
         problem = verify_serving(self.kube, self.names, role, slot)
@@ -231,8 +228,15 @@ class Release:
             raise plan.Refused(f"smoke checks against {target} failed: " + "; ".join(failures))
         return failures
 
-    def _watch_prod(self) -> EndpointWatch:
-        return EndpointWatch(self.kube, self.names.namespace, self.names.service("prod"))
+    @contextlib.contextmanager
+    def _watch_prod(self):
+        """Poll prod's Endpoints through the step; the figures go into the report, failure or not."""
+        watch = EndpointWatch(self.kube, self.names.namespace, self.names.service("prod"))
+        try:
+            with watch:
+                yield watch
+        finally:
+            self.report["prodWatch"] = watch.summary()
 
 
 def _parser() -> argparse.ArgumentParser:

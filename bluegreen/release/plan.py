@@ -39,13 +39,11 @@ def deploy(settings: Settings, image: str, replace: bool = False, replicas: Opti
             f"a release is already staged: {idle} runs {staged.image}. "
             f"Promote it (bluegreen promote), retire it (bluegreen retire), or replace it (bluegreen deploy {image} --replace)."
         )
-    changes: dict[str, Any] = {f"{idle}.enabled": True, f"{idle}.image": image}
-    if replicas is not None:
-        changes[f"{idle}.replicas"] = replicas
-    elif staged.replicas == 0:
-        # A slot scaled down by `retire --keep-replicas 0` comes back at prod's size.
-        changes[f"{idle}.replicas"] = settings.slot(settings.production_slot).replicas
     live = settings.slot(settings.production_slot)
+    # The new release gets prod's size unless told otherwise, so promoting it keeps prod's capacity
+    # (a slot scaled down by `retire --keep-replicas` would otherwise come back small).
+    changes: dict[str, Any] = {f"{idle}.enabled": True, f"{idle}.image": image,
+                               f"{idle}.replicas": live.replicas if replicas is None else replicas}
     return Step("deploy", idle, f"deploy {image} into the idle slot {idle}; prod stays on "
                                 f"{settings.production_slot} ({live.image})", changes)
 

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from pulumi import automation as auto
 
@@ -79,12 +79,13 @@ class StackSession:
             text = json.dumps(value) if isinstance(value, bool) else str(value)
             self.stack.set_config(path, auto.ConfigValue(value=text), path=True)
 
-    def restore_config(self, raw: Mapping[str, Any]) -> None:
-        """Put back a config read earlier with raw_config() (used to undo a failed step)."""
-        self.stack.set_all_config({
-            f"{PROJECT}:{key}": auto.ConfigValue(value=json.dumps(value) if key in OBJECT_KEYS else str(value))
-            for key, value in raw.items()
-        })
+    def restore_config(self, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
+        """Put `keys` back as they were in `raw` (read earlier with raw_config()), or remove them
+        where they were not set. Objects are rewritten leaf by leaf with --path, so they stay objects."""
+        for key in keys:
+            self.stack.remove_config(key)
+            if key in raw:
+                self.set_config(dict(_leaves(key, raw[key])))
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -113,7 +114,10 @@ class StackSession:
                 change = changes.setdefault(meta.urn, Change(meta.urn, meta.type, str(meta.op.value)))
                 if meta.op.value != "same":
                     change.op = str(meta.op.value)
-                change.paths = sorted(set(change.paths) | set(meta.detailed_diff or {}) | set(meta.diffs or []))
+                # Property paths ("values.productionSlot") where the provider gives them, else the
+                # top-level keys only ("values"), which a flip check then treats as unexplained.
+                paths = meta.detailed_diff or meta.diffs or []
+                change.paths = sorted(set(change.paths) | set(paths))
 
         self.echo(f"==> pulumi {verb} --stack {self.name}")
         started = time.monotonic()
@@ -150,3 +154,11 @@ class StackSession:
             deployment.deployment["pending_operations"] = []
             self.stack.import_stack(deployment)
         return len(pending)
+
+
+def _leaves(path: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(f"{path}.{key}", item)
+    else:
+        yield path, value

@@ -13,7 +13,7 @@ V3 = "registry.example.com/shop/web:1.6.0"
 def test_deploy_goes_into_the_idle_slot_and_leaves_prod_alone():
     step = plan.deploy(parse(BLUE_LIVE), V2)
     assert step.slot == "green"
-    assert step.changes == {"green.enabled": True, "green.image": V2}
+    assert step.changes == {"green.enabled": True, "green.image": V2, "green.replicas": 2}
     after = plan.checked(BLUE_LIVE, step)
     assert after.production_slot == "blue" and after.slot("blue").image == V1
 
@@ -36,10 +36,11 @@ def test_deploy_of_a_bad_image_is_refused_before_anything_changes():
         plan.checked(BLUE_LIVE, step)
 
 
-def test_deploy_into_a_scaled_down_slot_restores_prods_size():
-    config = {**BLUE_LIVE, "green": {"enabled": True, "image": V1, "replicas": 0}}
-    step = plan.deploy(parse(config), V2, replace=True)
-    assert step.changes["green.replicas"] == 2
+def test_deploy_gives_the_new_release_prods_size():
+    config = {**BLUE_LIVE, "blue": {"enabled": True, "image": V1, "replicas": 5},
+              "green": {"enabled": False, "image": V1, "replicas": 1}}  # scaled down by an earlier retire
+    assert plan.deploy(parse(config), V2).changes["green.replicas"] == 5
+    assert plan.deploy(parse(config), V2, replicas=3).changes["green.replicas"] == 3
 
 
 def test_promote_flips_only_production_slot():

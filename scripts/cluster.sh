@@ -42,9 +42,12 @@ create() {
   etcd=$(need etcd) apiserver=$(need kube-apiserver) kcm=$(need kube-controller-manager)
   scheduler=$(need kube-scheduler) kwok=$(need kwok) kubectl=$(need kubectl)
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
+  # kwok's stages, plus images tagged `never-ready` never becoming Ready (see cluster/stages.sh).
+  "$REPO/scripts/cluster/stages.sh" > "$STATE/kwok-stages.yaml"
   # --kubeconfig "": leave ~/.kube/config alone (kwokctl adds a context there by default).
   KWOK_KUBE_VERSION=v$KUBERNETES_VERSION KWOK_KUBECTL_BINARY=$kubectl \
     kw create cluster --name "$NAME" --config "$REPO/scripts/cluster/kwokctl.yaml" \
+    --config "$STATE/kwok-stages.yaml" \
     --kubeconfig "" \
     --etcd-binary "$etcd" \
     --kube-apiserver-binary "$apiserver" \

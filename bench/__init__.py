@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): a tool, not tests. See bench/__main__.py."""

@@ -155,14 +155,20 @@ build_langhost() {
   echo "$1" > "$1/.built-at"
 }
 
+# Written atomically and only when it changes: a running engine may be starting it right now.
 write_langhost_wrapper() {
-  cat > "$1" <<EOF
+  local text
+  text=$(cat <<EOF
 #!/usr/bin/env bash
 # Pulumi Python language host (scripts/langhost in the bluegreen checkout), run in a cached venv.
 repo="\${BLUEGREEN_REPO:-$REPO}"
 exec "$2" "\$repo/scripts/langhost/pulumi-language-python" "\$@"
 EOF
-  chmod 0755 "$1"
+)
+  [[ -f $1 && $(cat "$1") == "$text" ]] && return 0
+  printf '%s\n' "$text" > "$1.tmp.$$"
+  chmod 0755 "$1.tmp.$$"
+  mv -f "$1.tmp.$$" "$1"
 }
 
 build_kubernetes-provider() {
@@ -256,6 +262,8 @@ ensure() {
     fi
     say "building $tool $ver (cold build, about $est min)"
     mkdir -p "$TOOLS_DIR"
+    # Leftovers of builds killed too hard to clean up after themselves.
+    find "$TOOLS_DIR" -maxdepth 1 -name ".building-$tool-$ver.*" -mmin +180 -exec rm -rf {} + 2>/dev/null || true
     WORK=$(mktemp -d "$TOOLS_DIR/.building-$tool-$ver.XXXXXX")
     work=$WORK
     mkdir -p "$work/bin"

@@ -90,9 +90,9 @@ on_path() {
 # Run a long command with an elapsed-time line every 30 s, so a cold build never looks hung.
 with_ticker() {
   local label=$1 t0=$SECONDS; shift
-  # ($$ is this script: the ticker also stops if the script is killed. sleep gets no stdio, so a
-  # sleep outliving the killed ticker cannot hold a caller's pipe open.)
-  ( while sleep 30 </dev/null >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
+  # ($$ is this script: the ticker also stops if the script is killed. sleep's output goes to
+  # /dev/null, so a sleep outliving the killed ticker cannot hold a caller's pipe open.)
+  ( while sleep 30 >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
       echo "    ... $label: $((SECONDS - t0)) s elapsed" >&2
     done ) &
   local rc=0
@@ -350,13 +350,13 @@ expand() {
 }
 
 main() {
-  local tools=() t
+  local tools=() more=() list t
   while (($#)); do
     case $1 in
       --budget-minutes) BUDGET_MIN=${2:?--budget-minutes needs a number}; shift 2 ;;
       --print-path) print_path; return 0 ;;
       -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
-      *) tools+=($(expand "$1")); shift ;;
+      *) list=$(expand "$1"); read -ra more <<<"$list"; tools+=("${more[@]}"); shift ;;
     esac
   done
   ((${#tools[@]})) || die "no tool given (try: scripts/toolchain.sh all)"

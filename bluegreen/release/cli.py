@@ -151,12 +151,18 @@ class Release:
             self._expect_serving("prod", self.settings.production_slot)
 
     def recover(self, args) -> None:
-        """Bring back a Helm release an interrupted update left pending (pulumi-kubernetes #2054)."""
+        """Bring back a stack and a Helm release that an interrupted update left locked and pending
+        (pulumi-kubernetes #2054). Run it only when no update is running."""
         records = self.kube.helm_releases(self.names.namespace, self.names.app)
         pending = [r for r in records if r["status"].startswith("pending-")]
         settled = [r for r in records if not r["status"].startswith("pending-")]
         say(f"==> Helm release {self.names.app}: " + (", ".join(f"v{r['revision']} {r['status']}" for r in records) or "no records"))
         done = self.report.setdefault("actions", [])
+        # A killed `pulumi up` leaves its lock behind (self-managed backends); only a dead update
+        # may be cancelled, which is why `recover` is run by hand, when no update is running.
+        say("==> clearing the lock a killed update left (pulumi cancel)")
+        self.session.cancel()
+        done.append("cancelled any stale update lock")
         if pending:
             if not settled:
                 raise Failed("the release never got past its first install; remove it with pulumi destroy and deploy again")
@@ -167,7 +173,8 @@ class Release:
             last_good = settled[0]["revision"]
             say(f"==> helm rollback {self.names.app} {last_good}")
             rolled = subprocess.run(["helm", "rollback", self.names.app, str(last_good), "-n", self.names.namespace,
-                                     "--wait", "--timeout", f"{self.settings.helm_timeout_seconds}s"])
+                                     "--wait", "--timeout", f"{self.settings.helm_timeout_seconds}s"],
+                                    stdout=sys.stderr)  # stdout carries only the result
             if rolled.returncode != 0:
                 raise Failed(f"helm rollback to v{last_good} failed (exit {rolled.returncode})")
             done.append(f"rolled back to v{last_good}")

@@ -146,6 +146,11 @@ class StackSession:
             })
         return entries
 
+    def cancel(self) -> None:
+        """`pulumi cancel`: end the update that holds the stack's lock (a stale one after a kill).
+        With no lock it succeeds too."""
+        self.stack.cancel()
+
     def clear_pending_operations(self) -> int:
         """Drop the pending operations an interrupted update left in the state; returns how many."""
         deployment = self.stack.export_stack()

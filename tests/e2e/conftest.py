@@ -114,6 +114,13 @@ def wait_until(what: str, predicate, timeout: float = 60.0, interval: float = 0.
         time.sleep(interval)
 
 
+def fresh_namespace(kube: KubeClient, name: str) -> None:
+    """Remove what an aborted earlier run may have left in `name`, so each run starts clean."""
+    if kube.namespace(name) is not None:
+        kube.request("DELETE", f"/api/v1/namespaces/{name}")
+        wait_until(f"leftover namespace {name} deleted", lambda: kube.namespace(name) is None, timeout=120)
+
+
 def pytest_terminal_summary(terminalreporter):
     if not REPORT:
         return

@@ -8,7 +8,7 @@ import pytest
 
 from bluegreen.release.checks import Names, ready_pod_ips
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import fresh_namespace, wait_until
 from tests.scenarios import V1, V2
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +28,7 @@ def sh(script: str, env) -> str:
 
 @pytest.fixture(scope="module")
 def helm_release(pulumi_env, kube):
+    fresh_namespace(kube, NS)
     yield pulumi_env
     subprocess.run(["helm", "uninstall", RELEASE, "-n", NS, "--wait"], env=pulumi_env, check=False)
     kube.request("DELETE", f"/api/v1/namespaces/{NS}")

@@ -16,7 +16,7 @@ from pulumi import automation as auto
 
 from bluegreen.release.checks import Names, ready_pod_ips
 from bluegreen.release.kube import EndpointWatch
-from tests.e2e.conftest import REPORT, wait_until
+from tests.e2e.conftest import REPORT, fresh_namespace, wait_until
 from tests.scenarios import V1, V2
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +45,8 @@ class Cycle:
 
 @pytest.fixture(scope="module")
 def cycle(project_dir, kube):
+    fresh_namespace(kube, NS)
+    fresh_namespace(kube, "bg-e2e-production")
     cycle = Cycle(project_dir, "e2e-staging", NS)
     cycle.config(namespace=NS, prodHost="shop.e2e.example.com", stageHost="stage.shop.e2e.example.com",
                  productionSlot="blue", blue__enabled=True, blue__image=V1, blue__replicas=2,

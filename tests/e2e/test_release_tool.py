@@ -17,7 +17,7 @@ import pytest
 from pulumi import automation as auto
 
 from bluegreen.release.checks import Names, ready_pod_ips
-from tests.e2e.conftest import REPORT, wait_until
+from tests.e2e.conftest import REPORT, fresh_namespace, wait_until
 from tests.scenarios import V1, V2
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +31,7 @@ NEVER_READY = "registry.example.com/shop/web:never-ready"
 
 @pytest.fixture(scope="module")
 def tool(project_dir, pulumi_env, kube):
+    fresh_namespace(kube, NS)
     stack = auto.create_or_select_stack(STACK, work_dir=str(project_dir))
     for key, value in {"namespace": NS, "prodHost": "shop.tool.example.com", "stageHost": "stage.shop.tool.example.com",
                        "blue.enabled": "true", "blue.image": V1, "blue.replicas": "2", "green.enabled": "false",
@@ -184,7 +185,7 @@ def test_recover_after_an_update_killed_mid_way(tool, kube, project_dir, pulumi_
     # Put the config back the way a user undoing the release would, then the stuck release blocks `up`.
     tool.stack.set_config("blue.enabled", auto.ConfigValue("false"), path=True)
     tool.stack.set_config("blue.image", auto.ConfigValue(V3), path=True)
-    with pytest.raises(auto.CommandError, match="another operation|pending"):
+    with pytest.raises(auto.CommandError, match="locked|another operation|pending"):
         tool.stack.up(color="never")
 
     result = tool("recover")

@@ -123,10 +123,16 @@ mod_copy() {
 # --- builders: each gets a fresh work dir ($1) and fills $1/bin ---------------------------
 
 build_helm() {
-  local pkg=helm.sh/helm/v3 v=v$HELM_VERSION
-  GOBIN="$1/bin" GOFLAGS=-buildvcs=false with_ticker helm \
-    go install -trimpath -ldflags "-s -w -X $pkg/internal/version.version=$v -X $pkg/internal/version.metadata=" \
-    "$pkg/cmd/helm@$v"
+  local pkg=helm.sh/helm/v3 v=v$HELM_VERSION client_go major minor flags
+  # Like helm's Makefile: the Kubernetes version assumed without a cluster (`helm template`,
+  # `helm lint`) follows the client-go it is built with (v0.37.x -> 1.37); Go's default is 1.20.
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$(mod_dir "$pkg@$v")/go.mod")
+  IFS=. read -r major minor _ <<<"${client_go#v}"
+  major=$((major + 1))
+  flags="-s -w -X $pkg/internal/version.version=$v -X $pkg/internal/version.metadata="
+  flags+=" -X $pkg/pkg/chartutil.k8sVersionMajor=$major -X $pkg/pkg/chartutil.k8sVersionMinor=$minor"
+  flags+=" -X $pkg/pkg/lint/rules.k8sVersionMajor=$major -X $pkg/pkg/lint/rules.k8sVersionMinor=$minor"
+  GOBIN="$1/bin" GOFLAGS=-buildvcs=false with_ticker helm go install -trimpath -ldflags "$flags" "$pkg/cmd/helm@$v"
 }
 
 build_pulumi() {
@@ -150,25 +156,37 @@ build_langhost() {
   "$1/venv/bin/pip" install --quiet --disable-pip-version-check "pulumi==$v"
   local sdk; sdk=$(mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v")
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$1/bin/pulumi-language-python-exec"
-  write_langhost_wrapper "$1/bin/pulumi-language-python" "$final/venv/bin/python"
+  write_langhost_wrapper "$1" "$final"
   # python3 -m venv bakes $1 into bin/activate and pip's shebangs; post_langhost fixes them.
   echo "$1" > "$1/.built-at"
 }
 
-# Written atomically and only when it changes: a running engine may be starting it right now.
+# The wrapper runs a copy of scripts/langhost/pulumi-language-python kept in the cache, so it works
+# from any directory and outlives the checkout it came from; every toolchain run refreshes the
+# copy. write_langhost_wrapper DIR FINAL_DIR writes into DIR files that name paths in FINAL_DIR.
 write_langhost_wrapper() {
-  local text
+  local dir=$1 final=$2 text
+  install_if_changed "$dir/lib/pulumi-language-python" < "$REPO/scripts/langhost/pulumi-language-python"
   text=$(cat <<EOF
 #!/usr/bin/env bash
-# Pulumi Python language host (scripts/langhost in the bluegreen checkout), run in a cached venv.
-repo="\${BLUEGREEN_REPO:-$REPO}"
-exec "$2" "\$repo/scripts/langhost/pulumi-language-python" "\$@"
+# Pulumi Python language host (bluegreen's scripts/langhost, copied here by scripts/toolchain.sh).
+exec "$final/venv/bin/python" "$final/lib/pulumi-language-python" "\$@"
 EOF
 )
-  [[ -f $1 && $(cat "$1") == "$text" ]] && return 0
-  printf '%s\n' "$text" > "$1.tmp.$$"
-  chmod 0755 "$1.tmp.$$"
-  mv -f "$1.tmp.$$" "$1"
+  install_if_changed "$dir/bin/pulumi-language-python" <<<"$text"
+}
+
+# Stdin to FILE, atomically and only when it changed: a running engine may be starting it now.
+install_if_changed() {
+  local target=$1 tmp="$1.tmp.$$"
+  mkdir -p "$(dirname "$target")"
+  cat > "$tmp"
+  if [[ -f $target ]] && cmp -s "$tmp" "$target"; then
+    rm -f "$tmp"
+  else
+    chmod 0755 "$tmp"
+    mv -f "$tmp" "$target"
+  fi
 }
 
 build_kubernetes-provider() {
@@ -302,8 +320,7 @@ post_langhost() {
     grep -rlF "$old" "$dir/venv/bin" | xargs -r sed -i "s#$old#$dir#g"
     rm -f "$dir/.built-at"
   fi
-  # The cache is shared between checkouts: point the fallback at the one running this script.
-  write_langhost_wrapper "$dir/bin/pulumi-language-python" "$dir/venv/bin/python"
+  write_langhost_wrapper "$dir" "$dir"
   link_langhost
 }
 post_pulumi() { link_langhost; }

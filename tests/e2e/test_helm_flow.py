@@ -45,7 +45,9 @@ def serving(kube, role, slot):
 def test_articles_helm_upgrade_flow_flips_the_selectors(helm_release, kube):
     env = helm_release
     chart = "./bluegreen/chart"
-    sh(f"helm install {RELEASE} {chart} -n {NS} --create-namespace --set blue.image={V1} --wait --timeout 120s", env)
+    notes = sh(f"helm install {RELEASE} {chart} -n {NS} --create-namespace --set blue.image={V1} --wait --timeout 120s", env)
+    assert f"prod  -> slot blue: {V1} x2" in notes  # NOTES.txt tells the operator what is live
+    assert "stage -> slot green: empty (no Deployment)" in notes
     wait_until("prod serves blue", lambda: serving(kube, "prod", "blue"))
 
     # The article's release script: read the live slot, deploy into the other one.

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from ..config import ConfigError, Settings, parse
+from ..config import ConfigError, parse
 from . import plan
 from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
 from .kube import EndpointWatch, KubeClient, KubeError

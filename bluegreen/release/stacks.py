@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from pulumi import automation as auto
 
-from ..config import PROJECT, Settings, parse
+from ..config import PROJECT
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OBJECT_KEYS = ("blue", "green", "resources")
@@ -69,9 +69,6 @@ class StackSession:
                 name = key.split(":", 1)[1]
                 raw[name] = json.loads(value.value) if name in OBJECT_KEYS else value.value
         return raw
-
-    def settings(self) -> Settings:
-        return parse(self.raw_config())
 
     def set_config(self, changes: Mapping[str, Any]) -> None:
         """`pulumi config set --path KEY VALUE` for each change."""

@@ -282,7 +282,7 @@ def _print(result: dict, as_json: bool) -> None:
         release = state["release"]
         print(f"stack {result['stack']}: release {release['name']} revision {release['revision']} "
               f"{release['status']} in namespace {release['namespace']}")
-        for slot, info in state["slots"].items():
+        for slot, info in sorted(state["slots"].items(), key=lambda item: item[1]["role"]):  # prod first
             role = info["role"]
             url = state["urls"].get(role) or ""
             if info["enabled"]:
@@ -290,7 +290,7 @@ def _print(result: dict, as_json: bool) -> None:
             else:
                 print(f"  {role:5} -> {slot:5} (not deployed)  {url}")
         for entry in state.get("history", [])[:5]:
-            print(f"  #{entry['version']} {entry['kind']} {entry['result']} {entry['started']} {entry['message']}".rstrip())
+            print(f"  {entry['started']}  {entry['kind']} {entry['result']}  productionSlot={entry['productionSlot']}")
     watch = result.get("prodWatch")
     if watch:
         print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, {watch['empty']} empty")

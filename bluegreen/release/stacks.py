@@ -133,14 +133,12 @@ class StackSession:
         return {key: value.value for key, value in self.stack.outputs().items()}
 
     def history(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The last updates, newest first, with the production slot each one deployed."""
         entries = []
         for summary in self.stack.history(page_size=limit, page=1) or []:
-            entries.append({
-                "version": summary.version, "kind": summary.kind, "result": summary.result,
-                "message": summary.message or "", "started": str(summary.start_time),
-                "config": {k.split(":", 1)[1]: v.value for k, v in (summary.config or {}).items()
-                           if k == f"{PROJECT}:productionSlot"},
-            })
+            slot = (summary.config or {}).get(f"{PROJECT}:productionSlot")
+            entries.append({"kind": summary.kind, "result": summary.result, "started": str(summary.start_time),
+                            "productionSlot": slot.value if slot else None})
         return entries
 
     def cancel(self) -> None:

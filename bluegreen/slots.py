@@ -27,8 +27,7 @@ class SlotPlan:
         return other_slot(self.production)
 
     def selector(self, slot: str) -> dict[str, str]:
-        """The pod labels a Service uses to pick one slot's pods (the chart's selectorLabels)."""
-        return {"app.kubernetes.io/name": self.app_name, "app.kubernetes.io/instance": self.app_name, "slot": slot}
+        return pod_selector(self.app_name, slot)
 
     @property
     def prod_selector(self) -> dict[str, str]:
@@ -46,6 +45,12 @@ class SlotPlan:
     @property
     def deployed_slots(self) -> list[str]:
         return [slot for slot in SLOTS if self.slots[slot].enabled]
+
+
+def pod_selector(app_name: str, slot: str) -> dict[str, str]:
+    """The labels of one slot's pods, which a Service selects (the chart's selectorLabels + slot;
+    values.py makes the chart's name and release name both the app name)."""
+    return {"app.kubernetes.io/name": app_name, "app.kubernetes.io/instance": app_name, "slot": slot}
 
 
 def plan(settings: Settings) -> SlotPlan:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import Settings
+from ..slots import pod_selector
 from .kube import KubeClient, KubeError, deployment_ready
 
 
@@ -32,7 +33,7 @@ class Names:
         return f"{self.app}-{slot}"
 
     def pod_selector(self, slot: str) -> dict[str, str]:
-        return {"app.kubernetes.io/name": self.app, "app.kubernetes.io/instance": self.app, "slot": slot}
+        return pod_selector(self.app, slot)
 
 
 def slot_readiness(kube: KubeClient, names: Names, slot: str) -> tuple[int, int]:

@@ -114,6 +114,20 @@ def wait_until(what: str, predicate, timeout: float = 60.0, interval: float = 0.
         time.sleep(interval)
 
 
+def serving(kube: KubeClient, namespace: str, service: str, pods: dict[str, str], slot: str, count: int = 2) -> bool:
+    """The Service selects `slot`, and its ready Endpoints are exactly the IPs of that slot's `count`
+    Ready pods (pods found by their labels `pods` + slot). Read independently of the release tool."""
+    found = kube.service(namespace, service)
+    if not found or found["spec"]["selector"].get("slot") != slot:
+        return False
+    ready = sorted(
+        p["status"]["podIP"] for p in kube.pods(namespace, {**pods, "slot": slot})
+        if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    )
+    return len(ready) == count and kube.endpoints(namespace, service).ready == ready
+
+
 def fresh_namespace(kube: KubeClient, name: str) -> None:
     """Remove what an aborted earlier run may have left in `name`, so each run starts clean."""
     if kube.namespace(name) is not None:

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.e2e import conftest as e2e
 from tests.e2e.conftest import fresh_namespace, wait_until
 from tests.scenarios import V1, V2
 
@@ -34,12 +35,7 @@ def helm_release(pulumi_env, kube):
 
 
 def serving(kube, role, slot):
-    """The Service selects `slot` and its ready Endpoints are exactly that slot's two pods."""
-    service = kube.service(NS, f"shop-bluegreen-{role}")
-    pods = sorted(p["status"].get("podIP") for p in kube.pods(NS, {**POD_LABELS, "slot": slot})
-                  if p["status"].get("podIP"))
-    return (service["spec"]["selector"]["slot"] == slot and len(pods) == 2
-            and kube.endpoints(NS, f"shop-bluegreen-{role}").ready == pods)
+    return e2e.serving(kube, NS, f"shop-bluegreen-{role}", POD_LABELS, slot)
 
 
 def test_articles_helm_upgrade_flow_flips_the_selectors(helm_release, kube):

@@ -14,15 +14,15 @@ import time
 import pytest
 from pulumi import automation as auto
 
-from bluegreen.release.checks import Names, ready_pod_ips
 from bluegreen.release.kube import EndpointWatch
+from tests.e2e import conftest as e2e
 from tests.e2e.conftest import REPORT, fresh_namespace, wait_until
 from tests.scenarios import V1, V2
 
 pytestmark = pytest.mark.e2e
 
 NS = "bg-e2e-staging"
-NAMES = Names(NS, "web")
+WEB_PODS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web"}
 V3 = "registry.example.com/shop/web:1.6.0"
 
 
@@ -61,11 +61,8 @@ def selector_slot(kube, service):
     return found["spec"]["selector"]["slot"] if found else None
 
 
-def serving(kube, role, slot, count=2):
-    """The role's Service selects `slot` and its ready Endpoints are exactly `slot`'s ready pods."""
-    endpoints = kube.endpoints(NS, f"web-{role}").ready
-    pods = ready_pod_ips(kube, NAMES, slot)
-    return selector_slot(kube, f"web-{role}") == slot and len(pods) == count and endpoints == pods
+def serving(kube, role, slot):
+    return e2e.serving(kube, NS, f"web-{role}", WEB_PODS, slot)
 
 
 def watched_up(cycle, kube, name):
@@ -180,10 +177,8 @@ def test_production_stack_does_not_disturb_staging(cycle, project_dir, kube):
                       blue__enabled=True, blue__image=V1, blue__replicas=3, helmTimeoutSeconds=120)
     try:
         assert production.up().summary.result == "succeeded"
-        other = Names("bg-e2e-production", "web")
         wait_until("production prod Endpoints = 3 blue pods",
-                   lambda: len(kube.endpoints("bg-e2e-production", "web-prod").ready) == 3
-                   and kube.endpoints("bg-e2e-production", "web-prod").ready == ready_pod_ips(kube, other, "blue"))
+                   lambda: e2e.serving(kube, "bg-e2e-production", "web-prod", WEB_PODS, "blue", count=3))
         assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == staging_prod
         assert serving(kube, "prod", "green")
     finally:

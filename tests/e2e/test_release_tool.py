@@ -16,14 +16,14 @@ import time
 import pytest
 from pulumi import automation as auto
 
-from bluegreen.release.checks import Names, ready_pod_ips
+from tests.e2e import conftest as e2e
 from tests.e2e.conftest import REPORT, fresh_namespace, wait_until
 from tests.scenarios import V1, V2
 
 pytestmark = pytest.mark.e2e
 
 STACK, NS = "e2e-tool", "bg-e2e-tool"
-NAMES = Names(NS, "web")
+WEB_PODS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web"}
 V3 = "registry.example.com/shop/web:1.6.0"
 # The local cluster's kwok stages never make containers with this tag Ready (scripts/cluster/).
 NEVER_READY = "registry.example.com/shop/web:never-ready"
@@ -58,9 +58,7 @@ def prod_slot(kube):
 
 
 def serving(kube, role, slot):
-    endpoints = kube.endpoints(NS, f"web-{role}").ready
-    return (kube.service(NS, f"web-{role}")["spec"]["selector"]["slot"] == slot
-            and endpoints and endpoints == ready_pod_ips(kube, NAMES, slot))
+    return e2e.serving(kube, NS, f"web-{role}", WEB_PODS, slot)
 
 
 def record(name, result):

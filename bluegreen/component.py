@@ -77,13 +77,12 @@ class BlueGreenApp(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
-        scheme = "https" if settings.tls_secret else "http"
         self.production_slot = self.plan.production
         self.stage_slot = self.plan.stage
         self.prod_selector = self.plan.prod_selector
         self.stage_selector = self.plan.stage_selector
-        self.prod_url = f"{scheme}://{settings.prod_host}/"
-        self.stage_url = f"{scheme}://{settings.stage_host}/"
+        self.prod_url = settings.url("prod")
+        self.stage_url = settings.url("stage")
         self.revision = self.release.status.apply(lambda s: s.revision)
         self.status = self.release.status.apply(lambda s: s.status)
         self.register_outputs({

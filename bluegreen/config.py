@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 PROJECT = "bluegreen"
 SLOTS = ("blue", "green")
+OBJECT_KEYS = ("blue", "green", "resources")  # set with `pulumi config set --path KEY.FIELD ...`
 
 # Defaults live here once. Pulumi.yaml declares the same defaults for `pulumi config` users
 # (a test keeps the two in step): an object set with `--path` replaces the declared default
@@ -125,6 +126,11 @@ class Settings:
     def slot(self, name: str) -> SlotSettings:
         return self.slots[name]
 
+    def url(self, role: str) -> str:
+        """Where the Ingress serves `role` ("prod" or "stage")."""
+        host = self.prod_host if role == "prod" else self.stage_host
+        return f"{'https' if self.tls_secret else 'http'}://{host}/"
+
 
 def other_slot(slot: str) -> str:
     """The slot that is not `slot`: stage when given prod, prod when given stage."""
@@ -188,14 +194,18 @@ def from_pulumi_config() -> Settings:
     """Read this project's keys from the running Pulumi program's stack config and parse them."""
     from pulumi.runtime import config as runtime_config  # the only Pulumi import in this module
 
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    prefix = PROJECT + ":"
-    raw: dict[str, Any] = {}
-    for key, value in merged.items():
+    return parse(project_keys({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}))
+
+
+def project_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """This project's keys of a Pulumi config map ("bluegreen:green" -> "green"), with object values
+    decoded: Pulumi hands them over as JSON text. Text that is not JSON is kept, for the error."""
+    prefix, raw = PROJECT + ":", {}
+    for key, value in config.items():
         if key.startswith(prefix):
             name = key[len(prefix):]
-            raw[name] = _decode_object(value) if name in ("blue", "green", "resources") else value
-    return parse(raw)
+            raw[name] = _decode_object(value) if name in OBJECT_KEYS else value
+    return raw
 
 
 def _production_slot_problems(slot: str, settings: SlotSettings) -> list[Problem]:
@@ -314,7 +324,6 @@ class _Reader:
 
 
 def _decode_object(value: Any) -> Any:
-    """Pulumi hands object config to programs as JSON text; keep non-JSON text for the error."""
     if isinstance(value, str):
         try:
             return json.loads(value)

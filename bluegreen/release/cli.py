@@ -225,8 +225,7 @@ class Release:
     def _smoke(self, target: str, slot: str, args, raise_on_failure: bool = True) -> list[str]:
         if not (args.check_url or args.check_cmd):
             return []
-        urls = self.session.outputs()
-        url = urls.get("prodUrl" if target == "prod" else "stageUrl", "")
+        url = self.settings.url(target)
         env = {"BLUEGREEN_SLOT": slot, "BLUEGREEN_SERVICE": self.names.service(target),
                "BLUEGREEN_NAMESPACE": self.names.namespace}
         say(f"==> smoke checks against {target} ({slot})")

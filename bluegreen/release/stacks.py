@@ -15,10 +15,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from pulumi import automation as auto
 
-from ..config import PROJECT
+from ..config import PROJECT, project_keys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OBJECT_KEYS = ("blue", "green", "resources")
 
 
 def say(message: str) -> None:
@@ -45,15 +44,13 @@ class Run:
 
 
 class StackSession:
-    """One stack of the bluegreen project, opened (or created) in `project_dir`."""
+    """One existing stack of the bluegreen project in `project_dir`."""
 
-    def __init__(self, stack_name: str, project_dir: Optional[str] = None, create: bool = False,
-                 echo: Callable[[str], None] = say):
+    def __init__(self, stack_name: str, project_dir: Optional[str] = None):
         self.project_dir = project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT
-        self.echo = echo
         workspace = auto.LocalWorkspace(work_dir=self.project_dir)
         try:
-            self.stack = (auto.Stack.create_or_select if create else auto.Stack.select)(stack_name, workspace)
+            self.stack = auto.Stack.select(stack_name, workspace)
         except auto.StackNotFoundError:
             raise SystemExit(f"bluegreen: stack {stack_name!r} does not exist in {self.project_dir}; "
                              f"create it with: pulumi stack init {stack_name}") from None
@@ -63,12 +60,7 @@ class StackSession:
 
     def raw_config(self) -> dict[str, Any]:
         """This project's stack config, keys without the `bluegreen:` prefix, objects decoded."""
-        raw = {}
-        for key, value in self.stack.get_all_config().items():
-            if key.startswith(PROJECT + ":"):
-                name = key.split(":", 1)[1]
-                raw[name] = json.loads(value.value) if name in OBJECT_KEYS else value.value
-        return raw
+        return project_keys({key: value.value for key, value in self.stack.get_all_config().items()})
 
     def set_config(self, changes: Mapping[str, Any]) -> None:
         """`pulumi config set --path KEY VALUE` for each change."""
@@ -101,7 +93,7 @@ class StackSession:
 
         def on_output(line: str) -> None:
             lines.append(line)
-            self.echo(f"  | {line}")
+            say(f"  | {line}")
 
         def on_event(event: auto.EngineEvent) -> None:
             for step_event in (event.resource_pre_event, event.res_outputs_event):
@@ -116,7 +108,7 @@ class StackSession:
                 paths = meta.detailed_diff or meta.diffs or []
                 change.paths = sorted(set(change.paths) | set(paths))
 
-        self.echo(f"==> pulumi {verb} --stack {self.name}")
+        say(f"==> pulumi {verb} --stack {self.name}")
         started = time.monotonic()
         try:
             operation(on_output=on_output, on_event=on_event, color="never", **kwargs)
@@ -124,7 +116,7 @@ class StackSession:
         except auto.CommandError as failure:
             ok, error = False, str(failure)
         seconds = time.monotonic() - started
-        self.echo(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
+        say(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
         return Run(ok, seconds, list(changes.values()), "\n".join(lines), error)
 
     # --- state ----------------------------------------------------------------------------------

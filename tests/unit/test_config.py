@@ -145,3 +145,11 @@ def test_error_values_are_shown_as_given():
     with pytest.raises(ConfigError) as error:
         parse({**VALID, "green": {"enabled": True, "image": V2, "replicas": [1]}})
     assert json.dumps([1]) in str(error.value)
+
+
+def test_project_keys_decodes_objects_and_keeps_bad_text_for_the_error():
+    from bluegreen.config import project_keys
+
+    raw = project_keys({"bluegreen:blue": '{"image": "shop/web:1"}', "bluegreen:green": "on",
+                        "bluegreen:productionSlot": "blue", "kubernetes:context": "x"})
+    assert raw == {"blue": {"image": "shop/web:1"}, "green": "on", "productionSlot": "blue"}

@@ -96,7 +96,36 @@ def test_probes_and_resources_follow_config(helm):
 def test_helm_test_hook_checks_the_stage_service(helm):
     pod = render(helm, SCENARIOS[1]).get("Pod", "web-test-stage")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert "http://web-stage:80/healthz" in pod["spec"]["containers"][0]["command"]
+    # The Service's address from the pod's environment (Kubernetes expands $(VAR)): no DNS needed.
+    assert pod["spec"]["containers"][0]["command"] == [
+        "wget", "-q", "-O-", "-T", "5", "http://$(WEB_STAGE_SERVICE_HOST):$(WEB_STAGE_SERVICE_PORT)/healthz"]
+
+
+def test_helm_test_client_is_configurable(helm):
+    values = {**chart_values(parse(SCENARIOS[1].config)), "tests": {"image": V1, "command": ["/app", "check"]}}
+    container = template(helm, values).get("Pod", "web-test-stage")["spec"]["containers"][0]
+    assert container["image"] == V1
+    assert container["command"][:2] == ["/app", "check"] and container["command"][2].endswith("/healthz")
+
+
+def test_pods_drain_before_they_stop(helm):
+    for deployment in render(helm, SCENARIOS[1]).all("Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        # Out of the Services first, then SIGTERM: requests routed by a stale Endpoint list still land.
+        assert spec["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+        assert spec["terminationGracePeriodSeconds"] == 30
+
+
+def test_drain_can_be_turned_off(helm):
+    values = {**chart_values(parse(SCENARIOS[1].config)), "drainSeconds": 0}
+    for deployment in template(helm, values).all("Deployment"):
+        assert "lifecycle" not in deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_drain_must_end_before_the_grace_period(helm):
+    values = {**chart_values(parse(SCENARIOS[1].config)), "drainSeconds": 30, "terminationGracePeriodSeconds": 30}
+    with pytest.raises(HelmError, match="drainSeconds is 30; allowed: less than terminationGracePeriodSeconds"):
+        template(helm, values)
 
 
 def test_standard_labels_everywhere(helm):

@@ -4,8 +4,9 @@
 #   scripts/toolchain.sh [--budget-minutes N] TOOL...   build what is missing
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
 #
-# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok, or the groups e2e / all.
-#   kube = kube-apiserver, kube-controller-manager, kube-scheduler and a matching kubectl.
+# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik, or the groups e2e / all.
+#   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
+#   matching kubectl.
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
 set -euo pipefail
 export GOWORK=off # builds happen inside copied modules, never in a workspace
@@ -14,7 +15,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=versions.env
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
-ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube)
+ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube traefik)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
@@ -35,6 +36,7 @@ version_of() {
     kube) echo "$KUBERNETES_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     etcd) echo "${ETCD_VERSION:-debian}" ;;
+    traefik) echo "$TRAEFIK_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]} e2e all)" ;;
   esac
 }
@@ -46,9 +48,10 @@ bins_of() {
     pulumi) echo pulumi ;;
     langhost) echo pulumi-language-python pulumi-language-python-exec ;;
     kubernetes-provider) echo pulumi-resource-kubernetes ;;
-    kube) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    kube) echo kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy ;;
     kwok) echo kwok kwokctl ;;
     etcd) echo etcd ;;
+    traefik) echo traefik ;;
   esac
 }
 
@@ -64,6 +67,7 @@ estimate_of() {
     kube) echo 7 ;;
     kwok) echo 3 ;;
     etcd) echo 1 ;;
+    traefik) echo 11 ;;
   esac
 }
 
@@ -81,6 +85,7 @@ on_path() {
       for b in kwok kwokctl; do
         v=$("$b" --version 2>/dev/null) && [[ $v == *"$KWOK_VERSION"* ]] || return 1
       done ;;
+    traefik) v=$(traefik version 2>/dev/null) && [[ $v =~ Version:[[:space:]]+v?$TRAEFIK_VERSION$'\n' ]] ;;
     *) return 1 ;;
   esac
 }
@@ -222,7 +227,8 @@ for r in json.load(sys.stdin).get("Replace") or []:
   (cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" with_ticker kube \
     go build -trimpath -o "$1/bin/" \
     -ldflags "-s -w -X $pkg.gitVersion=v$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
-    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl)
+    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl \
+    ./cmd/kubelet ./cmd/kube-proxy)
   rm -rf "$src"
 }
 
@@ -254,6 +260,24 @@ build_etcd() {
     systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || true
   fi
   ln -s /usr/bin/etcd "$1/bin/etcd"
+}
+
+# Traefik (the ingress controller, scripts/ingress/): its go.mod has replace lines, so `go install`
+# refuses it; build a copy with -mod=mod, like upstream's Makefile (CGO_ENABLED=0, version ldflags).
+# The module zip ships webui/static with only a placeholder file (the dashboard's assets are built
+# with yarn in Docker upstream); that is enough for its go:embed, and the dashboard stays off.
+build_traefik() {
+  local v=$TRAEFIK_VERSION src=$1/src pkg=github.com/traefik/traefik/v3/pkg/version codename
+  mod_copy "github.com/traefik/traefik/v3@v$v" "$src"
+  # The release workflow names the codename (3.6: ramequin); the source default is "cheddar".
+  codename=$(awk '$1 == "CODENAME:" {print $2; exit}' "$src/.github/workflows/release.yaml" 2>/dev/null || true)
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" with_ticker traefik \
+    go build -trimpath -o "$1/bin/traefik" \
+    -ldflags "-s -w -X $pkg.Version=$v -X $pkg.Codename=${codename:-cheddar} -X $pkg.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    ./cmd/traefik)
+  rm -rf "$src"
+  local got; got=$("$1/bin/traefik" version)
+  [[ $got =~ Version:[[:space:]]+$v$'\n' ]] || die "built traefik reports '$got', want $v"
 }
 
 # --- driver ----------------------------------------------------------------------------------
@@ -361,7 +385,7 @@ print_path() {
 
 expand() {
   case $1 in
-    all | e2e) echo helm pulumi langhost kubernetes-provider kwok etcd kube ;;
+    all | e2e) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
     *) version_of "$1" >/dev/null && echo "$1" ;;
   esac
 }

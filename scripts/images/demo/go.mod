@@ -1,0 +1,3 @@
+module bluegreen.local/demo
+
+go 1.22

@@ -1,0 +1,3 @@
+module bluegreen.local/pause
+
+go 1.22

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
-# with kwok-simulated nodes, run by kwokctl's binary runtime from the locally built binaries.
+# The local cluster: a control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
+# run by kwokctl's binary runtime from the locally built binaries, one real node that runs the pods
+# (scripts/node.sh: containerd, kubelet, kube-proxy) and the ingress controller on 127.0.0.1
+# (scripts/ingress/traefik.sh). Where this machine cannot run containers, kwok simulates the nodes
+# instead, said loudly; the e2e tier then fails.
 #
 #   scripts/cluster.sh up       start it (idempotent) and wait for a Ready node
-#   scripts/cluster.sh down     stop it and remove its state
+#   scripts/cluster.sh down     stop it, remove its state and undo its changes to the host
 #   scripts/cluster.sh status   say whether it is up (exit 0 if up, 1 if not)
 #
-# State: <repo>/.state/cluster/ (certs, etcd data, logs); kubeconfig: <repo>/.state/kubeconfig.
+#   BLUEGREEN_NODE=simulated    kwok's simulated nodes even where real pods could run
+#
+# State: <repo>/.state/cluster/ (certs, etcd data, logs); kubeconfig: <repo>/.state/kubeconfig;
+# <repo>/.state/node-mode says "real" or "simulated: <why>".
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +20,7 @@ source "$REPO/scripts/versions.env"
 STATE=$REPO/.state
 NAME=bluegreen
 KUBECONFIG_OUT=$STATE/kubeconfig
+NODE_MODE_FILE=$STATE/node-mode
 NODES=${BLUEGREEN_NODES:-2}
 # kwokctl keeps everything (clusters, cache) under its workdir; keep it inside .state.
 export KWOK_WORKDIR=$STATE/cluster
@@ -44,10 +51,12 @@ create() {
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
   # kwok's stages, plus images tagged `never-ready` never becoming Ready (see cluster/stages.sh).
   "$REPO/scripts/cluster/stages.sh" > "$STATE/kwok-stages.yaml"
+  node_patches > "$STATE/kwokctl-node.yaml"
   # --kubeconfig "": leave ~/.kube/config alone (kwokctl adds a context there by default).
   KWOK_KUBE_VERSION=v$KUBERNETES_VERSION KWOK_KUBECTL_BINARY=$kubectl \
     kw create cluster --name "$NAME" --config "$REPO/scripts/cluster/kwokctl.yaml" \
     --config "$STATE/kwok-stages.yaml" \
+    --config "$STATE/kwokctl-node.yaml" \
     --kubeconfig "" \
     --etcd-binary "$etcd" \
     --kube-apiserver-binary "$apiserver" \
@@ -55,6 +64,28 @@ create() {
     --kube-scheduler-binary "$scheduler" \
     --kwok-controller-binary "$kwok" \
     --wait 2m
+}
+
+# What the control plane needs for a real node: a Service range of our own (kube-proxy routes it on
+# the node's bridge), kubelet reached by its InternalIP (a node name would be looked up in DNS, off
+# the machine) with the admin client certificate, and kwok kept off nodes it did not create.
+node_patches() {
+  local pki=$CLUSTER_DIR/pki
+  cat <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - {key: service-cluster-ip-range, value: 10.96.0.0/24}
+  - {key: kubelet-preferred-address-types, value: InternalIP}
+  - {key: kubelet-client-certificate, value: $pki/admin.crt}
+  - {key: kubelet-client-key, value: $pki/admin.key}
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false", override: true}
+  - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
+EOF
 }
 
 write_kubeconfig() {
@@ -69,6 +100,37 @@ wait_for() {
     sleep 1
   done
   say "$what ($((SECONDS - t0)) s)"
+}
+
+# The real node where it can run; kwok's simulated nodes where not (or when asked), said loudly.
+start_node() {
+  local why=""
+  if [[ ${BLUEGREEN_NODE:-real} == simulated ]]; then
+    why="BLUEGREEN_NODE=simulated"
+  elif ! why=$("$REPO/scripts/node.sh" check); then
+    :
+  elif "$REPO/scripts/node.sh" up; then
+    echo real > "$NODE_MODE_FILE"
+    return 0
+  else
+    why="scripts/node.sh up failed (logs: $STATE/node/logs/)"
+  fi
+  simulated_banner "$why"
+  echo "simulated: $why" > "$NODE_MODE_FILE"
+  if [[ -z $(kc get nodes -o name 2>/dev/null | grep -v bluegreen-node) ]]; then
+    say "adding $NODES kwok node(s)"
+    kw scale node --replicas "$NODES" --name "$NAME"
+  fi
+}
+
+simulated_banner() {
+  cat >&2 <<EOF
+################################################################################################
+# NO REAL NODE: $1
+# kwok simulates the nodes: pods are marked Ready but no container runs and no HTTP request
+# can be served. The e2e tier (make e2e, make test in CI) fails on a simulated node.
+################################################################################################
+EOF
 }
 
 nodes_ready() { [[ -n $(kc get nodes -o name 2>/dev/null) ]] && kc wait --for=condition=Ready nodes --all --timeout=1s; }
@@ -93,17 +155,18 @@ up() {
   # The rest is quick when it is already done; it also repairs a half-finished earlier `up`.
   [[ -f $KUBECONFIG_OUT ]] || write_kubeconfig
   wait_for "apiserver ready" 120 apiserver_ready
-  if [[ -z $(kc get nodes -o name 2>/dev/null) ]]; then
-    say "adding $NODES kwok node(s)"
-    kw scale node --replicas "$NODES" --name "$NAME"
-  fi
-  wait_for "kwok node(s) Ready" 120 nodes_ready
+  start_node
+  wait_for "node(s) Ready" 120 nodes_ready
   # Pods need the default ServiceAccount, which kube-controller-manager creates.
   wait_for "default ServiceAccount present" 120 default_sa
+  "$REPO/scripts/ingress/traefik.sh" start >/dev/null
   say "cluster '$NAME' up in $((SECONDS - t0)) s; KUBECONFIG=$KUBECONFIG_OUT"
 }
 
 down() {
+  "$REPO/scripts/ingress/traefik.sh" stop
+  "$REPO/scripts/node.sh" down
+  rm -f "$NODE_MODE_FILE"
   if [[ -d $CLUSTER_DIR ]]; then
     say "deleting cluster '$NAME'"
     local pids=() f
@@ -145,7 +208,7 @@ stop_pids() {
 
 status() {
   if [[ -d $CLUSTER_DIR ]] && apiserver_ready; then
-    echo "cluster '$NAME' is up: $(kc config view -o jsonpath='{.clusters[0].cluster.server}'), $(kc get nodes --no-headers 2>/dev/null | wc -l) node(s); KUBECONFIG=$KUBECONFIG_OUT"
+    echo "cluster '$NAME' is up: $(kc config view -o jsonpath='{.clusters[0].cluster.server}'), $(kc get nodes --no-headers 2>/dev/null | wc -l) node(s) ($(cat "$NODE_MODE_FILE" 2>/dev/null || echo "node mode unknown")); KUBECONFIG=$KUBECONFIG_OUT"
   else
     echo "cluster '$NAME' is down"
     return 1
@@ -154,5 +217,5 @@ status() {
 
 case ${1:-} in
   up | down | status) "$1" ;;
-  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Traefik as the local cluster's ingress controller: a host process on 127.0.0.1 that watches the
+# apiserver as ServiceAccount kube-system/traefik and serves Ingresses of class `traefik`.
+#
+#   scripts/ingress/traefik.sh start    apply rbac.yaml, start Traefik (idempotent), wait for ping;
+#                                       prints BLUEGREEN_INGRESS=http://127.0.0.1:PORT
+#   scripts/ingress/traefik.sh stop     stop it
+#   scripts/ingress/traefik.sh status   exit 0 if it runs and answers its ping, 1 if not
+#   scripts/ingress/traefik.sh url      print its address, http://127.0.0.1:PORT
+#
+# Env: KUBECONFIG (default <repo>/.state/kubeconfig, from scripts/cluster.sh up),
+#      STATE (default <repo>/.state/ingress: config, token, pid, logs),
+#      PORT (default $BLUEGREEN_INGRESS_PORT or 18080), PING_PORT (default PORT+1),
+#      BLUEGREEN_INGRESS_GATEWAY=1 also enables the Gateway API provider (needs its CRDs),
+#      BLUEGREEN_INGRESS_LOG_LEVEL (default INFO).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE=$REPO/scripts/ingress
+KUBECONFIG=${KUBECONFIG:-$REPO/.state/kubeconfig}
+STATE=${STATE:-$REPO/.state/ingress}
+PORT=${PORT:-${BLUEGREEN_INGRESS_PORT:-18080}}
+PING_PORT=${PING_PORT:-$((PORT + 1))}
+GATEWAY=${BLUEGREEN_INGRESS_GATEWAY:-0}
+LOG_LEVEL=${BLUEGREEN_INGRESS_LOG_LEVEL:-INFO}  # DEBUG logs every configuration change
+PIDFILE=$STATE/traefik.pid
+SERVER=""  # apiserver URL, set by start
+# The token is read once, when Traefik starts (it never re-reads it): mint one that outlives any
+# session. `start` mints a new one each time; a recreated cluster (new signing key) needs a restart.
+TOKEN_DURATION=8760h
+PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
+export KUBECONFIG
+
+say() { echo "==> $*" >&2; }
+die() { echo "traefik: error: $*" >&2; exit 1; }
+
+need() { command -v "$1" >/dev/null || die "$1 not found; build it with: scripts/toolchain.sh $2"; }
+
+kc() { kubectl --request-timeout=10s "$@"; }
+
+# The pid in the pid file, if that process is alive and is a traefik (pids get reused).
+live_pid() {
+  local pid
+  [[ -f $PIDFILE ]] || return 1
+  pid=$(cat "$PIDFILE")
+  [[ $pid =~ ^[0-9]+$ && -d /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
+  [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *traefik* ]] || return 1
+  echo "$pid"
+}
+
+# The ping port of the running instance (it may have been started with other settings).
+pinging() {
+  local port
+  port=$(cat "$STATE/ping-port" 2>/dev/null) || return 1
+  [[ $(curl -fsS --max-time 2 "http://127.0.0.1:$port/ping" 2>/dev/null) == OK ]]
+}
+
+# The kubeconfig's current cluster as two lines for $STATE/cluster: apiserver URL, then the CA
+# (base64). A recreated cluster has a new CA (and token signing key): Traefik must restart then.
+cluster_facts() {
+  local server ca_data ca_file
+  server=$(kc config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+  [[ -n $server ]] || die "no apiserver URL in $KUBECONFIG"
+  ca_data=$(kc config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  ca_file=$(kc config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority}')
+  if [[ -z $ca_data && -n $ca_file ]]; then
+    ca_data=$(base64 -w0 <"$ca_file")
+  fi
+  [[ -n $ca_data ]] || die "no certificate authority for $server in $KUBECONFIG"
+  printf '%s\n%s\n' "$server" "$ca_data"
+}
+
+# A TokenRequest token for kube-system/traefik, in a file Traefik reads (not in its config or argv).
+mint_token() {
+  local token exp
+  token=$(kc create token traefik -n kube-system --duration="$TOKEN_DURATION")
+  (umask 077 && printf '%s' "$token" >"$STATE/token")
+  # The apiserver may shorten the duration (--service-account-max-token-expiration): say when.
+  exp=$(python3 -c 'import base64,json,sys,time
+p = sys.argv[1].split(".")[1]
+print(int(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["exp"] - time.time()))' "$token")
+  ((exp > 86400)) || say "warning: the apiserver gave Traefik a token valid for only ${exp}s; restart Traefik before it expires"
+}
+
+# Traefik's static configuration. Routes come only from the Kubernetes providers.
+write_config() {
+  cat >"$STATE/traefik.yaml" <<EOF
+# Written by scripts/ingress/traefik.sh; rewritten on every start.
+global:
+  checkNewVersion: false    # no calls home: this host must not reach the internet
+  sendAnonymousUsage: false
+log:
+  level: $LOG_LEVEL
+  filePath: $STATE/traefik.log
+  noColor: true
+# accessLog and api (dashboard) are left out: both off.
+entryPoints:
+  web:
+    address: 127.0.0.1:$PORT
+    asDefault: true         # routers without explicit entryPoints attach here only, not to ping
+    transport:
+      respondingTimeouts:
+        readTimeout: 60s
+        writeTimeout: 0s    # no limit: responses may stream
+        idleTimeout: 90s    # client keep-alive
+      lifeCycle:
+        graceTimeOut: 3s    # on stop, in-flight requests get this long
+  ping:
+    address: 127.0.0.1:$PING_PORT
+ping:
+  entryPoint: ping
+serversTransport:
+  forwardingTimeouts:
+    dialTimeout: 5s         # a dead backend fails fast (502) instead of after 30 s
+    idleConnTimeout: 90s
+providers:
+  # Default 2s: after one change is applied, later ones wait out the rest of that window, so a
+  # slot flip right after a rollout event reached Traefik up to 2 s late. The Kubernetes providers
+  # already coalesce bursts (one pending event, config rebuilt from the informer cache, unchanged
+  # results dropped), so no extra throttle is needed.
+  providersThrottleDuration: 0s
+  kubernetesIngress:
+    endpoint: $SERVER
+    token: $STATE/token
+    certAuthFilePath: $STATE/ca.crt
+    ingressClass: traefik   # IngressClass name (with controller traefik.io/ingress-controller)
+    # A backend Service without ready endpoints keeps its route and answers 503, instead of the
+    # route vanishing (404, like an unknown host).
+    allowEmptyServices: true
+EOF
+  if [[ $GATEWAY == 1 ]]; then
+    # Gateway listeners bind to the entryPoint with the same port (web: $PORT); the GatewayClass
+    # needs controllerName traefik.io/gateway-controller.
+    cat >>"$STATE/traefik.yaml" <<EOF
+  kubernetesGateway:
+    endpoint: $SERVER
+    token: $STATE/token
+    certAuthFilePath: $STATE/ca.crt
+EOF
+  fi
+}
+
+wait_ready() {
+  local pid=$1 timeout=60 t0=$SECONDS
+  until pinging; do
+    if ! live_pid >/dev/null; then
+      tail -n 20 "$STATE/traefik.out" "$STATE/traefik.log" >&2 2>/dev/null || true
+      die "traefik exited during startup (logs: $STATE/traefik.out, $STATE/traefik.log)"
+    fi
+    if ((SECONDS - t0 >= timeout)); then
+      kill "$pid" 2>/dev/null || true
+      die "traefik did not answer its ping within ${timeout}s (logs: $STATE/traefik.log)"
+    fi
+    sleep 0.2
+  done
+  say "traefik ready ($((SECONDS - t0)) s)"
+}
+
+start() {
+  need traefik traefik
+  need kubectl kube
+  mkdir -p "$STATE"
+  [[ -f $KUBECONFIG ]] || die "no kubeconfig at $KUBECONFIG (run scripts/cluster.sh up)"
+  local facts
+  facts=$(cluster_facts)
+  if live_pid >/dev/null && pinging && [[ $facts == "$(cat "$STATE/cluster" 2>/dev/null)" ]]; then
+    say "traefik is already running (pid $(live_pid), log $STATE/traefik.log)"
+    echo "BLUEGREEN_INGRESS=$(cat "$STATE/url")"
+    return 0
+  fi
+  if live_pid >/dev/null; then
+    say "restarting traefik (not answering, or the cluster changed)"
+    stop
+  fi
+  kc apply -f "$HERE/rbac.yaml" >/dev/null
+  echo "$facts" >"$STATE/cluster"
+  SERVER=$(sed -n 1p <<<"$facts")
+  sed -n 2p <<<"$facts" | base64 -d >"$STATE/ca.crt"
+  mint_token
+  write_config
+  echo "$PING_PORT" >"$STATE/ping-port"
+  echo "http://127.0.0.1:$PORT" >"$STATE/url"
+  say "starting traefik on 127.0.0.1:$PORT (ping :$PING_PORT) against $SERVER"
+  # KUBECONFIG or in-cluster variables would make Traefik ignore endpoint/token in its config.
+  env -u KUBECONFIG -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT \
+    setsid -- traefik --configFile="$STATE/traefik.yaml" </dev/null >"$STATE/traefik.out" 2>&1 &
+  echo $! >"$PIDFILE"
+  wait_ready "$!"
+  echo "BLUEGREEN_INGRESS=http://127.0.0.1:$PORT"
+}
+
+stop() {
+  local pid t0=$SECONDS
+  if ! pid=$(live_pid); then
+    rm -f "$PIDFILE"
+    say "traefik is not running"
+    return 0
+  fi
+  kill "$pid" 2>/dev/null || true
+  while [[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do
+    if ((SECONDS - t0 > 15)); then kill -9 "$pid" 2>/dev/null || true; fi
+    sleep 0.2
+  done
+  rm -f "$PIDFILE"
+  say "traefik stopped ($((SECONDS - t0)) s)"
+}
+
+status() {
+  local pid
+  if pid=$(live_pid) && pinging; then
+    echo "traefik is up: pid $pid, $(cat "$STATE/url"); log $STATE/traefik.log"
+  else
+    echo "traefik is down"
+    return 1
+  fi
+}
+
+# Where it listens (what scripts/activate exports as BLUEGREEN_INGRESS), running or not.
+url() { echo "http://127.0.0.1:$PORT"; }
+
+case ${1:-} in
+  start | stop | status | url) "$1" ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

@@ -25,8 +25,10 @@ from bluegreen.values import chart_values
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK, NS, HELM_NS = "bench", "bg-bench", "bg-bench-helm"
-V1, V2 = "registry.example.com/shop/web:1.4.0", "registry.example.com/shop/web:1.5.0"
+# The demo app (scripts/images/), imported into the local node: real pods serve each flip.
+V1, V2 = "bluegreen.local/demo:1.0.0", "bluegreen.local/demo:2.0.0"
 CONFIG = {"namespace": NS, "prodHost": "shop.bench.example.com", "stageHost": "stage.shop.bench.example.com",
+          "ingressClass": "traefik",
           "blue.enabled": "true", "blue.image": V1, "green.enabled": "true", "green.image": V2}
 
 

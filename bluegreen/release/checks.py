@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Optional
@@ -101,13 +103,11 @@ def smoke_checks(target: str, url: str, check_url: Optional[str], check_cmd: Opt
     base = url.rstrip("/")
     if check_url:
         address = check_url.replace("{url}", base)
-        say(f"    check {target}: GET {address}")
+        ingress = os.environ.get("BLUEGREEN_INGRESS")
+        say(f"    check {target}: GET {address}" + (f" (through {ingress})" if ingress else ""))
         try:
-            with urllib.request.urlopen(address, timeout=timeout) as response:
-                status = response.status
-        except urllib.error.HTTPError as error:
-            status = error.code
-        except (urllib.error.URLError, OSError) as error:
+            status = http_get(address, ingress, timeout)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
             status = None
             failures.append(f"GET {address}: {getattr(error, 'reason', error)}")
         if status is not None and not 200 <= status < 300:
@@ -121,3 +121,27 @@ def smoke_checks(target: str, url: str, check_url: Optional[str], check_cmd: Opt
     for failure in failures:
         say(f"    FAILED: {failure}")
     return failures
+
+
+def http_get(address: str, ingress: Optional[str], timeout: float) -> int:
+    """The HTTP status of GET `address`. With `ingress` (BLUEGREEN_INGRESS, http://HOST:PORT), the
+    request goes there with the URL's host in the Host header, like `curl --connect-to`: how the
+    local cluster's ingress is reached, and how a user tests an ingress before DNS points at it."""
+    if not ingress:
+        try:
+            with urllib.request.urlopen(address, timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+    url, via = urllib.parse.urlsplit(address), urllib.parse.urlsplit(ingress)
+    if via.scheme != "http" or not via.hostname:
+        raise ValueError(f"BLUEGREEN_INGRESS is {ingress!r}; allowed: http://HOST:PORT")
+    conn = http.client.HTTPConnection(via.hostname, via.port or 80, timeout=timeout)
+    try:
+        target = (url.path or "/") + ("?" + url.query if url.query else "")
+        conn.request("GET", target, headers={"Host": url.netloc})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()

@@ -1,30 +1,44 @@
-"""Tier 4 set-up: the real Pulumi engine (Automation API) against a local Kubernetes API server.
+"""Tier 4 set-up: the real Pulumi engine (Automation API) against the local cluster, whose node
+runs the pods for real, with real HTTP traffic through the ingress controller on 127.0.0.1.
 
 The tier needs the toolchain (scripts/toolchain.sh e2e) and starts the local cluster itself
-(scripts/cluster.sh up) when it is not running, stopping it again afterwards. When a tool is
-missing (CI's time budget ran out before it could be built), every test here is skipped with
-the reason in pytest's summary, unless BLUEGREEN_REQUIRE_E2E=1 (make e2e), where that fails.
+(scripts/cluster.sh up) when it is not running, stopping it again afterwards, also when the run
+fails or is interrupted. When a tool is missing (CI's time budget ran out before it could be
+built), every test here is skipped with the reason in pytest's summary, unless
+BLUEGREEN_REQUIRE_E2E=1 (make e2e), where that fails. A cluster whose node is simulated (this
+machine cannot run containers) fails the tier: no request could be counted there.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.parse
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from bench.traffic import Traffic
 from bluegreen.release.kube import KubeClient
 from tests.conftest import REPO_ROOT
 
-TOOLS = ["pulumi", "pulumi-language-python", "helm",
-         "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl"]
+TOOLS = ["pulumi", "pulumi-language-python", "helm", "kube-apiserver", "kube-controller-manager",
+         "kube-scheduler", "kubelet", "kube-proxy", "etcd", "kwok", "kwokctl", "traefik"]
 SCRIPTS = REPO_ROOT / "scripts"
-# Flip and watch figures collected by the tests, printed at the end of the run and kept in .state/.
+# The demo app's images (scripts/images/build.py), imported into the node's containerd.
+DEMO = "bluegreen.local/demo"
+V1, V2, V3 = f"{DEMO}:1.0.0", f"{DEMO}:2.0.0", f"{DEMO}:3.0.0"
+NEVER_READY = f"{DEMO}:never-ready"  # its health path always answers 503
+INGRESS_CLASS = "traefik"
+# Requests, failures and switch times per step, printed at the end of the run and kept in .state/.
 REPORT: dict[str, dict] = {}
+# The host as it was before this run started the cluster (scripts/node.sh snapshot), if it did.
+HOST_BEFORE: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -81,14 +95,81 @@ def pulumi_env(e2e_path, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def kube(pulumi_env) -> KubeClient:
-    """A running local cluster: the one `make cluster-up` started, or one started here."""
+    """A running local cluster with a real node: the one `make cluster-up` started, or one started
+    here and stopped again at the end (pytest runs this on failures and on Ctrl-C too)."""
     cluster = str(SCRIPTS / "cluster.sh")
     already_up = subprocess.run([cluster, "status"], capture_output=True, env=pulumi_env).returncode == 0
     if not already_up:
-        subprocess.run([cluster, "up"], check=True, env=pulumi_env)
-    yield KubeClient(pulumi_env["KUBECONFIG"])
-    if not already_up:
-        subprocess.run([cluster, "down"], check=False, env=pulumi_env)
+        HOST_BEFORE["snapshot"] = node_snapshot()
+        up = subprocess.run([cluster, "up"], env=pulumi_env)
+        if up.returncode != 0:
+            subprocess.run([cluster, "down"], check=False, env=pulumi_env)
+            pytest.fail(f"scripts/cluster.sh up failed (exit {up.returncode}); see its output above")
+    try:
+        mode = (REPO_ROOT / ".state" / "node-mode").read_text().strip()
+        if mode != "real":
+            pytest.fail(f"the local cluster has no real node ({mode}): pods do not run, so no request "
+                        "can be counted; the e2e tier needs a machine that can run containers")
+        yield KubeClient(pulumi_env["KUBECONFIG"])
+    finally:
+        if not already_up:
+            subprocess.run([cluster, "down"], check=False, env=pulumi_env)
+
+
+def node_snapshot() -> str:
+    return subprocess.run([str(SCRIPTS / "node.sh"), "snapshot"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="session")
+def ingress(kube) -> str:
+    """The ingress controller's address on 127.0.0.1 (what `scripts/activate` exports as
+    BLUEGREEN_INGRESS), once it answers."""
+    url = subprocess.run([str(SCRIPTS / "ingress" / "traefik.sh"), "url"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    wait_until("the ingress controller answers", lambda: fetch(url, "no-such-host.invalid")[0] == 404, timeout=60)
+    return url
+
+
+def fetch(ingress: str, host: str, path: str = "/") -> tuple[int, str, str]:
+    """(status, slot, version) of one GET through the ingress; status 0 when it did not answer."""
+    address = urllib.parse.urlsplit(ingress)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status, reply.getheader("X-Slot", ""), reply.getheader("X-Version", "")
+    except (http.client.HTTPException, OSError):
+        return 0, "", ""
+    finally:
+        conn.close()
+
+
+def version_of(image: str) -> str:
+    return image.rsplit(":", 1)[1]
+
+
+@contextmanager
+def counted(name: str, ingress: str, host: str, version: str | None = None):
+    """Real requests to `host` through the ingress during the block, and for 2 s after it (what
+    the step left behind). None may fail; with `version`, prod must end up serving only it.
+    The figures go to REPORT: requests sent and failed, the rate, and, with `version`, the
+    seconds from the block's start until every response came from that version."""
+    traffic = Traffic(ingress, host, max_seconds=600)
+    with traffic:
+        started = time.time()
+        yield traffic
+        returned = time.time()
+        time.sleep(2.0)
+    figures = traffic.summary()
+    figures["command_s"] = round(returned - started, 2)
+    if version:
+        figures["switch_s"] = traffic.switched(started, version)
+    REPORT[name] = figures
+    assert figures["sent"] > 0, figures
+    assert figures["failed"] == 0, f"{name}: {figures}"
+    if version:
+        assert figures["switch_s"] is not None, f"{name}: prod does not serve only {version}: {figures}"
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +219,7 @@ def fresh_namespace(kube: KubeClient, name: str) -> None:
 def pytest_terminal_summary(terminalreporter):
     if not REPORT:
         return
-    terminalreporter.section("prod Endpoints during each update (polled at up to 20 Hz)")
+    terminalreporter.section("real requests to the prod host through the ingress, per step")
     for name, figures in REPORT.items():
         terminalreporter.write_line(f"{name}: {json.dumps(figures)}")
     state = REPO_ROOT / ".state"

@@ -1,7 +1,9 @@
-"""Tier 4: the `bluegreen` release tool, every command and failure path, on a real API server.
+"""Tier 4: the `bluegreen` release tool, every command and failure path, on the real node.
 
 The CLI runs as a user runs it (`python -m bluegreen ... --json`, a separate process); what it did
-is read back from the Kubernetes API and from its JSON result.
+is read back from the Kubernetes API, from its JSON result, and from real HTTP requests to the
+prod and stage hosts through the ingress: during every step, requests to prod are counted and
+none may fail.
 """
 
 from __future__ import annotations
@@ -17,37 +19,38 @@ import pytest
 from pulumi import automation as auto
 
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import REPORT, fresh_namespace, wait_until
-from tests.scenarios import V1, V2
+from tests.e2e.conftest import (INGRESS_CLASS, NEVER_READY, V1, V2, V3, counted, fetch, fresh_namespace, version_of,
+                                wait_until)
 
 pytestmark = pytest.mark.e2e
 
 STACK, NS = "e2e-tool", "bg-e2e-tool"
+PROD_HOST, STAGE_HOST = "shop.tool.example.com", "stage.shop.tool.example.com"
 WEB_PODS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web"}
-V3 = "registry.example.com/shop/web:1.6.0"
-# The local cluster's kwok stages never make containers with this tag Ready (scripts/cluster/).
-NEVER_READY = "registry.example.com/shop/web:never-ready"
 
 
 @pytest.fixture(scope="module")
-def tool(project_dir, pulumi_env, kube):
+def tool(project_dir, pulumi_env, kube, ingress):
     fresh_namespace(kube, NS)
     stack = auto.create_or_select_stack(STACK, work_dir=str(project_dir))
-    for key, value in {"namespace": NS, "prodHost": "shop.tool.example.com", "stageHost": "stage.shop.tool.example.com",
+    for key, value in {"namespace": NS, "prodHost": PROD_HOST, "stageHost": STAGE_HOST, "ingressClass": INGRESS_CLASS,
                        "blue.enabled": "true", "blue.image": V1, "blue.replicas": "2", "green.enabled": "false",
                        "helmTimeoutSeconds": "30"}.items():
         stack.set_config(key, auto.ConfigValue(value), path=True)
     stack.up(on_output=print, color="never")
+    # --check-url reaches the hosts through the ingress on 127.0.0.1, as in the README's shell.
+    env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress}
 
     def run(*args: str, expect: int = 0) -> dict:
         done = subprocess.run([sys.executable, "-m", "bluegreen", *args, "--stack", STACK,
                                "--project-dir", str(project_dir), "--json"],
-                              capture_output=True, text=True, env=pulumi_env)
+                              capture_output=True, text=True, env=env)
         sys.stderr.write(done.stderr)
         assert done.returncode == expect, f"exit {done.returncode}, expected {expect}:\n{done.stderr[-3000:]}"
         return json.loads(done.stdout)
 
     run.stack = stack
+    run.ingress = ingress
     yield run
     stack.destroy(on_output=print, color="never")
     stack.workspace.remove_stack(STACK)
@@ -61,8 +64,14 @@ def serving(kube, role, slot):
     return e2e.serving(kube, NS, f"web-{role}", WEB_PODS, slot)
 
 
-def record(name, result):
-    REPORT[f"bluegreen {name}"] = {"seconds": result["seconds"], **result.get("prodWatch", {})}
+def prod_traffic(tool, name, image):
+    """Count requests to the prod host during a step; prod must end up serving only `image`."""
+    return counted(f"bluegreen {name}", tool.ingress, PROD_HOST, version_of(image))
+
+
+def answers(tool, host, slot, image):
+    """`host` answers through the ingress from `slot`, running `image`."""
+    return fetch(tool.ingress, host) == (200, slot, version_of(image))
 
 
 def test_status(tool):
@@ -75,13 +84,19 @@ def test_status(tool):
     assert state["history"][0]["result"] == "succeeded"
 
 
+def test_hosts_answer_through_the_ingress(tool):
+    assert answers(tool, PROD_HOST, "blue", V1)
+    assert fetch(tool.ingress, STAGE_HOST)[0] == 503  # stage selects green, which has no pods yet
+
+
 def test_deploy_into_the_idle_slot(tool, kube):
-    result = tool("deploy", V2)
-    record("deploy", result)
+    with prod_traffic(tool, "deploy", V1):
+        result = tool("deploy", V2)
     assert result["slot"] == "green" and result["prodWatch"]["empty"] == 0
     assert result["prodWatch"]["slots_seen"] == ["blue"]
     assert serving(kube, "stage", "green") and serving(kube, "prod", "blue")
     assert result["state"]["slots"]["green"]["ready"] == 2
+    wait_until("stage answers from green", lambda: answers(tool, STAGE_HOST, "green", V2))
 
 
 def test_deploy_refuses_to_overwrite_a_staged_release(tool, kube):
@@ -91,7 +106,8 @@ def test_deploy_refuses_to_overwrite_a_staged_release(tool, kube):
 
 
 def test_failed_smoke_check_prevents_the_promotion(tool, kube):
-    result = tool("promote", "--check-cmd", "exit 3", expect=2)
+    with prod_traffic(tool, "promote (failed stage check)", V1):
+        result = tool("promote", "--check-cmd", "exit 3", expect=2)
     assert "smoke checks against stage failed" in result["error"]
     assert prod_slot(kube) == "blue"
     assert tool("status")["state"]["productionSlot"] == "blue"  # config untouched
@@ -111,28 +127,31 @@ def test_preview_guard_refuses_an_unrelated_change(tool, kube):
 
 def test_failed_check_after_the_flip_rolls_back_automatically(tool, kube):
     # Passes against stage, fails against prod: the promotion must be undone.
-    result = tool("promote", "--check-cmd", 'test "$BLUEGREEN_TARGET" = stage', expect=1)
-    record("promote (failed check, automatic rollback)", result)
+    with prod_traffic(tool, "promote (failed prod check, automatic rollback)", V1):
+        result = tool("promote", "--check-cmd", 'test "$BLUEGREEN_TARGET" = stage', expect=1)
     assert "rolled back, prod serves blue" in result["error"]
     assert result["state"]["productionSlot"] == "blue"
     wait_until("prod serves blue again", lambda: serving(kube, "prod", "blue"))
 
 
 def test_promote(tool, kube):
-    result = tool("promote", "--check-cmd", 'test -n "$BLUEGREEN_SLOT"')
-    record("promote", result)
+    # --check-url hits the real stage, then the real prod, through the ingress.
+    with prod_traffic(tool, "promote", V2):
+        result = tool("promote", "--check-url", "{url}/healthz", "--check-cmd", 'test -n "$BLUEGREEN_SLOT"')
     assert result["prodWatch"]["empty"] == 0, result["prodWatch"]
     assert result["prodWatch"]["slots_seen"] == ["blue", "green"]
     assert serving(kube, "prod", "green") and serving(kube, "stage", "blue")
     assert result["state"]["productionSlot"] == "green"
+    assert answers(tool, PROD_HOST, "green", V2) and answers(tool, STAGE_HOST, "blue", V1)
 
 
 def test_rollback_and_promote_again(tool, kube):
-    result = tool("rollback")
-    record("rollback", result)
+    with prod_traffic(tool, "rollback", V1):
+        result = tool("rollback")
     assert result["prodWatch"]["empty"] == 0
     assert serving(kube, "prod", "blue")
-    assert tool("promote")["prodWatch"]["empty"] == 0
+    with prod_traffic(tool, "promote again", V2):
+        assert tool("promote")["prodWatch"]["empty"] == 0
     assert serving(kube, "prod", "green")
 
 
@@ -143,9 +162,11 @@ def test_retire_refuses_the_production_slot(tool, kube):
 
 
 def test_retire_keep_replicas_then_retire(tool, kube):
-    tool("retire", "--keep-replicas", "1")
+    with prod_traffic(tool, "retire --keep-replicas 1", V2):
+        tool("retire", "--keep-replicas", "1")
     wait_until("blue at 1 replica", lambda: kube.deployment(NS, "web-blue")["spec"]["replicas"] == 1)
-    result = tool("retire")
+    with prod_traffic(tool, "retire", V2):
+        result = tool("retire")
     assert result["prodWatch"]["empty"] == 0
     wait_until("web-blue is gone", lambda: kube.deployment(NS, "web-blue") is None)
     assert serving(kube, "prod", "green")
@@ -159,8 +180,8 @@ def test_rollback_after_retire_is_refused(tool, kube):
 
 def test_image_that_never_becomes_ready_fails_deploy_and_prod_is_untouched(tool, kube):
     prod_before = kube.endpoints(NS, "web-prod").ready
-    result = tool("deploy", NEVER_READY, expect=1)
-    record("deploy (never ready)", result)
+    with prod_traffic(tool, "deploy (never ready, Helm rolls back)", V2):
+        result = tool("deploy", NEVER_READY, expect=1)
     assert "blue was not deployed and prod stays on green" in result["error"]
     assert result["prodWatch"]["empty"] == 0 and result["prodWatch"]["slots_seen"] == ["green"]
     assert kube.endpoints(NS, "web-prod").ready == prod_before
@@ -169,6 +190,12 @@ def test_image_that_never_becomes_ready_fails_deploy_and_prod_is_untouched(tool,
 
 
 def test_recover_after_an_update_killed_mid_way(tool, kube, project_dir, pulumi_env):
+    with prod_traffic(tool, "pulumi up killed mid-way, then recover", V2):
+        killed_update_then_recover(tool, kube, project_dir, pulumi_env)
+    assert answers(tool, PROD_HOST, "green", V2)
+
+
+def killed_update_then_recover(tool, kube, project_dir, pulumi_env):
     # An update that Helm is still waiting on (pods never ready), killed with SIGKILL.
     tool.stack.set_config("blue.enabled", auto.ConfigValue("true"), path=True)
     tool.stack.set_config("blue.image", auto.ConfigValue(NEVER_READY), path=True)
@@ -215,3 +242,23 @@ def kill_tree(pid: int) -> None:
             os.kill(member, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_the_runtime_enforces_the_restricted_profile(tool, kube):
+    """The namespace enforces Pod Security "restricted" and admitted the pods; the container
+    processes really run that way: read from /proc on the node, not from the pod spec."""
+    assert kube.namespace(NS)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = kube.pods(NS, WEB_PODS)
+    assert pods
+    for pod in pods:
+        container_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+        tasks = subprocess.run([str(e2e.SCRIPTS / "node.sh"), "ctr", "tasks", "ls"], capture_output=True, text=True,
+                               check=True).stdout
+        pid = next(line.split()[1] for line in tasks.splitlines() if line.startswith(container_id))
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+        assert status["Uid"].split()[:2] != ["0", "0"], status["Uid"]  # not root
+        assert status["NoNewPrivs"].strip() == "1"
+        assert status["Seccomp"].strip() == "2"  # a filter: RuntimeDefault
+        assert int(status["CapEff"], 16) == 0  # every capability dropped
+        root = next(line for line in open(f"/proc/{pid}/mountinfo") if line.split()[4] == "/")
+        assert "ro" in root.split()[5].split(","), root  # read-only root filesystem

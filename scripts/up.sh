@@ -43,7 +43,7 @@ if [[ $BLUEGREEN_CLUSTER == local ]]; then
   step "try it (in \`make shell\`, or after \`source scripts/activate\`):"
   for key in prodHost stageHost; do
     host=$(pulumi config get "$key")
-    answer=$(curl -sS --max-time 5 -H "Host: $host" "$BLUEGREEN_INGRESS/" 2>&1 | head -1) || true
+    answer=$(curl -sS --max-time 5 -H "Host: $host" -w 'HTTP %{http_code}' "$BLUEGREEN_INGRESS/" 2>&1 | tr '\n' ' ') || true
     echo "    curl -H \"Host: \$(pulumi config get $key)\" \"\$BLUEGREEN_INGRESS/\"    # $answer" >&2
   done
 fi

@@ -48,13 +48,15 @@ cluster-up: tools
 cluster-down:
 	@scripts/cluster.sh down
 
-up: venv tools
+# Builds only what the cluster in use needs: with your own KUBECONFIG, nothing for the local one.
+up: venv
 	@scripts/up.sh
 
 down:
 	@source scripts/activate && pulumi destroy --yes --stack $${STACK:-staging}
 
-shell: venv tools
+shell: venv
+	@source scripts/activate && scripts/toolchain.sh for-$$BLUEGREEN_CLUSTER
 	@echo "==> entering a shell with pulumi, kubectl and helm set up (exit to leave)"
 	@bash --rcfile <(echo 'source ~/.bashrc 2>/dev/null; source scripts/activate; PS1="(bluegreen) $$PS1"') -i
 

@@ -4,7 +4,13 @@
 #   scripts/toolchain.sh [--budget-minutes N] TOOL...   build what is missing
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
 #
-# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik, or the groups e2e / all.
+# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik, or a group:
+#   all, e2e      everything (the local cluster included)
+#   for-local     what `make up` needs with the local cluster: everything
+#   for-user      what it needs with your own cluster (KUBECONFIG): helm pulumi langhost provider
+# A tool you already have is used as it is: a pulumi on PATH at the pinned version or newer (then
+# the stand-in language host is not needed: your pulumi brings its own), the provider in Pulumi's
+# plugin cache, helm/kube/kwok/traefik on PATH at the pinned version.
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl.
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
@@ -76,7 +82,8 @@ on_path() {
   local v
   case $1 in
     helm) v=$(helm version --template '{{.Version}}' 2>/dev/null) && [[ $v == "v$HELM_VERSION" ]] ;;
-    pulumi) v=$(pulumi version 2>/dev/null) && [[ $v == "v$PULUMI_VERSION" ]] ;;
+    pulumi) v=$(pulumi version 2>/dev/null) && at_least "${v#v}" "$PULUMI_VERSION" ;;
+    kubernetes-provider) [[ -x $(plugin_binary) ]] ;;
     kube)
       for b in kube-apiserver kube-controller-manager kube-scheduler; do
         v=$("$b" --version 2>/dev/null) && [[ $v == "Kubernetes v$KUBERNETES_VERSION" ]] || return 1
@@ -90,7 +97,30 @@ on_path() {
   esac
 }
 
+# Where a tool that is not ours was found, for the log.
+found_at() {
+  case $1 in
+    kubernetes-provider) echo "in Pulumi's plugin cache: $(plugin_binary)" ;;
+    pulumi) echo "on PATH: $(command -v pulumi) ($(pulumi version))" ;;
+    *) echo "on PATH: $(command -v "$(bins_of "$1" | cut -d' ' -f1)")" ;;
+  esac
+}
+
 # --- helpers ---------------------------------------------------------------------------------
+
+# at_least VERSION MINIMUM: dotted versions compared part by part (3.261.0 >= 3.260.0).
+at_least() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1) == "$2" ]]; }
+
+plugin_binary() {
+  echo "${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$PULUMI_KUBERNETES_VERSION/pulumi-resource-kubernetes"
+}
+
+# The pulumi that will run is the user's own (not built here): it brings its own language host.
+users_pulumi() {
+  local found
+  ! cached pulumi "$TOOLS_DIR/pulumi-$PULUMI_VERSION" && found=$(command -v pulumi) &&
+    [[ $found != "$TOOLS_DIR"/* ]] && on_path pulumi
+}
 
 # Run a long command with an elapsed-time line every 30 s, so a cold build never looks hung.
 with_ticker() {
@@ -293,8 +323,12 @@ ensure() {
   dir=$TOOLS_DIR/$tool-$ver
   if cached "$tool" "$dir"; then
     say "$tool $ver cached"
+  elif [[ $tool == langhost ]] && users_pulumi; then
+    say "langhost: not needed: $(command -v pulumi) ($(pulumi version)) runs its own language host"
+    return 0
   elif on_path "$tool"; then
-    say "$tool $ver found on PATH ($(command -v "$(bins_of "$tool" | cut -d' ' -f1)"))"
+    say "$tool: using yours, found $(found_at "$tool") (pinned: $ver)"
+    return 0
   else
     est=$(estimate_of "$tool")
     if [[ -n $BUDGET_MIN ]] && ((est > BUDGET_MIN - (SECONDS - START) / 60)); then
@@ -364,7 +398,7 @@ link_langhost() {
 post_kubernetes-provider() {
   local dir=$1 ver=$PULUMI_KUBERNETES_VERSION pulumi
   local home=${PULUMI_HOME:-$HOME/.pulumi}
-  [[ -x $home/plugins/resource-kubernetes-v$ver/pulumi-resource-kubernetes ]] && return 0
+  [[ -x $(plugin_binary) ]] && return 0
   pulumi=$(PATH="$(print_path):$PATH" command -v pulumi) || {
     echo "toolchain: kubernetes-provider: need pulumi to install the plugin (scripts/toolchain.sh pulumi)" >&2
     return 1
@@ -373,10 +407,12 @@ post_kubernetes-provider() {
   say "installed pulumi-resource-kubernetes $ver into $home/plugins"
 }
 
+# The stand-in language host is never on PATH: Pulumi prefers a host found on PATH over its own,
+# so it would shadow the official host of an installed CLI. It is linked next to our pulumi only.
 print_path() {
   local tool dir out=""
   for tool in "${ALL_TOOLS[@]}"; do
-    [[ $tool == kubernetes-provider ]] && continue # found through the plugin cache instead
+    [[ $tool == kubernetes-provider || $tool == langhost ]] && continue
     dir=$TOOLS_DIR/$tool-$(version_of "$tool")/bin
     [[ -d $dir ]] && out+="${out:+:}$dir"
   done
@@ -385,7 +421,8 @@ print_path() {
 
 expand() {
   case $1 in
-    all | e2e) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
+    all | e2e | for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
+    for-user) echo helm pulumi langhost kubernetes-provider ;;
     *) version_of "$1" >/dev/null && echo "$1" ;;
   esac
 }
@@ -396,7 +433,7 @@ main() {
     case $1 in
       --budget-minutes) BUDGET_MIN=${2:?--budget-minutes needs a number}; shift 2 ;;
       --print-path) print_path; return 0 ;;
-      -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
+      -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
       *) list=$(expand "$1"); read -ra more <<<"$list"; tools+=("${more[@]}"); shift ;;
     esac
   done

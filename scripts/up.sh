@@ -14,9 +14,6 @@ die() { echo "up: error: $*" >&2; exit 1; }
 cd "$REPO"
 [[ -f Pulumi.yaml ]] || die "no Pulumi.yaml in $REPO"
 
-step "toolchain (scripts/toolchain.sh all)"
-scripts/toolchain.sh all
-
 if [[ ! -x .venv/bin/python ]]; then
   step "python venv (make venv)"
   make --no-print-directory venv
@@ -25,6 +22,11 @@ fi
 step "environment (source scripts/activate)"
 source scripts/activate
 echo "    KUBECONFIG=${KUBECONFIG:-~/.kube/config} ($BLUEGREEN_CLUSTER cluster), PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL" >&2
+
+# With your own cluster, nothing for the local one is built.
+step "toolchain (scripts/toolchain.sh for-$BLUEGREEN_CLUSTER)"
+scripts/toolchain.sh "for-$BLUEGREEN_CLUSTER"
+PATH="$(scripts/toolchain.sh --print-path):$PATH" # what was just built, first
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
   step "local cluster (scripts/cluster.sh up)"

@@ -27,7 +27,7 @@ from bench.traffic import Traffic
 from bluegreen.release.kube import KubeClient
 from tests.conftest import REPO_ROOT
 
-TOOLS = ["pulumi", "pulumi-language-python", "helm", "kube-apiserver", "kube-controller-manager",
+TOOLS = ["pulumi", "helm", "kube-apiserver", "kube-controller-manager",
          "kube-scheduler", "kubelet", "kube-proxy", "etcd", "kwok", "kwokctl", "traefik"]
 SCRIPTS = REPO_ROOT / "scripts"
 # The demo app's images (scripts/images/build.py), imported into the node's containerd.
@@ -48,6 +48,11 @@ def e2e_path() -> str:
                                text=True, check=True).stdout.strip()
     path = os.pathsep.join(p for p in (str(REPO_ROOT / ".venv" / "bin"), tool_path, os.environ["PATH"]) if p)
     missing = [tool for tool in TOOLS if not shutil.which(tool, path=path)]
+    # A pulumi built here runs the stand-in language host linked next to it; yours brings its own.
+    pulumi = shutil.which("pulumi", path=path)
+    ours = pulumi and os.path.dirname(pulumi) in tool_path.split(os.pathsep)
+    if ours and not os.path.exists(os.path.join(os.path.dirname(pulumi), "pulumi-language-python")):
+        missing.append("pulumi-language-python")
     if not provider_plugin_installed(path):
         missing.append("pulumi-resource-kubernetes")
     if missing:

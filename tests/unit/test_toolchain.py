@@ -1,0 +1,80 @@
+"""scripts/toolchain.sh and scripts/activate with tools the user already has: nothing is built, and
+the project's stand-in language host never shadows an installed Pulumi's own.
+
+Fakes stand in for the installed tools (a `pulumi` that reports a version, a provider in a Pulumi
+plugin cache); the tool cache is empty, so any build would show in the output (and take minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+SCRIPTS = REPO_ROOT / "scripts"
+VERSIONS = dict(line.split("=", 1) for line in (SCRIPTS / "versions.env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+
+
+def fake(bin_dir: Path, name: str, output: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\necho '{output}'\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def installed(tmp_path) -> dict[str, str]:
+    """An environment with the user's own pulumi (newer than the pin), helm, and the provider in
+    Pulumi's plugin cache, and an empty tool cache."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    major, minor, patch = VERSIONS["PULUMI_VERSION"].split(".")
+    fake(bin_dir, "pulumi", f"v{major}.{int(minor) + 5}.{patch}")
+    fake(bin_dir, "helm", f"v{VERSIONS['HELM_VERSION']}")
+    plugin = tmp_path / "pulumi-home" / "plugins" / f"resource-kubernetes-v{VERSIONS['PULUMI_KUBERNETES_VERSION']}"
+    plugin.mkdir(parents=True)
+    fake(plugin, "pulumi-resource-kubernetes", "provider")
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+            "BLUEGREEN_CACHE": str(tmp_path / "cache"), "KUBECONFIG": str(tmp_path / "my-kubeconfig")}
+
+
+def toolchain(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPTS / "toolchain.sh"), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_users_own_tools_are_used_and_nothing_is_built(installed, tmp_path):
+    done = toolchain("for-user", env=installed)
+    assert done.returncode == 0, done.stderr
+    assert "building" not in done.stderr, done.stderr
+    assert f"pulumi: using yours, found on PATH: {tmp_path}/bin/pulumi (v3." in done.stderr
+    assert "langhost: not needed" in done.stderr and "runs its own language host" in done.stderr
+    assert "found in Pulumi's plugin cache" in done.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))
+
+
+def test_an_older_pulumi_is_not_used(installed, tmp_path):
+    fake(tmp_path / "bin", "pulumi", "v3.1.0")
+    # A zero budget: what would be built is reported as skipped, and nothing is built.
+    done = toolchain("--budget-minutes", "0", "pulumi", env=installed)
+    assert "SKIPPING pulumi" in done.stderr, done.stderr
+
+
+def test_the_stand_in_language_host_is_never_on_path(installed, tmp_path):
+    # A cache holding every tool dir, the stand-in host's included.
+    cache = tmp_path / "cache" / "tools"
+    for tool in (f"langhost-{VERSIONS['PULUMI_VERSION']}", f"helm-{VERSIONS['HELM_VERSION']}"):
+        (cache / tool / "bin").mkdir(parents=True)
+    fake(cache / f"langhost-{VERSIONS['PULUMI_VERSION']}" / "bin", "pulumi-language-python", "stand-in")
+    printed = toolchain("--print-path", env=installed).stdout.strip().split(":")
+    assert str(cache / f"helm-{VERSIONS['HELM_VERSION']}" / "bin") in printed
+    assert not any("langhost" in entry for entry in printed), printed
+    # scripts/activate (with the user's own kubeconfig) leaves the user's pulumi first and finds no host of ours.
+    shell = subprocess.run(["bash", "-c", "source scripts/activate && command -v pulumi && "
+                            "{ command -v pulumi-language-python || echo none; } && echo $BLUEGREEN_CLUSTER"],
+                           capture_output=True, text=True, env=installed, cwd=REPO_ROOT)
+    pulumi, host, cluster = shell.stdout.split()
+    assert (pulumi, host, cluster) == (f"{tmp_path}/bin/pulumi", "none", "user"), shell.stdout + shell.stderr

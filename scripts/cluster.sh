@@ -46,8 +46,13 @@ apiserver_ready() {
 # Every binary is given explicitly (an empty one would make kwokctl download its default).
 create() {
   local etcd apiserver kcm scheduler kwok kubectl
-  etcd=$(need etcd) apiserver=$(need kube-apiserver) kcm=$(need kube-controller-manager)
-  scheduler=$(need kube-scheduler) kwok=$(need kwok) kubectl=$(need kubectl)
+  # One assignment a line: on a shared line only the last one's failure would stop the script.
+  etcd=$(need etcd)
+  apiserver=$(need kube-apiserver)
+  kcm=$(need kube-controller-manager)
+  scheduler=$(need kube-scheduler)
+  kwok=$(need kwok)
+  kubectl=$(need kubectl)
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
   # kwok's stages, plus images tagged `never-ready` never becoming Ready (see cluster/stages.sh).
   "$REPO/scripts/cluster/stages.sh" > "$STATE/kwok-stages.yaml"

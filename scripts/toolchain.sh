@@ -344,8 +344,10 @@ ensure() {
     work=$WORK
     mkdir -p "$work/bin"
     t0=$SECONDS
-    # set -e does not apply inside a function called as a condition: check the result as well.
-    if ! "build_$tool" "$work" || ! cached "$tool" "$work"; then
+    # set -e is ignored inside anything run as a condition, a subshell included: run the builder
+    # as a job of its own, so its first failing step ends it, and then check what it left.
+    "build_$tool" "$work" &
+    if ! wait $! || ! cached "$tool" "$work"; then
       rm -rf "$work"
       WORK=""
       [[ -n $BUDGET_MIN ]] || die "building $tool $ver failed (see the output above)"

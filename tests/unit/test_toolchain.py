@@ -78,3 +78,17 @@ def test_the_stand_in_language_host_is_never_on_path(installed, tmp_path):
                            capture_output=True, text=True, env=installed, cwd=REPO_ROOT)
     pulumi, host, cluster = shell.stdout.split()
     assert (pulumi, host, cluster) == (f"{tmp_path}/bin/pulumi", "none", "user"), shell.stdout + shell.stderr
+
+
+def test_a_failed_build_step_leaves_no_cached_tool(installed, tmp_path):
+    # A `go` whose module download fails but whose install still "succeeds" (writes the binary):
+    # helm's build must stop at the failed step, not cache what the later step left.
+    fake_go = tmp_path / "bin" / "go"
+    fake_go.write_text('#!/bin/sh\ncase "$*" in\n  *"mod download"*) echo "refused" >&2; exit 1 ;;\n'
+                       '  install*) mkdir -p "$GOBIN" && printf "#!/bin/sh\\n" > "$GOBIN/helm" && chmod +x "$GOBIN/helm" ;;\n'
+                       'esac\n')
+    fake_go.chmod(0o755)
+    (tmp_path / "bin" / "helm").unlink()  # not installed: it must be built
+    done = toolchain("helm", env=installed)
+    assert done.returncode != 0 and "building helm" in done.stderr and "failed" in done.stderr, done.stderr
+    assert not (tmp_path / "cache" / "tools" / f"helm-{VERSIONS['HELM_VERSION']}").exists()

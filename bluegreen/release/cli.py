@@ -45,6 +45,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         result.update(ok=False, error=str(failure))
         say(f"bluegreen {args.command}: FAILED: {failure}")
         code = 1
+    except FileNotFoundError as missing:  # a tool is not installed
+        error = (f"{missing.filename or missing} is not installed or not on PATH "
+                 "(in a checkout, `source scripts/activate` puts the project's tools there)")
+        # Found out while setting up, nothing has run yet: a refusal. Later, a step has failed.
+        refused = release is None or args.command == "status"
+        result.update(ok=False, error=error, **({"refused": True} if refused else {}))
+        say(f"bluegreen {args.command}: {'refused, nothing was changed' if refused else 'FAILED'}: {error}")
+        code = 2 if refused else 1
+    except Exception as failure:  # anything else is a message and valid JSON too, never a traceback
+        error = f"{type(failure).__name__}: {failure}".strip()
+        result.update(ok=False, error=error)
+        say(f"bluegreen {args.command}: FAILED: {error}")
+        code = 1
     if release:
         if "state" not in release.report:
             with contextlib.suppress(Exception):  # the state left behind, shown when it can be read

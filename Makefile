@@ -1,5 +1,6 @@
 # bluegreen: every entry point a user or CI needs. Each target bootstraps what it uses.
-#   make test          unit + mocks + chart tiers, and e2e when the toolchain can be had
+#   make test          lint, then the unit + mocks + chart tiers, and e2e when the toolchain can be had
+#   make lint          ruff and mypy (config in pyproject.toml), shellcheck on scripts/
 #   make e2e           the end-to-end tier only, building whatever it needs
 #   make up            deploy the `staging` stack (local cluster unless KUBECONFIG is yours)
 #   make shell         a shell where the README's plain `pulumi`/`kubectl`/`helm` commands work
@@ -12,20 +13,30 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv helm tools test e2e up down cluster-up cluster-down shell bench clean
+.PHONY: help venv lint helm tools test e2e up down cluster-up cluster-down shell bench clean
 
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
 
-$(STAMP): requirements.txt pyproject.toml
-	@echo "==> python venv in $(VENV) from requirements.txt, and the bluegreen command"
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@echo "==> python venv in $(VENV) from requirements.txt + requirements-dev.txt, and the bluegreen command"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
 venv: $(STAMP)
+
+# shellcheck at its default severity (info and style notes too: the scripts are clean at it); -x
+# follows `source`d files. (scripts/langhost/pulumi-language-python is Python, not shell.)
+SHELL_SCRIPTS := $(wildcard scripts/*.sh scripts/*/*.sh) scripts/activate .ci/run
+lint: venv
+	@echo "==> lint: ruff, mypy, shellcheck"
+	@command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
+	@$(VENV)/bin/ruff check --quiet
+	@$(VENV)/bin/mypy
+	@shellcheck -x $(SHELL_SCRIPTS)
 
 helm:
 	@scripts/toolchain.sh helm
@@ -34,7 +45,7 @@ tools:
 	@scripts/toolchain.sh all
 
 # CI gets 90 minutes; e2e tools that cannot be built in the time left are skipped, loudly.
-test: venv helm
+test: venv lint helm
 	@scripts/toolchain.sh --budget-minutes $${BLUEGREEN_TOOL_BUDGET_MINUTES:-55} e2e
 	@source scripts/activate && $(PY) -m pytest
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 from bench import breakdown, flips, growth
 from bluegreen.config import parse
@@ -87,7 +88,7 @@ def main() -> int:
         for index in range(args.runs):
             target = "green" if index % 2 == 0 else "blue"
             steps = commands(target)
-            measured.append(flips.flip(kube, names, method, target, lambda: [step() for step in steps]))
+            measured.append(flips.flip(kube, names, method, target, _run_all(steps)))
             say(f"    -> {target}: switch {measured[-1].switch_s:.2f} s, command {measured[-1].command_s:.2f} s, "
                 f"{measured[-1].polls} polls, {measured[-1].empty_polls} empty")
         results["flips"][method] = flips.summarize(measured)
@@ -128,6 +129,14 @@ def run(command: list[str], env: dict) -> None:
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def _run_all(steps: list) -> Callable[[], None]:
+    """One flip's commands, run in order when the flip starts (bound now, not to the loop variable)."""
+    def run_steps() -> None:
+        for step in steps:
+            step()
+    return run_steps
 
 
 def _ratios(table: dict) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from bluegreen.release.checks import Names, ready_pod_ips
 from bluegreen.release.kube import EndpointWatch, KubeClient
@@ -59,7 +59,8 @@ def _switched(watch: EndpointWatch, target: str, pods: tuple, since: float) -> b
 
 def _same_slot_seconds(prod: EndpointWatch, stage: EndpointWatch) -> float:
     """How long, by the two pollers' timelines, prod and stage selected the same slot."""
-    events = sorted([(t, "prod", slot) for t, slot, _, _ in prod.polls] + [(t, "stage", slot) for t, slot, _, _ in stage.polls])
+    events = sorted([(t, "prod", slot) for t, slot, _, _ in prod.polls]
+                    + [(t, "stage", slot) for t, slot, _, _ in stage.polls])
     current: dict[str, str] = {}
     total, last = 0.0, None
     for t, role, slot in events:
@@ -71,7 +72,8 @@ def _same_slot_seconds(prod: EndpointWatch, stage: EndpointWatch) -> float:
 
 def summarize(flips: list[Flip]) -> dict:
     def stats(values: list[float]) -> dict:
-        return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+        return {"median": round(statistics.median(values), 3),
+                "min": round(min(values), 3), "max": round(max(values), 3)}
 
     return {
         "runs": len(flips),

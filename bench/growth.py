@@ -105,4 +105,4 @@ def preview_on_engine(apps: int, repo: str, env: dict) -> float:
 def slope(points: dict[int, float]) -> float:
     xs, ys = list(points), list(points.values())
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum((x - mean_x) ** 2 for x in xs)

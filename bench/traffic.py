@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 # The network rule: load goes to this machine's loopback only.
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -58,7 +58,8 @@ class Traffic:
     def __post_init__(self) -> None:
         url = urllib.parse.urlsplit(self.ingress)
         if url.scheme != "http" or url.hostname not in LOOPBACK:
-            raise ValueError(f"ingress is {self.ingress!r}; allowed: http://127.0.0.1:PORT (load stays on this machine)")
+            raise ValueError(f"ingress is {self.ingress!r}; "
+                             "allowed: http://127.0.0.1:PORT (load stays on this machine)")
         if not 0 < self.rate <= 1000 or not 0 < self.max_seconds <= 3600:
             raise ValueError(f"rate {self.rate}/s for {self.max_seconds} s; allowed: up to 1000/s for up to 3600 s")
         self._address = (url.hostname, url.port or 80)
@@ -69,7 +70,7 @@ class Traffic:
         self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self.workers)]
         self.started = self.stopped = 0.0
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         self.started = time.time()
         self._t0 = time.monotonic()
         for thread in self._threads:
@@ -85,7 +86,7 @@ class Traffic:
             thread.join()
         self.stopped = self.stopped or time.time()
 
-    def _ticket(self) -> Optional[float]:
+    def _ticket(self) -> float | None:
         """The monotonic time the next request is due, or None when the load is over."""
         with self._lock:
             index, self._next = self._next, self._next + 1
@@ -95,7 +96,7 @@ class Traffic:
         return due
 
     def _work(self) -> None:
-        conn: Optional[http.client.HTTPConnection] = None
+        conn: http.client.HTTPConnection | None = None
         while not self._stop.is_set():
             due = self._ticket()
             if due is None:
@@ -125,15 +126,15 @@ class Traffic:
 
     # --- what happened -----------------------------------------------------------------------
 
-    def _window(self, since: Optional[float], until: Optional[float]) -> list[Response]:
+    def _window(self, since: float | None, until: float | None) -> list[Response]:
         with self._lock:
             responses = sorted(self.responses, key=lambda r: r.sent)
         return [r for r in responses if (since is None or r.sent >= since) and (until is None or r.sent <= until)]
 
-    def failures(self, since: Optional[float] = None, until: Optional[float] = None) -> list[Response]:
+    def failures(self, since: float | None = None, until: float | None = None) -> list[Response]:
         return [r for r in self._window(since, until) if r.failed]
 
-    def switched(self, since: float, version: str) -> Optional[float]:
+    def switched(self, since: float, version: str) -> float | None:
         """Seconds from `since` until every response sent from then on came from `version`; None
         when the last response is not from it."""
         responses = self._window(since, None)
@@ -143,7 +144,7 @@ class Traffic:
         first_after = min(r.sent for r in responses if r.sent > last_other or last_other == since)
         return round(max(0.0, first_after - since), 3)
 
-    def summary(self, since: Optional[float] = None, until: Optional[float] = None) -> dict:
+    def summary(self, since: float | None = None, until: float | None = None) -> dict:
         responses = self._window(since, until)
         span = (responses[-1].sent - responses[0].sent) if len(responses) > 1 else 0.0
         failed = [r for r in responses if r.failed]

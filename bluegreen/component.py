@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release
@@ -42,10 +41,10 @@ class BlueGreenApp(pulumi.ComponentResource):
     stage_selector: dict
     prod_url: str
     stage_url: str
-    revision: pulumi.Output[int]
+    revision: pulumi.Output[int | None]  # ReleaseStatus.revision is Optional: None if Helm reported none
     status: pulumi.Output[str]
 
-    def __init__(self, name: str, args: BlueGreenAppArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: BlueGreenAppArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("bluegreen:index:BlueGreenApp", name, {}, opts)
         settings = args.settings
         self.plan = plan(settings)

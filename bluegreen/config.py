@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, TypedDict
 
 PROJECT = "bluegreen"
 SLOTS = ("blue", "green")
 OBJECT_KEYS = ("blue", "green", "resources")  # set with `pulumi config set --path KEY.FIELD ...`
 
+
+class SlotDefaults(TypedDict):
+    enabled: bool
+    image: str
+    replicas: int
+
+
 # Defaults live here once. Pulumi.yaml declares the same defaults for `pulumi config` users
 # (a test keeps the two in step): an object set with `--path` replaces the declared default
 # object as a whole, so per-field defaults must be applied here anyway.
-SLOT_DEFAULTS = {
+SLOT_DEFAULTS: dict[str, SlotDefaults] = {
     "blue": {"enabled": True, "image": "", "replicas": 2},
     "green": {"enabled": False, "image": "", "replicas": 2},
 }
@@ -149,7 +157,8 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         problems.append(Problem(key, raw[key], "one of " + ", ".join(DEFAULTS), f"pulumi config rm {key}"))
     get = _Reader(raw, problems)
 
-    app_name = get.matching("appName", _APP_NAME_RE, "a DNS label of 1-40 characters: a-z, 0-9, '-', starting with a letter")
+    app_name = get.matching("appName", _APP_NAME_RE,
+                            "a DNS label of 1-40 characters: a-z, 0-9, '-', starting with a letter")
     namespace = get.matching("namespace", _DNS_LABEL_RE, "a DNS label: a-z, 0-9, '-', at most 63 characters")
     production_slot = get.one_of("productionSlot", SLOTS)
     slots = {name: _parse_slot(name, raw.get(name, SLOT_DEFAULTS[name]), problems) for name in SLOTS}
@@ -212,8 +221,10 @@ def _production_slot_problems(slot: str, settings: SlotSettings) -> list[Problem
     """Prod must have pods to send traffic to: promoting to an empty slot is an outage."""
     problems = []
     if not settings.enabled:
-        problems.append(Problem(f"{slot}.enabled", False, f"true while productionSlot is {slot} (prod would have no pods)",
-                                f"pulumi config set --path {slot}.enabled true, or pulumi config set productionSlot {other_slot(slot)}"))
+        problems.append(Problem(f"{slot}.enabled", False,
+                                f"true while productionSlot is {slot} (prod would have no pods)",
+                                f"pulumi config set --path {slot}.enabled true, "
+                                f"or pulumi config set productionSlot {other_slot(slot)}"))
     if settings.enabled and not settings.image:
         problems.append(Problem(f"{slot}.image", "", f"an image while productionSlot is {slot}",
                                 f"pulumi config set --path {slot}.image registry/name:tag"))
@@ -228,7 +239,7 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     if not isinstance(value, Mapping):
         problems.append(Problem(name, value, "an object with keys enabled, image, replicas",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
-        return SlotSettings(**defaults)
+        return SlotSettings(enabled=defaults["enabled"], image=defaults["image"], replicas=defaults["replicas"])
     for key in sorted(set(value) - set(defaults)):
         problems.append(Problem(f"{name}.{key}", value[key], "keys enabled, image, replicas",
                                 f"pulumi config rm --path {name}.{key}"))
@@ -237,11 +248,13 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     image = get.text("image")
     match = _IMAGE_RE.match(image)
     if image and not (match and (match["tag"] or match["digest"])):
-        problems.append(Problem(f"{name}.image", image, "an image reference with a tag or digest, such as registry/name:1.2.3",
+        problems.append(Problem(f"{name}.image", image,
+                                "an image reference with a tag or digest, such as registry/name:1.2.3",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
     elif enabled and not image:
         problems.append(Problem(f"{name}.image", image, f"an image while {name}.enabled is true",
-                                f"pulumi config set --path {name}.image registry/name:tag, or pulumi config set --path {name}.enabled false"))
+                                f"pulumi config set --path {name}.image registry/name:tag, "
+                                f"or pulumi config set --path {name}.enabled false"))
     return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", 0, 100))
 
 
@@ -255,7 +268,8 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
     result = {kind: dict(quantities) for kind, quantities in RESOURCES_DEFAULT.items()}
     for kind, quantities in value.items():
         if kind not in ("requests", "limits") or not isinstance(quantities, Mapping):
-            problems.append(Problem(f"resources.{kind}", quantities, allowed, f"pulumi config rm --path resources.{kind}"))
+            problems.append(Problem(f"resources.{kind}", quantities, allowed,
+                                    f"pulumi config rm --path resources.{kind}"))
             continue
         result.setdefault(kind, {})
         for resource, quantity in quantities.items():

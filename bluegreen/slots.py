@@ -8,8 +8,8 @@ so the program can export them: a Release's preview only diffs its input values
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 from .config import SLOTS, Settings, SlotSettings, other_slot
 
@@ -37,7 +37,7 @@ class SlotPlan:
     def stage_selector(self) -> dict[str, str]:
         return self.selector(self.stage)
 
-    def image(self, slot: str) -> Optional[str]:
+    def image(self, slot: str) -> str | None:
         """The image a slot runs, or None when the slot has no Deployment."""
         state = self.slots[slot]
         return state.image if state.enabled else None

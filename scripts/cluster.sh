@@ -16,6 +16,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR/..
 source "$REPO/scripts/versions.env"
 STATE=$REPO/.state
 NAME=bluegreen
@@ -122,7 +123,9 @@ start_node() {
   fi
   simulated_banner "$why"
   echo "simulated: $why" > "$NODE_MODE_FILE"
-  if [[ -z $(kc get nodes -o name 2>/dev/null | grep -v bluegreen-node) ]]; then
+  # No node but ours (or no answer). Not grep -q: quitting early could SIGPIPE kc, and pipefail
+  # would then turn the answer around.
+  if ! kc get nodes -o name 2>/dev/null | grep -v bluegreen-node >/dev/null; then
     say "adding $NODES kwok node(s)"
     kw scale node --replicas "$NODES" --name "$NAME"
   fi

@@ -400,9 +400,9 @@ sweep() {
   done
   # Mounts under our dirs (overlay rootfs, shm, volumes, netns), deepest first.
   local m
-  for m in $(awk -v a="$ROOT" -v b="$RUN" '$2 ~ "^"a || $2 ~ "^"b {print $2}' /proc/self/mounts | sort -r); do
+  while read -r m; do
     umount -l "$m" 2>/dev/null || true
-  done
+  done < <(awk -v a="$ROOT" -v b="$RUN" '$2 ~ "^"a || $2 ~ "^"b {print $2}' /proc/self/mounts | sort -r)
   # Network namespaces created since `up` (containerd 1.6 puts them in /run/netns).
   local ns
   for ns in /run/netns/cni-*; do
@@ -448,7 +448,9 @@ snapshot() {
     awk '{print "mount " $2 " " $3}' /proc/self/mounts
     find /sys/fs/cgroup -maxdepth 2 -type d -name "${CGROUP_ROOT#/}*" 2>/dev/null | sed 's/^/cgroup /'
     for s in "${SYSCTLS[@]}"; do echo "sysctl $s=$(sysctl -n "$s")"; done
-    ls -d /var/log/containers /var/log/pods /run/netns /run/containerd "$ROOT" "$RUN" 2>/dev/null | sed 's/^/path /'
+    for path in /var/log/containers /var/log/pods /run/netns /run/containerd "$ROOT" "$RUN"; do
+      if [[ -e $path || -L $path ]]; then echo "path $path"; fi
+    done
     # Process names (comm, at most 15 characters) of the node, the control plane and the ingress.
     # (Not zombies: a process that has exited waits there until PID 1 reaps it.)
     ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|pause|app' | sed 's/^/process /'

@@ -14,11 +14,14 @@
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl.
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
+# SC2317 off for the whole file: the builders and post-steps are called by name ("build_$tool",
+# "post_$tool"), so ShellCheck takes them, and the helpers only they use, for unreachable code.
+# shellcheck disable=SC2317
 set -euo pipefail
 export GOWORK=off # builds happen inside copied modules, never in a workspace
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR/..
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
 ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube traefik)
@@ -137,7 +140,7 @@ with_ticker() {
   "$@" || rc=$?
   kill "$TICKER" 2>/dev/null; wait "$TICKER" 2>/dev/null || true
   TICKER=""
-  return $rc
+  return "$rc"
 }
 
 # Directory of a downloaded module (the module cache is read-only; copy before editing).

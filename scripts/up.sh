@@ -20,6 +20,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 
 step "environment (source scripts/activate)"
+# shellcheck source-path=SCRIPTDIR/..
 source scripts/activate
 echo "    KUBECONFIG=${KUBECONFIG:-~/.kube/config} ($BLUEGREEN_CLUSTER cluster), PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL" >&2
 

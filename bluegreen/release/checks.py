@@ -10,7 +10,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Optional
 
 from ..config import Settings
 from ..slots import pod_selector
@@ -25,7 +24,7 @@ class Names:
     app: str
 
     @classmethod
-    def of(cls, settings: Settings) -> "Names":
+    def of(cls, settings: Settings) -> Names:
         return cls(settings.namespace, settings.app_name)
 
     def service(self, role: str) -> str:
@@ -61,12 +60,13 @@ def ready_pod_ips(kube: KubeClient, names: Names, slot: str) -> list[str]:
     ips = []
     for pod in kube.pods(names.namespace, names.pod_selector(slot)):
         conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
-        if conditions.get("Ready") == "True" and pod["status"].get("podIP") and not pod["metadata"].get("deletionTimestamp"):
+        ready = conditions.get("Ready") == "True" and pod["status"].get("podIP")
+        if ready and not pod["metadata"].get("deletionTimestamp"):
             ips.append(pod["status"]["podIP"])
     return sorted(ips)
 
 
-def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout: float = 30.0) -> Optional[str]:
+def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout: float = 30.0) -> str | None:
     """None when the `role` Service selects `slot` and its ready Endpoints are exactly that slot's
     ready pods; otherwise what is wrong (after waiting up to `timeout` for the controllers)."""
     deadline = time.monotonic() + timeout
@@ -91,7 +91,7 @@ def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout
         time.sleep(0.5)
 
 
-def smoke_checks(target: str, url: str, check_url: Optional[str], check_cmd: Optional[str],
+def smoke_checks(target: str, url: str, check_url: str | None, check_cmd: str | None,
                  env: dict[str, str], say, timeout: float = 10.0) -> list[str]:
     """Run the user's checks against `target` (stage or prod); returns the failures.
 
@@ -123,7 +123,7 @@ def smoke_checks(target: str, url: str, check_url: Optional[str], check_cmd: Opt
     return failures
 
 
-def http_get(address: str, ingress: Optional[str], timeout: float) -> int:
+def http_get(address: str, ingress: str | None, timeout: float) -> int:
     """The HTTP status of GET `address`. With `ingress` (BLUEGREEN_INGRESS, http://HOST:PORT), the
     request goes there with the URL's host in the Host header, like `curl --connect-to`: how the
     local cluster's ingress is reached, and how a user tests an ingress before DNS points at it."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 from ..config import ConfigError, parse
 from . import plan
@@ -28,11 +29,11 @@ class Failed(Exception):
     """The step ran and did not succeed; the message says what state it left."""
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
     result: dict[str, Any] = {"command": args.command, "stack": args.stack}
-    release: Optional[Release] = None
+    release: Release | None = None
     try:
         release = Release(args)
         getattr(release, args.command)(args)
@@ -88,7 +89,7 @@ class Release:
         slots = {}
         for slot in ("blue", "green"):
             state = settings.slot(slot)
-            ready, desired = _try(lambda: slot_readiness(self.kube, self.names, slot), (None, None))
+            ready, desired = _try(functools.partial(slot_readiness, self.kube, self.names, slot), (None, None))
             slots[slot] = {"role": "prod" if slot == settings.production_slot else "stage",
                            "enabled": state.enabled, "image": state.image if state.enabled else None,
                            "ready": ready, "desired": desired}
@@ -110,7 +111,8 @@ class Release:
             run = self._up(step.changes)
             if not run.ok:
                 self._undo(step, "the update failed (Helm rolled the release back)")
-                raise Failed(f"pulumi up failed; {step.slot} was not deployed and prod stays on {prod}.\n{_tail(run.error)}")
+                raise Failed(f"pulumi up failed; {step.slot} was not deployed and prod stays on {prod}.\n"
+                             f"{_tail(run.error)}")
             say(f"==> waiting for {step.slot} to be Available")
             ready, desired = wait_available(self.kube, self.names, step.slot, 60, say)
             if ready != desired:
@@ -169,7 +171,8 @@ class Release:
         records = self.kube.helm_releases(self.names.namespace, self.names.app)
         pending = [r for r in records if r["status"].startswith("pending-")]
         settled = [r for r in records if not r["status"].startswith("pending-")]
-        say(f"==> Helm release {self.names.app}: " + (", ".join(f"v{r['revision']} {r['status']}" for r in records) or "no records"))
+        history = ", ".join(f"v{r['revision']} {r['status']}" for r in records)
+        say(f"==> Helm release {self.names.app}: " + (history or "no records"))
         done = self.report.setdefault("actions", [])
         # A killed `pulumi up` leaves its lock behind (self-managed backends); only a dead update
         # may be cancelled, which is why `recover` is run by hand, when no update is running.
@@ -178,7 +181,8 @@ class Release:
         done.append("cancelled any stale update lock")
         if pending:
             if not settled:
-                raise Failed("the release never got past its first install; remove it with pulumi destroy and deploy again")
+                raise Failed("the release never got past its first install; "
+                             "remove it with pulumi destroy and deploy again")
             for record in pending:
                 say(f"==> removing the pending record v{record['revision']} ({record['status']})")
                 self.kube.delete_secret(self.names.namespace, record["name"])
@@ -305,7 +309,8 @@ def _print(result: dict, as_json: bool) -> None:
             print(f"  {entry['started']}  {entry['kind']} {entry['result']}  productionSlot={entry['productionSlot']}")
     watch = result.get("prodWatch")
     if watch:
-        print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, {watch['empty']} empty")
+        print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, "
+              f"{watch['empty']} empty")
     print(f"{result['command']}: {'ok' if result.get('ok') else 'FAILED'} in {result['seconds']} s")
 
 

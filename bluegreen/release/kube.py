@@ -18,7 +18,8 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -34,7 +35,7 @@ def default_kubeconfig() -> str:
 class KubeClient:
     """GETs (and, for `recover`, one DELETE) against the API server of a kubeconfig context."""
 
-    def __init__(self, kubeconfig: Optional[str] = None, context: Optional[str] = None, timeout: float = 10.0):
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0):
         path = kubeconfig or default_kubeconfig()
         try:
             with open(path) as f:
@@ -53,7 +54,9 @@ class KubeClient:
         self._timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="bluegreen-kube-")
         self._ssl = self._ssl_context(cluster, user, os.path.dirname(os.path.abspath(path))) if self._https else None
-        token = user.get("token") or (open(user["tokenFile"]).read().strip() if user.get("tokenFile") else None)
+        token = user.get("token")
+        if not token and user.get("tokenFile"):
+            token = Path(user["tokenFile"]).read_text().strip()
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._local = threading.local()  # one kept-alive connection per thread
@@ -67,7 +70,7 @@ class KubeClient:
             context.load_cert_chain(cert, self._file(user, "client-key", base_dir))
         return context
 
-    def _file(self, section: dict, key: str, base_dir: str) -> Optional[str]:
+    def _file(self, section: dict, key: str, base_dir: str) -> str | None:
         """A kubeconfig file reference, or its inline `-data` written to a private temp file."""
         if section.get(f"{key}-data"):
             path = os.path.join(self._tmp.name, key)
@@ -88,7 +91,7 @@ class KubeClient:
             self._local.conn = conn
         return conn
 
-    def request(self, method: str, path: str, query: Optional[dict] = None) -> Optional[dict]:
+    def request(self, method: str, path: str, query: dict | None = None) -> dict | None:
         """JSON of the object at `path`, or None when it does not exist (404)."""
         url = self._base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         for attempt in (1, 2):  # a kept-alive connection the server closed is retried once
@@ -109,29 +112,30 @@ class KubeClient:
             raise KubeError(f"{method} {path}: HTTP {response.status}: {body[:300]!r}")
         return json.loads(body)
 
-    def get(self, path: str, **query: str) -> Optional[dict]:
+    def get(self, path: str, **query: str) -> dict | None:
         return self.request("GET", path, query or None)
 
     # --- the objects a release is about -------------------------------------------------------
 
-    def service(self, namespace: str, name: str) -> Optional[dict]:
+    def service(self, namespace: str, name: str) -> dict | None:
         return self.get(f"/api/v1/namespaces/{namespace}/services/{name}")
 
-    def deployment(self, namespace: str, name: str) -> Optional[dict]:
+    def deployment(self, namespace: str, name: str) -> dict | None:
         return self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
-    def namespace(self, name: str) -> Optional[dict]:
+    def namespace(self, name: str) -> dict | None:
         return self.get(f"/api/v1/namespaces/{name}")
 
     def pods(self, namespace: str, selector: dict[str, str]) -> list[dict]:
         found = self.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=_selector(selector))
         return found["items"] if found else []
 
-    def endpoints(self, namespace: str, service: str) -> "Endpoints":
+    def endpoints(self, namespace: str, service: str) -> Endpoints:
         """The Service's endpoints from its EndpointSlices: ready and not-ready addresses."""
         found = self.get(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
                          labelSelector=f"kubernetes.io/service-name={service}")
-        ready, not_ready = [], []
+        ready: list[str] = []
+        not_ready: list[str] = []
         for item in (found or {}).get("items", []):
             for endpoint in item.get("endpoints") or []:
                 is_ready = (endpoint.get("conditions") or {}).get("ready", True)
@@ -158,7 +162,7 @@ class Endpoints:
     not_ready: list[str]
 
 
-def deployment_ready(deployment: Optional[dict]) -> tuple[int, int]:
+def deployment_ready(deployment: dict | None) -> tuple[int, int]:
     """(available, desired) replicas of a Deployment that has caught up with its spec."""
     if not deployment:
         return 0, 0
@@ -180,14 +184,14 @@ class EndpointWatch:
     namespace: str
     service: str
     hz: float = 25.0  # aim above 20 Hz so that sleep jitter still leaves at least 20
-    polls: list[tuple[float, Optional[str], tuple[str, ...], int]] = field(default_factory=list)
+    polls: list[tuple[float, str | None, tuple[str, ...], int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "EndpointWatch":
+    def __enter__(self) -> EndpointWatch:
         self._thread.start()
         return self
 

@@ -6,8 +6,9 @@ config edits it makes. No Pulumi, no cluster: the CLI applies these edits with
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from ..config import SLOTS, ConfigError, Settings, other_slot, parse
 
@@ -30,14 +31,15 @@ class Step:
         return apply_changes(raw, self.changes)
 
 
-def deploy(settings: Settings, image: str, replace: bool = False, replicas: Optional[int] = None) -> Step:
+def deploy(settings: Settings, image: str, replace: bool = False, replicas: int | None = None) -> Step:
     """Put `image` into the idle slot and enable it. Prod is not touched."""
     idle = settings.stage_slot
     staged = settings.slot(idle)
     if staged.enabled and staged.image and not replace:
         raise Refused(
             f"a release is already staged: {idle} runs {staged.image}. "
-            f"Promote it (bluegreen promote), retire it (bluegreen retire), or replace it (bluegreen deploy {image} --replace)."
+            f"Promote it (bluegreen promote), retire it (bluegreen retire), "
+            f"or replace it (bluegreen deploy {image} --replace)."
         )
     live = settings.slot(settings.production_slot)
     # The new release gets prod's size unless told otherwise, so promoting it keeps prod's capacity
@@ -55,9 +57,11 @@ def promote(settings: Settings) -> Step:
     if not state.enabled or not state.image:
         raise Refused(f"nothing is staged: {target} is not deployed. Deploy a release first: bluegreen deploy IMAGE")
     if state.replicas == 0:
-        raise Refused(f"{target} is scaled to 0 replicas; deploy it again before promoting: bluegreen deploy {state.image} --replace")
-    return Step("promote", target, f"promote {target} ({state.image}) to prod; "
-                                   f"{settings.production_slot} stays deployed for rollback", {"productionSlot": target})
+        raise Refused(f"{target} is scaled to 0 replicas; "
+                      f"deploy it again before promoting: bluegreen deploy {state.image} --replace")
+    return Step("promote", target,
+                f"promote {target} ({state.image}) to prod; {settings.production_slot} stays deployed for rollback",
+                {"productionSlot": target})
 
 
 def rollback(settings: Settings) -> Step:
@@ -71,7 +75,7 @@ def rollback(settings: Settings) -> Step:
     return Step("rollback", target, f"roll prod back to {target} ({state.image})", {"productionSlot": target})
 
 
-def retire(settings: Settings, slot: Optional[str] = None, keep_replicas: Optional[int] = None) -> Step:
+def retire(settings: Settings, slot: str | None = None, keep_replicas: int | None = None) -> Step:
     """Remove the non-production slot's Deployment, or scale it down to `keep_replicas`."""
     target = slot or settings.stage_slot
     if target not in SLOTS:

@@ -10,8 +10,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any
 
 from pulumi import automation as auto
 
@@ -46,7 +47,7 @@ class Run:
 class StackSession:
     """One existing stack of the bluegreen project in `project_dir`."""
 
-    def __init__(self, stack_name: str, project_dir: Optional[str] = None):
+    def __init__(self, stack_name: str, project_dir: str | None = None):
         self.project_dir = project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT
         workspace = auto.LocalWorkspace(work_dir=self.project_dir)
         try:
@@ -141,9 +142,12 @@ class StackSession:
     def clear_pending_operations(self) -> int:
         """Drop the pending operations an interrupted update left in the state; returns how many."""
         deployment = self.stack.export_stack()
-        pending = deployment.deployment.get("pending_operations") or []
+        state = deployment.deployment
+        if state is None:  # a stack that was never updated has no state, so nothing is pending
+            return 0
+        pending = state.get("pending_operations") or []
         if pending:
-            deployment.deployment["pending_operations"] = []
+            deployment.deployment = {**state, "pending_operations": []}
             self.stack.import_stack(deployment)
         return len(pending)
 

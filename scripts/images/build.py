@@ -71,7 +71,7 @@ def go_version():
         out = subprocess.run(["go", "env", "GOVERSION"], env=go_env(), capture_output=True,
                              text=True, check=True).stdout.strip()
     except subprocess.CalledProcessError as e:
-        raise BuildError(f"`go env GOVERSION` failed: {e.stderr.strip()}")
+        raise BuildError(f"`go env GOVERSION` failed: {e.stderr.strip()}") from e
     return out
 
 

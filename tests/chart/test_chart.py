@@ -85,7 +85,8 @@ def test_pods_meet_pod_security_restricted(helm):
 def test_probes_and_resources_follow_config(helm):
     config = {**SCENARIOS[0].config, "healthPath": "/ready", "containerPort": 9000,
               "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}
-    container = template(helm, chart_values(parse(config))).get("Deployment", "web-blue")["spec"]["template"]["spec"]["containers"][0]
+    deployment = template(helm, chart_values(parse(config))).get("Deployment", "web-blue")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert container["livenessProbe"]["httpGet"]["path"] == "/ready"
     assert container["ports"][0]["containerPort"] == 9000
@@ -141,7 +142,8 @@ def test_standard_labels_everywhere(helm):
 def test_lint_strict_passes(helm, scenario, tmp_path):
     values = tmp_path / "values.json"
     values.write_text(__import__("json").dumps(chart_values(parse(scenario.config))))
-    done = subprocess.run([helm, "lint", "--strict", str(CHART), "--values", str(values)], capture_output=True, text=True)
+    done = subprocess.run([helm, "lint", "--strict", str(CHART), "--values", str(values)],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
 

@@ -72,13 +72,15 @@ def test_articles_helm_upgrade_flow_flips_the_selectors(helm_release, kube):
 
     # Promote.
     with counted("helm: promote (--reuse-values --set productionSlot)", ingress, PROD_HOST, version_of(V2)):
-        sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set productionSlot={new_slot} --wait --timeout 120s", env)
+        sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set productionSlot={new_slot} "
+           "--wait --timeout 120s", env)
     wait_until("prod serves green", lambda: serving(kube, "prod", "green"))
     assert serving(kube, "stage", "blue")
 
     # Optionally delete the old slot.
     with counted("helm: delete the old slot", ingress, PROD_HOST, version_of(V2)):
-        sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set {current}.enabled=false --wait --timeout 120s", env)
+        sh(f"helm upgrade {RELEASE} {chart} -n {NS} --reuse-values --set {current}.enabled=false "
+           "--wait --timeout 120s", env)
     wait_until("shop-bluegreen-blue is gone", lambda: kube.deployment(NS, "shop-bluegreen-blue") is None)
     assert serving(kube, "prod", "green")
 

@@ -68,9 +68,9 @@ def serving(kube, role, slot):
 def watched_up(cycle, kube, name, image):
     """`pulumi up` with prod's Endpoints polled and real requests to the prod host counted; prod
     must end up serving only `image`."""
-    with counted(f"pulumi up: {name}", cycle.ingress, PROD_HOST, version_of(image)):
-        with EndpointWatch(kube, NS, "web-prod") as watch:
-            result = cycle.up()
+    with (counted(f"pulumi up: {name}", cycle.ingress, PROD_HOST, version_of(image)),
+          EndpointWatch(kube, NS, "web-prod") as watch):
+        result = cycle.up()
     return result, watch
 
 
@@ -181,14 +181,16 @@ def test_production_stack_does_not_disturb_staging(cycle, project_dir, kube):
     staging_prod = kube.service(NS, "web-prod")["metadata"]["resourceVersion"]
     production = Cycle(project_dir, "e2e-production", "bg-e2e-production")
     production.config(namespace="bg-e2e-production", prodHost="shop.example.com", stageHost="stage.shop.example.com",
-                      ingressClass=INGRESS_CLASS, blue__enabled=True, blue__image=V1, blue__replicas=3, helmTimeoutSeconds=120)
+                      ingressClass=INGRESS_CLASS, blue__enabled=True, blue__image=V1, blue__replicas=3,
+                      helmTimeoutSeconds=120)
     try:
         assert production.up().summary.result == "succeeded"
         wait_until("production prod Endpoints = 3 blue pods",
                    lambda: e2e.serving(kube, "bg-e2e-production", "web-prod", WEB_PODS, "blue", count=3))
         assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == staging_prod
         assert serving(kube, "prod", "green")
-        wait_until("production's host answers from blue", lambda: fetch(cycle.ingress, "shop.example.com")[:2] == (200, "blue"))
+        wait_until("production's host answers from blue",
+                   lambda: fetch(cycle.ingress, "shop.example.com")[:2] == (200, "blue"))
         assert answers(cycle, PROD_HOST, "green", V2)
     finally:
         production.stack.destroy(on_output=print, color="never")

@@ -8,19 +8,31 @@ none may fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
 
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import (INGRESS_CLASS, NEVER_READY, V1, V2, V3, counted, fetch, fresh_namespace, version_of,
-                                wait_until)
+from tests.e2e.conftest import (
+    INGRESS_CLASS,
+    NEVER_READY,
+    V1,
+    V2,
+    V3,
+    counted,
+    fetch,
+    fresh_namespace,
+    version_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -238,10 +250,8 @@ def kill_tree(pid: int) -> None:
         tree.append(current)
         queue.extend(children.get(current, []))
     for member in tree:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_the_runtime_enforces_the_restricted_profile(tool, kube):
@@ -255,10 +265,10 @@ def test_the_runtime_enforces_the_restricted_profile(tool, kube):
         tasks = subprocess.run([str(e2e.SCRIPTS / "node.sh"), "ctr", "tasks", "ls"], capture_output=True, text=True,
                                check=True).stdout
         pid = next(line.split()[1] for line in tasks.splitlines() if line.startswith(container_id))
-        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         assert status["Uid"].split()[:2] != ["0", "0"], status["Uid"]  # not root
         assert status["NoNewPrivs"].strip() == "1"
         assert status["Seccomp"].strip() == "2"  # a filter: RuntimeDefault
         assert int(status["CapEff"], 16) == 0  # every capability dropped
-        root = next(line for line in open(f"/proc/{pid}/mountinfo") if line.split()[4] == "/")
+        root = next(line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/")
         assert "ro" in root.split()[5].split(","), root  # read-only root filesystem

@@ -1,7 +1,7 @@
 """Tier 2: what the Release receives and what the stack exports, for each step of a release."""
 
-import pytest
 import pulumi
+import pytest
 
 from tests.mocks.harness import RELEASE_TYPE, RecordingMocks, run_program
 from tests.scenarios import BAD_CONFIGS, BASE, SCENARIOS, V1

@@ -19,7 +19,8 @@ def test_other_slot():
 def test_plan_for_each_release_step(scenario):
     p = plan(parse(scenario.config))
     assert (p.production, p.stage) == (scenario.prod, scenario.stage)
-    assert p.prod_selector == {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web", "slot": scenario.prod}
+    assert p.prod_selector == {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web",
+                               "slot": scenario.prod}
     assert p.stage_selector["slot"] == scenario.stage
     assert {slot: p.image(slot) for slot in ("blue", "green")} == scenario.images
     assert p.deployed_slots == [s for s in ("blue", "green") if scenario.images[s]]

@@ -85,7 +85,8 @@ def test_a_failed_build_step_leaves_no_cached_tool(installed, tmp_path):
     # helm's build must stop at the failed step, not cache what the later step left.
     fake_go = tmp_path / "bin" / "go"
     fake_go.write_text('#!/bin/sh\ncase "$*" in\n  *"mod download"*) echo "refused" >&2; exit 1 ;;\n'
-                       '  install*) mkdir -p "$GOBIN" && printf "#!/bin/sh\\n" > "$GOBIN/helm" && chmod +x "$GOBIN/helm" ;;\n'
+                       '  install*) mkdir -p "$GOBIN" && printf "#!/bin/sh\\n" > "$GOBIN/helm"'
+                       ' && chmod +x "$GOBIN/helm" ;;\n'
                        'esac\n')
     fake_go.chmod(0o755)
     (tmp_path / "bin" / "helm").unlink()  # not installed: it must be built

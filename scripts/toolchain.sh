@@ -3,6 +3,7 @@
 #
 #   scripts/toolchain.sh [--budget-minutes N] TOOL...   build what is missing
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
+#   scripts/toolchain.sh --print-provider               where Pulumi finds the provider plugin
 #
 # TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik, or a group:
 #   all, e2e      everything (the local cluster included)
@@ -116,8 +117,11 @@ found_at() {
 # at_least VERSION MINIMUM: dotted versions compared part by part (3.261.0 >= 3.260.0).
 at_least() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1) == "$2" ]]; }
 
+# Where Pulumi looks for the provider: $PULUMI_HOME, else ~/.pulumi of the user's passwd entry
+# (Pulumi asks the user database, not $HOME).
 plugin_binary() {
-  echo "${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$PULUMI_KUBERNETES_VERSION/pulumi-resource-kubernetes"
+  local home=${PULUMI_HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)/.pulumi}
+  echo "$home/plugins/resource-kubernetes-v$PULUMI_KUBERNETES_VERSION/pulumi-resource-kubernetes"
 }
 
 # The pulumi that will run is the user's own (not built here): it brings its own language host.
@@ -404,14 +408,13 @@ link_langhost() {
 # The engine looks in the plugin cache by exact version; install our binary there (no download).
 post_kubernetes-provider() {
   local dir=$1 ver=$PULUMI_KUBERNETES_VERSION pulumi
-  local home=${PULUMI_HOME:-$HOME/.pulumi}
   [[ -x $(plugin_binary) ]] && return 0
   pulumi=$(PATH="$(print_path):$PATH" command -v pulumi) || {
     echo "toolchain: kubernetes-provider: need pulumi to install the plugin (scripts/toolchain.sh pulumi)" >&2
     return 1
   }
   "$pulumi" plugin install resource kubernetes "$ver" --file "$dir/bin/pulumi-resource-kubernetes" >&2
-  say "installed pulumi-resource-kubernetes $ver into $home/plugins"
+  say "installed pulumi-resource-kubernetes $ver as $(plugin_binary)"
 }
 
 # The stand-in language host is never on PATH: Pulumi prefers a host found on PATH over its own,
@@ -440,6 +443,7 @@ main() {
     case $1 in
       --budget-minutes) BUDGET_MIN=${2:?--budget-minutes needs a number}; shift 2 ;;
       --print-path) print_path; return 0 ;;
+      --print-provider) plugin_binary; return 0 ;;
       -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
       *) list=$(expand "$1"); read -ra more <<<"$list"; tools+=("${more[@]}"); shift ;;
     esac

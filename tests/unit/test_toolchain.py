@@ -8,6 +8,7 @@ plugin cache); the tool cache is empty, so any build would show in the output (a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,7 +39,10 @@ def installed(tmp_path) -> dict[str, str]:
     plugin = tmp_path / "pulumi-home" / "plugins" / f"resource-kubernetes-v{VERSIONS['PULUMI_KUBERNETES_VERSION']}"
     plugin.mkdir(parents=True)
     fake(plugin, "pulumi-resource-kubernetes", "provider")
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+    # Only the fakes and the system's own tools (go, python3): not the tools of a shell that ran
+    # `source scripts/activate`, as `make test` does.
+    system = [os.path.dirname(shutil.which(tool) or "") for tool in ("go", "python3")] + ["/usr/bin", "/bin"]
+    return {**os.environ, "PATH": ":".join([str(bin_dir), *system]), "PULUMI_HOME": str(tmp_path / "pulumi-home"),
             "BLUEGREEN_CACHE": str(tmp_path / "cache"), "KUBECONFIG": str(tmp_path / "my-kubeconfig")}
 
 

@@ -14,9 +14,7 @@ from pulumi_kubernetes.helm.v3 import Release
 
 from .config import Settings
 from .slots import SlotPlan, plan
-from .values import chart_values
-
-CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chart")
+from .values import CHART_DIR, chart_values
 
 # Helm keeps one Secret per revision; without a cap they pile up for ever.
 MAX_HISTORY = 10

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .config import SLOTS, Settings
+
+# The chart these values are for (the component deploys it; `bluegreen repair` upgrades with it).
+CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chart")
 
 
 def chart_values(settings: Settings) -> dict[str, Any]:

@@ -120,6 +120,7 @@ start_node() {
     return 0
   else
     why="scripts/node.sh up failed (logs: $STATE/node/logs/)"
+    "$REPO/scripts/node.sh" down || true # what it started so far
   fi
   simulated_banner "$why"
   echo "simulated: $why" > "$NODE_MODE_FILE"

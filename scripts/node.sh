@@ -312,6 +312,13 @@ node_ready() { kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s; }
 
 # --- up / down -------------------------------------------------------------------------------
 
+# One node per machine (its bridge, state and ports are the machine's): prints the checkout that
+# runs it, when that is not this one.
+foreign_owner() {
+  local owner
+  owner=$(cat "$RUN/owner" 2>/dev/null) && [[ $owner != "$REPO" ]] && running containerd && echo "$owner"
+}
+
 up() {
   local reason
   if reason=$(cannot_run_containers); then die "this machine cannot run containers: $reason"; fi
@@ -320,9 +327,7 @@ up() {
   for b in kubelet kube-proxy kubectl; do command -v "$b" >/dev/null || die "$b not found; build it with: scripts/toolchain.sh kube"; done
   install_packages
   local t0=$SECONDS owner
-  # One node per machine: its bridge, state and ports are the machine's.
-  owner=$(cat "$RUN/owner" 2>/dev/null) || owner=""
-  if [[ -n $owner && $owner != "$REPO" ]] && running containerd; then
+  if owner=$(foreign_owner); then
     die "the node is in use by the checkout $owner; run \`make cluster-down\` there first"
   fi
   if [[ -d $RUN ]] && ! running containerd; then
@@ -366,8 +371,7 @@ down() {
     return 0
   fi
   local owner
-  owner=$(cat "$RUN/owner" 2>/dev/null) || owner=""
-  if [[ -n $owner && $owner != "$REPO" ]] && running containerd; then
+  if owner=$(foreign_owner); then
     say "node $NODE_NAME belongs to the checkout $owner; leaving it (run \`make cluster-down\` there)"
     return 0
   fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Deploy the `staging` stack: build or reuse the toolchain, start the local cluster (unless your
-# own KUBECONFIG is set), select or create the stack, and run `pulumi up --yes [ARGS...]`.
+# own KUBECONFIG is set), select or create the stack, and run `pulumi up --yes --refresh [ARGS...]`.
 #   STACK=production scripts/up.sh          another stack
 #   scripts/up.sh --diff                    extra args go to `pulumi up`
 set -euo pipefail
@@ -39,8 +39,10 @@ fi
 step "stack $STACK (pulumi stack select --create $STACK)"
 pulumi stack select --create "$STACK"
 
-step "pulumi up --yes $*"
-pulumi up --yes "$@"
+# --refresh: the stack first learns what the cluster lost (a wiped cluster, a deleted namespace),
+# so this recreates it instead of reporting everything unchanged.
+step "pulumi up --yes --refresh $*"
+pulumi up --yes --refresh "$@"
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
   step "try it (in \`make shell\`, or after \`source scripts/activate\`):"

@@ -1,9 +1,10 @@
 """`bluegreen` (or `python -m bluegreen`): one guarded command per step of a release.
 
 Each command says what it will do, streams Pulumi's progress to stderr, ends with the state it left
-behind (stdout, or JSON with --json) and exits non-zero on failure: 1 when a step failed, 2 when
-it was refused before anything changed. The stack config stays the source of truth: a command
-edits it with `pulumi config set --path` semantics and runs an ordinary `pulumi up`.
+behind (stdout, or JSON with --json) and exits non-zero on failure: 1 when a step failed (for
+`status`: prod does not serve), 2 when it was refused before anything changed, 3 when `status`
+finds the cluster drifted from what the stack deployed while prod serves. The stack config stays
+the source of truth: a command edits it with `pulumi config set --path` semantics and runs an ordinary `pulumi up`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import asdict
 from typing import Any
 
 from ..config import ConfigError, parse
-from . import plan
+from ..values import CHART_DIR, chart_values
+from . import drift, plan
 from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
 from .kube import EndpointWatch, KubeClient, KubeError
 from .stacks import StackSession, say
@@ -27,6 +31,14 @@ from .stacks import StackSession, say
 
 class Failed(Exception):
     """The step ran and did not succeed; the message says what state it left."""
+
+    code = 1
+
+
+class Drifted(Failed):
+    """Prod serves, but the cluster is not what the stack deployed (bluegreen status)."""
+
+    code = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 2
     except (Failed, KubeError) as failure:
         result.update(ok=False, error=str(failure))
-        say(f"bluegreen {args.command}: FAILED: {failure}")
-        code = 1
+        say(f"bluegreen {args.command}: {'DRIFT' if isinstance(failure, Drifted) else 'FAILED'}: {failure}")
+        code = getattr(failure, "code", 1)
     except FileNotFoundError as missing:  # a tool is not installed
         error = (f"{missing.filename or missing} is not installed or not on PATH "
                  "(in a checkout, `source scripts/activate` puts the project's tools there)")
@@ -62,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if release:
         if "state" not in release.report:
             with contextlib.suppress(Exception):  # the state left behind, shown when it can be read
-                release.status(args)
+                release.read_state()
         result.update(release.report)  # what the step measured, also when it failed
     result["seconds"] = round(time.monotonic() - started, 2)
     _print(result, args.json)
@@ -83,6 +95,55 @@ class Release:
     # --- commands -------------------------------------------------------------------------------
 
     def status(self, args) -> None:
+        """The stack's state, and the cluster checked against what the stack deployed."""
+        self.read_state()
+        state = self.report["state"]
+        truth = self._truth()
+        if truth is None:
+            state.update(serving=False, drift=[], pending=[])
+            raise Failed(f"stack {self.session.name} has not deployed anything yet: pulumi up")
+        deployed, _, found, serving = truth
+        state.update(serving=serving, drift=[asdict(d) for d in found],
+                     pending=drift.changed_keys(chart_values(self.settings), deployed.values))
+        if not serving:
+            raise Failed(f"prod does not serve {deployed.production_slot}:\n{_listed(found)}")
+        if found:
+            raise Drifted(f"{len(found)} difference(s) between the cluster and what the stack deployed:\n"
+                          f"{_listed(found)}")
+
+    def repair(self, args) -> None:
+        """Bring the cluster back to what the stack deployed, without changing the stack config."""
+        truth = self._truth()
+        if truth is None:
+            raise plan.Refused(f"stack {self.session.name} has not deployed anything yet: pulumi up")
+        deployed, cluster, found, serving = truth
+        done = self.report.setdefault("actions", [])
+        if serving and not found:
+            say("==> nothing to repair: the cluster is what the stack deployed")
+            return
+        say(f"==> the cluster differs from what the stack deployed:\n{_listed(found)}")
+        if not cluster.namespace or cluster.release is None:
+            pending = drift.changed_keys(chart_values(self.settings), deployed.values)
+            if pending:
+                raise plan.Refused("the stack config has changes that were never deployed ("
+                                   + ", ".join(pending) + "), and `pulumi up` would deploy them too; "
+                                   "deploy them (pulumi up) or put the config back first")
+            say("==> plan: pulumi refresh (the stack learns what is gone), then pulumi up (recreates it)")
+            self._refresh(done)
+            run = self._up({})
+            if not run.ok:
+                raise Failed(f"pulumi up failed: {_tail(run.error)}")
+            done.append("pulumi up recreated the release")
+        else:
+            say(f"==> plan: helm upgrade {self.names.app} with the values the stack deployed (recreates "
+                "deleted objects, puts hand-edited fields back), then pulumi refresh")
+            self._helm_upgrade(deployed.values)
+            done.append(f"helm upgrade {self.names.app} with the deployed values")
+            self._refresh(done)
+        self._require_true_cluster("repair", settle_seconds=60, why="still differs after the repair")
+        say("==> repaired: the cluster is what the stack deployed")
+
+    def read_state(self) -> None:
         # Read afresh: after a step, the state left behind is what counts.
         settings, outputs = parse(self.session.raw_config()), self.session.outputs()
         records = _try(lambda: self.kube.helm_releases(self.names.namespace, self.names.app), [])
@@ -106,6 +167,7 @@ class Release:
 
     def deploy(self, args) -> None:
         step = self._plan(plan.deploy(self.settings, args.image, replace=args.replace, replicas=args.replicas))
+        self._require_true_cluster("deploy")
         prod = self.settings.production_slot
         with self._watch_prod():
             run = self._up(step.changes)
@@ -122,6 +184,7 @@ class Release:
 
     def promote(self, args) -> None:
         step = self._plan(plan.promote(self.settings))
+        self._require_true_cluster("promote")
         previous = self.settings.production_slot
         self._require_available(step.slot, "promote")
         self._smoke("stage", step.slot, args)
@@ -150,6 +213,7 @@ class Release:
 
     def rollback(self, args) -> None:
         step = self._plan(plan.rollback(self.settings))
+        self._require_true_cluster("rollback")
         self._require_available(step.slot, "roll back")
         with self._watch_prod():
             run = self._up(step.changes)
@@ -159,6 +223,7 @@ class Release:
 
     def retire(self, args) -> None:
         step = self._plan(plan.retire(self.settings, slot=args.slot, keep_replicas=args.keep_replicas))
+        self._require_true_cluster("retire")
         with self._watch_prod():
             run = self._up(step.changes)
             if not run.ok:
@@ -207,6 +272,56 @@ class Release:
             say("==> nothing was pending; the release is healthy")
 
     # --- shared steps ---------------------------------------------------------------------------
+
+    def _truth(self):
+        """(what the stack deployed, the cluster, their differences, whether prod serves); None
+        when the stack has deployed nothing yet."""
+        values = self.session.deployed_values()
+        if values is None:
+            return None
+        deployed, cluster = drift.Deployed(values), drift.read(self.kube, self.names)
+        return deployed, cluster, drift.differences(deployed, self.names, cluster), drift.prod_serves(deployed, cluster)
+
+    def _require_true_cluster(self, command: str, settle_seconds: float = 10,
+                              why: str = "is not what the stack deployed") -> None:
+        """Go on only while prod serves and the cluster is what the stack deployed. Right after a
+        change, EndpointSlices and readiness take a moment to settle: look again before refusing."""
+        say("==> precondition: prod serves, and the cluster is what the stack deployed")
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            truth = self._truth()
+            if truth is None:
+                return  # nothing deployed yet: nothing to compare
+            _, _, found, serving = truth
+            if serving and not found:
+                return
+            if time.monotonic() > deadline:
+                problem = "prod does not serve, and the cluster" if not serving else "the cluster"
+                message = f"{problem} {why}:\n{_listed(found)}"
+                if command == "repair":
+                    raise Failed(message)
+                raise plan.Refused(f"{message}\nFix: bluegreen repair (bluegreen status shows the same list); "
+                                   f"then run {command} again")
+            time.sleep(1)
+
+    def _refresh(self, done: list[str]) -> None:
+        refreshed = self.session.refresh()
+        if not refreshed.ok:
+            raise Failed(f"pulumi refresh failed: {_tail(refreshed.error)}")
+        done.append("refreshed")
+
+    def _helm_upgrade(self, values: dict[str, Any]) -> None:
+        """Helm's three-way merge against the live objects, with the values the stack deployed."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+            json.dump(values, file)
+            file.flush()
+            upgraded = subprocess.run(["helm", "upgrade", self.names.app, CHART_DIR, "-n", self.names.namespace,
+                                       # --atomic: an upgrade that fails is rolled back, not left half-done
+                                       "-f", file.name, "--reset-values", "--wait", "--atomic",
+                                       "--timeout", f"{self.settings.helm_timeout_seconds}s"],
+                                      stdout=sys.stderr)  # stdout carries only the result
+        if upgraded.returncode != 0:
+            raise Failed(f"helm upgrade {self.names.app} failed (exit {upgraded.returncode})")
 
     def _plan(self, step: plan.Step) -> plan.Step:
         """Validate the step's config like the program will, say what it does, record it."""
@@ -286,6 +401,7 @@ def _parser() -> argparse.ArgumentParser:
     retire.add_argument("--slot", choices=["blue", "green"], help="default: the non-production slot")
     retire.add_argument("--keep-replicas", type=int, help="scale down to N instead of removing")
     commands.add_parser("recover", parents=[common], help="repair a Helm release stuck in pending-*")
+    commands.add_parser("repair", parents=[common], help="bring the cluster back to what the stack deployed")
     return parser
 
 
@@ -307,11 +423,17 @@ def _print(result: dict, as_json: bool) -> None:
                 print(f"  {role:5} -> {slot:5} (not deployed)  {url}")
         for entry in state.get("history", [])[:5]:
             print(f"  {entry['started']}  {entry['kind']} {entry['result']}  productionSlot={entry['productionSlot']}")
+    if state and state.get("pending"):
+        print(f"  the stack config has changes not deployed yet: {', '.join(state['pending'])}")
     watch = result.get("prodWatch")
     if watch:
         print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, "
               f"{watch['empty']} empty")
     print(f"{result['command']}: {'ok' if result.get('ok') else 'FAILED'} in {result['seconds']} s")
+
+
+def _listed(found) -> str:
+    return "\n".join(f"- {item}" for item in found) or "- (no object differs: the prod Service has no ready endpoints)"
 
 
 def _tail(text: str, lines: int = 15) -> str:

@@ -18,6 +18,7 @@ from pulumi import automation as auto
 
 from ..config import PROJECT, project_keys
 
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -124,6 +125,15 @@ class StackSession:
 
     def outputs(self) -> dict[str, Any]:
         return {key: value.value for key, value in self.stack.outputs().items()}
+
+    def deployed_values(self) -> dict[str, Any] | None:
+        """The chart values of the Release as the last update deployed them (the Pulumi state);
+        None before the first update."""
+        state = self.stack.export_stack().deployment or {}
+        for resource in state.get("resources") or []:
+            if resource.get("type") == RELEASE_TYPE:
+                return (resource.get("inputs") or {}).get("values")
+        return None
 
     def history(self, limit: int = 5) -> list[dict[str, Any]]:
         """The last updates, newest first, with the production slot each one deployed."""

@@ -63,6 +63,7 @@ def tool(project_dir, pulumi_env, kube, ingress):
 
     run.stack = stack
     run.ingress = ingress
+    run.env = env
     yield run
     stack.destroy(on_output=print, color="never")
     stack.workspace.remove_stack(STACK)
@@ -272,3 +273,65 @@ def test_the_runtime_enforces_the_restricted_profile(tool, kube):
         assert int(status["CapEff"], 16) == 0  # every capability dropped
         root = next(line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/")
         assert "ro" in root.split()[5].split(","), root  # read-only root filesystem
+
+
+# Drift: the cluster changed behind the stack's back. Prod is green (V2) and blue retired here.
+DRIFTS = {
+    "prod Deployment deleted": (["delete", "deployment", "web-green"], 1, "Deployment web-green: missing"),
+    "prod Service patched to the stage slot": (
+        ["patch", "service", "web-prod", "--type", "merge", "-p", '{"spec": {"selector": {"slot": "blue"}}}'],
+        1, "Service web-prod: selects slot blue, the stack deployed green"),
+    "prod scaled to 0": (["scale", "deployment", "web-green", "--replicas", "0"], 1,
+                         "Deployment web-green: scaled to 0 replicas, the stack deployed 2"),
+    "stage Service patched while prod serves": (
+        ["patch", "service", "web-stage", "--type", "merge", "-p", '{"spec": {"selector": {"slot": "green"}}}'],
+        3, "Service web-stage: selects slot green, the stack deployed blue"),
+}
+
+
+def status_code(tool) -> tuple[int, dict]:
+    done = subprocess.run([sys.executable, "-m", "bluegreen", "status", "--stack", STACK,
+                           "--project-dir", tool.stack.workspace.work_dir, "--json"],
+                          capture_output=True, text=True, env=tool.env)
+    return done.returncode, json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("case", DRIFTS)
+def test_drift_is_detected_refused_and_repaired(tool, kube, case):
+    command, code, problem = DRIFTS[case]
+    config = tool.stack.get_all_config()
+    done = subprocess.run(["kubectl", "-n", NS, *command], capture_output=True, text=True, env=tool.env)
+    assert done.returncode == 0, done.stderr
+    # status tells, object by object (the controllers take a moment to show the effect)
+    status = wait_until(f"status exits {code}", lambda: (lambda r: r if r[0] == code else None)(status_code(tool)))[1]
+    assert problem in status["error"] and "Fix: bluegreen repair" in status["error"], status["error"]
+    assert status["state"]["serving"] is (code == 3)
+    # a release step refuses to build on it
+    refused = tool("deploy", V3, expect=2)
+    assert "is not what the stack deployed" in refused["error"] and "bluegreen repair" in refused["error"]
+    with counted(f"bluegreen repair: {case}", tool.ingress, PROD_HOST, version_of(V2), outage=code == 1):
+        result = tool("repair")
+    assert result["actions"][0] == "helm upgrade web with the deployed values"
+    assert tool("status")["state"]["drift"] == []
+    assert tool.stack.get_all_config() == config  # repair changes no config
+    assert answers(tool, PROD_HOST, "green", V2)
+
+
+def test_a_wiped_namespace_is_detected_and_recreated(tool, kube):
+    config = tool.stack.get_all_config()
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}")
+    wait_until("the namespace is gone", lambda: kube.namespace(NS) is None, timeout=120)
+    code, status = status_code(tool)
+    assert code == 1 and f"Namespace {NS}: missing" in status["error"], status
+    with counted("bluegreen repair: namespace wiped", tool.ingress, PROD_HOST, version_of(V2), outage=True):
+        result = tool("repair")
+    assert "pulumi up recreated the release" in result["actions"]
+    assert tool("status")["state"]["drift"] == []
+    assert tool.stack.get_all_config() == config
+    assert answers(tool, PROD_HOST, "green", V2)
+
+
+def test_repair_with_nothing_to_repair_changes_nothing(tool, kube):
+    revision = kube.helm_releases(NS, "web")[0]["revision"]
+    assert tool("repair")["actions"] == []
+    assert kube.helm_releases(NS, "web")[0]["revision"] == revision

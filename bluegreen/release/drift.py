@@ -1,0 +1,183 @@
+"""The truth about the cluster: what the stack deployed, against what is there, object by object,
+each difference with its fix.
+
+"What the stack deployed" is the chart values of the Release in the Pulumi state (the last
+successful `pulumi up`), not the stack config: a config edited but not yet deployed is a pending
+change, not drift. A Helm release record only says what Helm last applied: a Deployment deleted
+by hand, a Service selector patched, a slot scaled by hand or a wiped namespace all leave it
+untouched (and so a `pulumi refresh` of the Release). So this reads the objects themselves.
+`read` takes one look at the cluster; `differences` and `prod_serves` are pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import SLOTS, other_slot
+from .checks import Names, ready_pod_ips
+from .kube import KubeClient
+
+REPAIR = "bluegreen repair"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One object that is not what the stack says."""
+
+    object: str  # "Deployment web-green"
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.object}: {self.problem}\n  Fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What the stack deployed: the chart values of its Release (bluegreen/values.py made them)."""
+
+    values: Mapping[str, Any]
+
+    @property
+    def production_slot(self) -> str:
+        return self.values["productionSlot"]
+
+    def role_slots(self) -> dict[str, str]:
+        return {"prod": self.production_slot, "stage": other_slot(self.production_slot)}
+
+    def slot(self, name: str) -> Mapping[str, Any]:
+        return self.values[name]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the cluster holds for one app, read at one moment."""
+
+    namespace: bool
+    deployments: Mapping[str, dict | None]  # slot -> Deployment
+    services: Mapping[str, dict | None]  # role (prod, stage) -> Service
+    endpoints: Mapping[str, list[str]]  # role -> ready addresses, from its EndpointSlices
+    ready_pods: Mapping[str, list[str]]  # slot -> IPs of its Ready pods
+    release: dict | None  # the newest Helm record: revision, status, values
+
+
+def read(kube: KubeClient, names: Names) -> Cluster:
+    if kube.namespace(names.namespace) is None:
+        return Cluster(False, dict.fromkeys(SLOTS), {"prod": None, "stage": None}, {"prod": [], "stage": []},
+                       {slot: [] for slot in SLOTS}, None)
+    return Cluster(
+        namespace=True,
+        deployments={slot: kube.deployment(names.namespace, names.deployment(slot)) for slot in SLOTS},
+        services={role: kube.service(names.namespace, names.service(role)) for role in ("prod", "stage")},
+        endpoints={role: kube.endpoints(names.namespace, names.service(role)).ready for role in ("prod", "stage")},
+        ready_pods={slot: ready_pod_ips(kube, names, slot) for slot in SLOTS},
+        release=newest_release(kube, names),
+    )
+
+
+def newest_release(kube: KubeClient, names: Names) -> dict | None:
+    """The newest Helm release record with the values it was installed with (Helm keeps the
+    release as gzipped JSON, base64-encoded, in the Secret's `release` field)."""
+    records = kube.helm_releases(names.namespace, names.app)
+    if not records:
+        return None
+    secret = kube.get(f"/api/v1/namespaces/{names.namespace}/secrets/{records[0]['name']}") or {}
+    payload = (secret.get("data") or {}).get("release")
+    values = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(payload)))).get("config") if payload else None
+    return {**records[0], "values": values or {}}
+
+
+def selected_slot(service: dict | None) -> str | None:
+    return ((service or {}).get("spec", {}).get("selector") or {}).get("slot")
+
+
+def prod_serves(deployed: Deployed, cluster: Cluster) -> bool:
+    """The prod Service selects the production slot and has ready endpoints, all of them its pods."""
+    prod, ready = deployed.production_slot, cluster.endpoints["prod"]
+    return (selected_slot(cluster.services["prod"]) == prod and bool(ready)
+            and set(ready) <= set(cluster.ready_pods[prod]))
+
+
+def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Drift]:
+    """Every way the cluster differs from what the stack deployed, prod's objects first."""
+    if not cluster.namespace:
+        return [Drift(f"Namespace {names.namespace}", "missing: nothing of the release is deployed",
+                      f"{REPAIR} (refreshes the stack and deploys it again)")]
+    found: list[Drift] = []
+    for role, slot in deployed.role_slots().items():
+        found += _slot_drift(deployed, names, slot, cluster.deployments[slot])
+        found += _service_drift(deployed, names, role, slot, cluster)
+    found += _release_drift(deployed, names, cluster.release)
+    return found
+
+
+def _slot_drift(deployed: Deployed, names: Names, slot: str, deployment: dict | None) -> list[Drift]:
+    wanted, what = deployed.slot(slot), f"Deployment {names.deployment(slot)}"
+    if not wanted["enabled"]:
+        if deployment is not None:
+            return [Drift(what, f"exists, but the stack deployed {slot} retired", REPAIR)]
+        return []
+    if deployment is None:
+        return [Drift(what, "missing", f"{REPAIR} (a Helm upgrade of the same values recreates it)")]
+    found = []
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    if image != wanted["image"]:
+        found.append(Drift(what, f"runs {image}, the stack deployed {wanted['image']}",
+                           f"{REPAIR} puts {wanted['image']} back; a new version goes into the idle slot: "
+                           f"bluegreen deploy {image}"))
+    desired = deployment["spec"].get("replicas", 1)
+    ready = (deployment.get("status") or {}).get("readyReplicas", 0)
+    if desired != wanted["replicas"]:
+        found.append(Drift(what, f"scaled to {desired} replicas, the stack deployed {wanted['replicas']}",
+                           f"{REPAIR} scales it back, or keep {desired}: "
+                           f"pulumi config set --path {slot}.replicas {desired} && pulumi up"))
+    elif ready != desired:
+        found.append(Drift(what, f"{ready}/{desired} replicas ready",
+                           f"wait for its pods (kubectl -n {names.namespace} get pods -l slot={slot}), "
+                           f"or {REPAIR}"))
+    return found
+
+
+def _service_drift(deployed: Deployed, names: Names, role: str, slot: str, cluster: Cluster) -> list[Drift]:
+    what, service = f"Service {names.service(role)}", cluster.services[role]
+    if service is None:
+        return [Drift(what, "missing", f"{REPAIR} (a Helm upgrade of the same values recreates it)")]
+    selected = selected_slot(service)
+    if selected != slot:
+        return [Drift(what, f"selects slot {selected}, the stack deployed {slot}",
+                      f"{REPAIR} points it back at {slot}; to change the production slot: bluegreen promote")]
+    endpoints, pods = sorted(cluster.endpoints[role]), sorted(cluster.ready_pods[slot])
+    if endpoints != pods and (deployed.slot(slot)["enabled"] or endpoints):
+        return [Drift(what, f"endpoints {endpoints or 'none'} are not the ready {slot} pods {pods or 'none'}",
+                      f"wait a moment for the EndpointSlice controller, or {REPAIR}")]
+    return []
+
+
+def _release_drift(deployed: Deployed, names: Names, release: dict | None) -> list[Drift]:
+    what = f"Helm release {names.app}"
+    if release is None:
+        return [Drift(what, "no release record", f"{REPAIR} (refreshes the stack and deploys it again)")]
+    if release["status"] != "deployed":
+        return [Drift(what, f"revision {release['revision']} is {release['status']}",
+                      "bluegreen recover (after an interrupted update), then bluegreen repair")]
+    changed = changed_keys(deployed.values, release["values"])
+    if changed:
+        return [Drift(what, f"revision {release['revision']} holds other values than the stack deployed "
+                            f"for: {', '.join(changed)} (a helm upgrade behind Pulumi's back, or an update "
+                            "that failed and that Helm rolled back)",
+                      f"{REPAIR}; after a failed update, correct the config and run pulumi up")]
+    return []
+
+
+def changed_keys(wanted: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
+    """The top-level keys of `wanted` whose values differ in `found`."""
+    return sorted(key for key in wanted if _normal(found.get(key)) != _normal(wanted[key]))
+
+
+def _normal(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ..config import ConfigError, parse
+from ..config import SLOTS, ConfigError, parse
 from ..values import CHART_DIR, chart_values
 from . import drift, plan
 from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
@@ -139,6 +139,7 @@ class Release:
                 "deleted objects, puts hand-edited fields back), then pulumi refresh")
             self._helm_upgrade(deployed.values)
             done.append(f"helm upgrade {self.names.app} with the deployed values")
+            self._remove_orphans(deployed.values, done)
             self._refresh(done)
         self._require_true_cluster("repair", settle_seconds=60, why="still differs after the repair")
         say("==> repaired: the cluster is what the stack deployed")
@@ -260,6 +261,8 @@ class Release:
             if rolled.returncode != 0:
                 raise Failed(f"helm rollback to v{last_good} failed (exit {rolled.returncode})")
             done.append(f"rolled back to v{last_good}")
+            rolled_back = drift.newest_release(self.kube, self.names)
+            self._remove_orphans(rolled_back["values"] if rolled_back else {}, done)
         cleared = self.session.clear_pending_operations()
         if cleared:
             say(f"==> cleared {cleared} pending operation(s) from the Pulumi state")
@@ -303,6 +306,20 @@ class Release:
                 raise plan.Refused(f"{message}\nFix: bluegreen repair (bluegreen status shows the same list); "
                                    f"then run {command} again")
             time.sleep(1)
+
+    def _remove_orphans(self, values: dict[str, Any], done: list[str]) -> None:
+        """Delete the Deployments of slots that `values` retire but that still exist: objects of an
+        update whose Helm record is gone (removed by recover), which no Helm upgrade or rollback
+        will ever delete, since no revision has them any more."""
+        for slot in SLOTS:
+            if (values.get(slot) or {}).get("enabled"):
+                continue
+            name = self.names.deployment(slot)
+            found = self.kube.deployment(self.names.namespace, name)
+            if found and found["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == self.names.app:
+                say(f"==> deleting Deployment {name}: {slot} is retired and no Helm revision has it any more")
+                self.kube.request("DELETE", f"/apis/apps/v1/namespaces/{self.names.namespace}/deployments/{name}")
+                done.append(f"deleted the orphaned Deployment {name}")
 
     def _refresh(self, done: list[str]) -> None:
         refreshed = self.session.refresh()

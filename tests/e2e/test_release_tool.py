@@ -232,6 +232,9 @@ def killed_update_then_recover(tool, kube, project_dir, pulumi_env):
     assert tool.stack.up(on_output=print, color="never").summary.result == "succeeded"
     assert serving(kube, "prod", "green")
     assert kube.helm_releases(NS, "web")[0]["status"] == "deployed"
+    # The killed update's blue Deployment is in no Helm revision any more: recover deleted it.
+    assert any(action == "deleted the orphaned Deployment web-blue" for action in result["actions"])
+    assert kube.deployment(NS, "web-blue") is None
 
 
 def kill_tree(pid: int) -> None:
@@ -289,6 +292,10 @@ DRIFTS = {
 }
 
 
+def config_of(tool) -> dict[str, str]:
+    return {key: value.value for key, value in tool.stack.get_all_config().items()}
+
+
 def status_code(tool) -> tuple[int, dict]:
     done = subprocess.run([sys.executable, "-m", "bluegreen", "status", "--stack", STACK,
                            "--project-dir", tool.stack.workspace.work_dir, "--json"],
@@ -299,7 +306,7 @@ def status_code(tool) -> tuple[int, dict]:
 @pytest.mark.parametrize("case", DRIFTS)
 def test_drift_is_detected_refused_and_repaired(tool, kube, case):
     command, code, problem = DRIFTS[case]
-    config = tool.stack.get_all_config()
+    config = config_of(tool)
     done = subprocess.run(["kubectl", "-n", NS, *command], capture_output=True, text=True, env=tool.env)
     assert done.returncode == 0, done.stderr
     # status tells, object by object (the controllers take a moment to show the effect)
@@ -313,12 +320,12 @@ def test_drift_is_detected_refused_and_repaired(tool, kube, case):
         result = tool("repair")
     assert result["actions"][0] == "helm upgrade web with the deployed values"
     assert tool("status")["state"]["drift"] == []
-    assert tool.stack.get_all_config() == config  # repair changes no config
+    assert config_of(tool) == config  # repair changes no config
     assert answers(tool, PROD_HOST, "green", V2)
 
 
 def test_a_wiped_namespace_is_detected_and_recreated(tool, kube):
-    config = tool.stack.get_all_config()
+    config = config_of(tool)
     kube.request("DELETE", f"/api/v1/namespaces/{NS}")
     wait_until("the namespace is gone", lambda: kube.namespace(NS) is None, timeout=120)
     code, status = status_code(tool)
@@ -327,7 +334,7 @@ def test_a_wiped_namespace_is_detected_and_recreated(tool, kube):
         result = tool("repair")
     assert "pulumi up recreated the release" in result["actions"]
     assert tool("status")["state"]["drift"] == []
-    assert tool.stack.get_all_config() == config
+    assert config_of(tool) == config
     assert answers(tool, PROD_HOST, "green", V2)
 
 

@@ -65,21 +65,20 @@ bins_of() {
   esac
 }
 
-# Cold build estimate in minutes, about 1.5x what was measured here (2 cores, empty Go build and
-# module caches, `toolchain.sh all` in this order; seconds): helm 85, pulumi 212, langhost 9,
-# kubernetes-provider 470, kwok 113, etcd 36, kube 244 (+kubectl). All together: 19.5 min.
-# traefik, measured alone (empty build cache, modules already downloaded): 1080 CPU-seconds, i.e.
-# about 9-10 min of wall time on 2 idle cores; 18 min next to a running `toolchain.sh all`.
+# Cold build estimate in minutes, about 1.2x what was measured here (2 cores, empty Go build and
+# module caches, `toolchain.sh e2e` in this order; seconds): helm 191, pulumi 436, langhost 24,
+# kubernetes-provider 850, kwok 156, etcd 48, kube 543 (with kubelet, kube-proxy and kubectl),
+# traefik 542. All together: 47 min.
 estimate_of() {
   case $1 in
-    helm) echo 3 ;;
-    pulumi) echo 6 ;;
+    helm) echo 4 ;;
+    pulumi) echo 9 ;;
     langhost) echo 1 ;;
-    kubernetes-provider) echo 12 ;;
-    kube) echo 8 ;; # with kubelet and kube-proxy: 484 s measured next to other builds
+    kubernetes-provider) echo 17 ;;
+    kube) echo 11 ;;
     kwok) echo 3 ;;
     etcd) echo 1 ;;
-    traefik) echo 14 ;;
+    traefik) echo 11 ;;
   esac
 }
 

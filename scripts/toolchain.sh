@@ -5,15 +5,19 @@
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
 #   scripts/toolchain.sh --print-provider               where Pulumi finds the provider plugin
 #
-# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik, or a group:
-#   all, e2e      everything (the local cluster included)
-#   for-local     what `make up` needs with the local cluster: everything
+# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik versitygw argo-rollouts,
+# or a group:
+#   for-local     what `make up` needs with the local cluster: all but versitygw and argo-rollouts
 #   for-user      what it needs with your own cluster (KUBECONFIG): helm pulumi langhost provider
+#   e2e           the e2e tier: for-local and versitygw (an S3 gateway for Pulumi state)
+#   bench         e2e and argo-rollouts (the peer the benchmarks compare with)
+#   all           everything
 # A tool you already have is used as it is: a pulumi on PATH at the pinned version or newer (then
 # the stand-in language host is not needed: your pulumi brings its own), the provider in Pulumi's
-# plugin cache, helm/kube/kwok/traefik on PATH at the pinned version.
+# plugin cache, helm/kube/kwok/traefik/versitygw/argo-rollouts on PATH at the pinned version.
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
-#   matching kubectl.
+#   matching kubectl. argo-rollouts = rollouts-controller and kubectl-argo-rollouts (the plugin),
+#   and its CRDs in <tool dir>/crds/.
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
 # SC2317 off for the whole file: the builders and post-steps are called by name ("build_$tool",
 # "post_$tool"), so ShellCheck takes them, and the helpers only they use, for unreachable code.
@@ -25,7 +29,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR/..
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
-ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube traefik)
+ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube traefik versitygw argo-rollouts)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
@@ -47,7 +51,9 @@ version_of() {
     kwok) echo "$KWOK_VERSION" ;;
     etcd) echo "${ETCD_VERSION:-debian}" ;;
     traefik) echo "$TRAEFIK_VERSION" ;;
-    *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]} e2e all)" ;;
+    versitygw) echo "$VERSITYGW_VERSION" ;;
+    argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
+    *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]}; groups: for-local for-user e2e bench all)" ;;
   esac
 }
 
@@ -62,13 +68,17 @@ bins_of() {
     kwok) echo kwok kwokctl ;;
     etcd) echo etcd ;;
     traefik) echo traefik ;;
+    versitygw) echo versitygw ;;
+    argo-rollouts) echo rollouts-controller kubectl-argo-rollouts ;;
   esac
 }
 
 # Cold build estimate in minutes, about 1.2x what was measured here (2 cores, empty Go build and
 # module caches, `toolchain.sh e2e` in this order; seconds): helm 191, pulumi 436, langhost 24,
 # kubernetes-provider 850, kwok 156, etcd 48, kube 543 (with kubelet, kube-proxy and kubectl),
-# traefik 542. All together: 47 min.
+# traefik 542. All together: 47 min. Measured later, alone (`toolchain.sh versitygw`, then
+# `toolchain.sh argo-rollouts`, each with empty Go module and build caches, while an e2e run shared
+# the 2 cores): versitygw 200, argo-rollouts 560 (both binaries; the go1.27.3 download included).
 estimate_of() {
   case $1 in
     helm) echo 4 ;;
@@ -79,6 +89,8 @@ estimate_of() {
     kwok) echo 3 ;;
     etcd) echo 1 ;;
     traefik) echo 11 ;;
+    versitygw) echo 4 ;;
+    argo-rollouts) echo 12 ;;
   esac
 }
 
@@ -98,6 +110,10 @@ on_path() {
         v=$("$b" --version 2>/dev/null) && [[ $v == *"$KWOK_VERSION"* ]] || return 1
       done ;;
     traefik) v=$(traefik version 2>/dev/null) && [[ $v =~ Version:[[:space:]]+v?$TRAEFIK_VERSION$'\n' ]] ;;
+    versitygw) v=$(versitygw --version 2>/dev/null) && is_versitygw_version "$v" ;;
+    argo-rollouts)
+      v=$(rollouts-controller --version 2>/dev/null) && is_argo_version "$v" || return 1
+      v=$(kubectl-argo-rollouts version --short 2>/dev/null) && is_argo_version "${v#kubectl-argo-rollouts: }" ;;
     *) return 1 ;;
   esac
 }
@@ -318,6 +334,89 @@ build_traefik() {
   [[ $got =~ Version:[[:space:]]+$v$'\n' ]] || die "built traefik reports '$got', want $v"
 }
 
+# versitygw, the S3 gateway e2e tests keep Pulumi state in: no replace lines, so `go install` works.
+# Ldflags like upstream's Makefile and Dockerfile (CGO_ENABLED=0; main.Version is the tag). Its
+# main.Build is the git commit, unknown outside git: it keeps its default, "norev".
+# Run it on 127.0.0.1 only, with a posix directory as the backend (each top-level directory of DIR
+# is a bucket; DIR's filesystem must support user xattrs, as ext4 does):
+#   ROOT_ACCESS_KEY=KEY ROOT_SECRET_KEY=SECRET versitygw --port 127.0.0.1:PORT --quiet posix DIR
+# (or --access KEY --secret SECRET). Global options go before `posix`, backend options after it.
+# The default --port is :7070, every address: always pass 127.0.0.1:PORT. Then it listens there
+# only (the admin API, WebUI and website listeners are off unless --admin-port, --webui, --website
+# ask for them). One root account, region us-east-1 (--region); SIGTERM stops it. A bucket:
+#   curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+#     -X PUT http://127.0.0.1:PORT/BUCKET
+# Pulumi state in it (checked with stack init, up and stack output; the SDK is aws-sdk-go-v2, whose
+# URL parameters these are):
+#   AWS_ACCESS_KEY_ID=KEY AWS_SECRET_ACCESS_KEY=SECRET AWS_EC2_METADATA_DISABLED=true \
+#   PULUMI_BACKEND_URL="s3://BUCKET?endpoint=http://127.0.0.1:PORT&use_path_style=true&region=us-east-1"
+build_versitygw() {
+  local v=v$VERSITYGW_VERSION
+  GOBIN="$1/bin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false with_ticker versitygw \
+    go install -trimpath \
+    -ldflags "-s -w -X main.Version=$v -X main.BuildTime=$(date -u +%Y-%m-%d_%I:%M:%S%p)" \
+    "github.com/versity/versitygw/cmd/versitygw@$v"
+  local got; got=$("$1/bin/versitygw" --version)
+  is_versitygw_version "$got" || die "built versitygw reports '$got', want $v"
+}
+
+# `versitygw --version` prints "Version  : vX.Y.Z" on a line of its own (then Build, BuildTime).
+is_versitygw_version() { [[ $'\n'$1$'\n' == *$'\n'"Version  : v$VERSITYGW_VERSION"$'\n'* ]]; }
+
+# Argo Rollouts, the peer the benchmarks compare with (not needed by `make up` or the e2e tier).
+# Its go.mod asks for go 1.26.10, newer than the installed Go: the approved newer toolchain
+# (ARGO_ROLLOUTS_GOTOOLCHAIN, fetched once from the module proxy) runs this build only, the
+# download of its module included. Its go.mod has replace lines (k8s.io/* pinned, forks), so
+# `go install` refuses it: build a copy with -mod=mod. Ldflags like upstream's Makefile: version
+# from the tag, buildDate; gitCommit comes from git, unknown here, so both binaries report
+# "v$ARGO_ROLLOUTS_VERSION+unknown". (The Makefile's "-X <module>.gitTag" names a variable that does
+# not exist, so by its rules a release build prints "vX.Y.Z+<commit>", never the bare tag either.)
+# The plugin needs 35 packages beyond the controller's 1713 (`go list -deps`), so one `go build`
+# makes both; the 560 s measured cover the two. Its dashboard (`kubectl argo rollouts dashboard`)
+# serves server/static, which upstream fills with a pnpm build of ui/; the module ships only a
+# placeholder there, so that page is empty here (the other commands do not use it).
+# CRDs: the ones manifests/crds/kustomization.yaml lists are copied to <tool dir>/crds/. Each is over
+# 256 KiB, so apply them server-side, as upstream's README does (a client-side apply would put each
+# in a last-applied annotation, which is limited to 256 KiB):
+#   kubectl apply --server-side -f "${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/argo-rollouts-$ARGO_ROLLOUTS_VERSION/crds/"
+# Out of cluster (read from cmd/rollouts-controller/main.go and controller/controller.go):
+#   POD_NAMESPACE=argo-rollouts rollouts-controller --kubeconfig "$KUBECONFIG" \
+#     --leader-elect=false --metricsPort PORT1 --healthzPort PORT2 [--namespaced --namespace NS]
+# - --kubeconfig, plus kubectl's override flags (--context, --namespace, --server, --token, ...).
+# - It watches every namespace unless --namespaced: then only the kubeconfig's namespace (or
+#   --namespace's), and it needs no cluster-wide RBAC.
+# - Metrics (/metrics, --metricsPort, default 8090) and health (/healthz, --healthzPort, default
+#   8080) listen on 0.0.0.0:PORT: there is no bind-address flag, so pick free ports.
+# - Leader election is on by default (a Lease named argo-rollouts-controller-lock in $POD_NAMESPACE,
+#   else the namespace of an in-pod service account, else "argo-rollouts"); --leader-elect=false
+#   turns it off. The notification ConfigMap and Secret are read from that namespace too.
+# - --instance-id ID: only objects labelled argo-rollouts.argoproj.io/controller-instance-id=ID
+#   (without it: only objects without that label).
+# - --loglevel debug|info|warn|error, --kloglevel N; --version prints the version and exits.
+build_argo-rollouts() {
+  local v=$ARGO_ROLLOUTS_VERSION src=$1/src pkg=github.com/argoproj/argo-rollouts/utils/version crds=()
+  local -x GOTOOLCHAIN=$ARGO_ROLLOUTS_GOTOOLCHAIN
+  mod_copy "github.com/argoproj/argo-rollouts@v$v" "$src"
+  mapfile -t crds < <(awk '$1 == "resources:" {r = 1; next} r && $1 == "-" {print $2; next} {r = 0}' \
+    "$src/manifests/crds/kustomization.yaml")
+  ((${#crds[@]})) || die "argo-rollouts: no CRDs listed in manifests/crds/kustomization.yaml"
+  mkdir -p "$1/crds"
+  cp "${crds[@]/#/$src/manifests/crds/}" "$1/crds/"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" with_ticker argo-rollouts \
+    go build -trimpath -o "$1/bin/" \
+    -ldflags "-s -w -X $pkg.version=$v -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    ./cmd/rollouts-controller ./cmd/kubectl-argo-rollouts)
+  rm -rf "$src"
+  local got
+  got=$("$1/bin/rollouts-controller" --version)
+  is_argo_version "$got" || die "built rollouts-controller reports '$got', want v$v"
+  got=$("$1/bin/kubectl-argo-rollouts" version --short)
+  is_argo_version "${got#kubectl-argo-rollouts: }" || die "built kubectl-argo-rollouts reports '$got', want v$v"
+}
+
+# vX.Y.Z, or vX.Y.Z+<commit or "unknown">: what Argo Rollouts binaries print for the pinned version.
+is_argo_version() { [[ $1 == "v$ARGO_ROLLOUTS_VERSION" || $1 == "v$ARGO_ROLLOUTS_VERSION+"* ]]; }
+
 # --- driver ----------------------------------------------------------------------------------
 
 cached() {
@@ -430,8 +529,11 @@ print_path() {
 
 expand() {
   case $1 in
-    all | e2e | for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
+    for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
     for-user) echo helm pulumi langhost kubernetes-provider ;;
+    e2e) echo "$(expand for-local) versitygw" ;;
+    bench) echo "$(expand e2e) argo-rollouts" ;;
+    all) echo "${ALL_TOOLS[*]}" ;;
     *) version_of "$1" >/dev/null && echo "$1" ;;
   esac
 }
@@ -443,7 +545,7 @@ main() {
       --budget-minutes) BUDGET_MIN=${2:?--budget-minutes needs a number}; shift 2 ;;
       --print-path) print_path; return 0 ;;
       --print-provider) plugin_binary; return 0 ;;
-      -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
+      -h | --help) sed -n '2,/^# Cache:/p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
       *) list=$(expand "$1"); read -ra more <<<"$list"; tools+=("${more[@]}"); shift ;;
     esac
   done

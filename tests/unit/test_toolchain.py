@@ -97,3 +97,42 @@ def test_a_failed_build_step_leaves_no_cached_tool(installed, tmp_path):
     done = toolchain("helm", env=installed)
     assert done.returncode != 0 and "building helm" in done.stderr and "failed" in done.stderr, done.stderr
     assert not (tmp_path / "cache" / "tools" / f"helm-{VERSIONS['HELM_VERSION']}").exists()
+
+
+def test_groups(installed, tmp_path):
+    # Nothing installed: with a zero budget every tool of a group is reported skipped, in order.
+    for name in ("pulumi", "helm"):
+        (tmp_path / "bin" / name).unlink()
+    env = {**installed, "PULUMI_HOME": str(tmp_path / "empty-pulumi-home")}
+    local = "helm pulumi langhost kubernetes-provider kwok etcd kube traefik"
+    expected = {
+        "for-local": local,
+        "for-user": "helm pulumi langhost kubernetes-provider",
+        "e2e": f"{local} versitygw",
+        "bench": f"{local} versitygw argo-rollouts",
+        "all": f"{local} versitygw argo-rollouts",
+    }
+    for group, tools in expected.items():
+        done = toolchain("--budget-minutes", "0", group, env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"SKIPPED (not built, see above): {tools}\n" in done.stderr, (group, done.stderr)
+
+
+def test_versitygw_and_argo_rollouts_on_path_are_used_at_the_pinned_version_only(installed, tmp_path):
+    bin_dir = tmp_path / "bin"
+    vgw, argo = VERSIONS["VERSITYGW_VERSION"], VERSIONS["ARGO_ROLLOUTS_VERSION"]
+    # What the real binaries print (`versitygw --version`, `rollouts-controller --version`,
+    # `kubectl-argo-rollouts version --short`) for a build outside git.
+    fake(bin_dir, "versitygw", f"Version  : v{vgw}\nBuild    : norev\nBuildTime: none")
+    fake(bin_dir, "rollouts-controller", f"v{argo}+unknown")
+    fake(bin_dir, "kubectl-argo-rollouts", f"kubectl-argo-rollouts: v{argo}+unknown")
+    done = toolchain("--budget-minutes", "0", "versitygw", "argo-rollouts", env=installed)
+    assert done.returncode == 0, done.stderr
+    assert f"versitygw: using yours, found on PATH: {bin_dir}/versitygw" in done.stderr, done.stderr
+    assert f"argo-rollouts: using yours, found on PATH: {bin_dir}/rollouts-controller" in done.stderr, done.stderr
+    assert "SKIPPING" not in done.stderr, done.stderr
+    # Another version (one that only starts like the pin, too), or a plugin of another version.
+    fake(bin_dir, "versitygw", f"Version  : v{vgw}1\nBuild    : norev")
+    fake(bin_dir, "kubectl-argo-rollouts", f"kubectl-argo-rollouts: v{argo}0+unknown")
+    done = toolchain("--budget-minutes", "0", "versitygw", "argo-rollouts", env=installed)
+    assert "SKIPPED (not built, see above): versitygw argo-rollouts\n" in done.stderr, done.stderr

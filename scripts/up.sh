@@ -2,17 +2,19 @@
 # Deploy the `staging` stack: build or reuse the toolchain, start the local cluster (unless your
 # own KUBECONFIG is set), select or create the stack, and run `pulumi up --yes --refresh [ARGS...]`.
 #   STACK=production scripts/up.sh          another stack
+#   PROJECT=~/my-app scripts/up.sh          another Pulumi project (one that uses bluegreen)
 #   scripts/up.sh --diff                    extra args go to `pulumi up`
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK=${STACK:-staging}
+PROJECT=$(cd "${PROJECT:-$REPO}" && pwd)
 
 step() { echo "==> $*" >&2; }
 die() { echo "up: error: $*" >&2; exit 1; }
 
 cd "$REPO"
-[[ -f Pulumi.yaml ]] || die "no Pulumi.yaml in $REPO"
+[[ -f $PROJECT/Pulumi.yaml ]] || die "no Pulumi.yaml in $PROJECT"
 
 if [[ ! -x .venv/bin/python ]]; then
   step "python venv (make venv)"
@@ -37,17 +39,17 @@ else
 fi
 
 step "stack $STACK (pulumi stack select --create $STACK)"
-pulumi stack select --create "$STACK"
+pulumi -C "$PROJECT" stack select --create "$STACK"
 
 # --refresh: the stack first learns what the cluster lost (a wiped cluster, a deleted namespace),
 # so this recreates it instead of reporting everything unchanged.
 step "pulumi up --yes --refresh $*"
-pulumi up --yes --refresh "$@"
+pulumi -C "$PROJECT" up --yes --refresh "$@"
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
   step "try it (in \`make shell\`, or after \`source scripts/activate\`):"
   for key in prodHost stageHost; do
-    host=$(pulumi config get "$key")
+    host=$(pulumi -C "$PROJECT" config get "$key")
     answer=$(curl -sS --max-time 5 -H "Host: $host" -w 'HTTP %{http_code}' "$BLUEGREEN_INGRESS/" 2>&1 | tr '\n' ' ') || true
     echo "    curl -H \"Host: \$(pulumi config get $key)\" \"\$BLUEGREEN_INGRESS/\"    # $answer" >&2
   done

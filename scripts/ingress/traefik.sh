@@ -8,8 +8,9 @@
 #   scripts/ingress/traefik.sh status   exit 0 if it runs and answers its ping, 1 if not
 #   scripts/ingress/traefik.sh url      print its address, http://127.0.0.1:PORT
 #
-# Env: KUBECONFIG (default <repo>/.state/kubeconfig, from scripts/cluster.sh up),
-#      STATE (default <repo>/.state/ingress: config, token, pid, logs),
+# It serves the local cluster only: its kubeconfig is <repo>/.state/kubeconfig (scripts/cluster.sh
+# up), never the KUBECONFIG of the calling shell, which may be your own cluster's.
+# Env: STATE (default <repo>/.state/ingress: config, token, pid, logs),
 #      PORT (default $BLUEGREEN_INGRESS_PORT or 18080), PING_PORT (default PORT+1),
 #      BLUEGREEN_INGRESS_GATEWAY=1 also enables the Gateway API provider (needs its CRDs),
 #      BLUEGREEN_INGRESS_LOG_LEVEL (default INFO).
@@ -17,7 +18,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE=$REPO/scripts/ingress
-KUBECONFIG=${KUBECONFIG:-$REPO/.state/kubeconfig}
+KUBECONFIG=$REPO/.state/kubeconfig
 STATE=${STATE:-$REPO/.state/ingress}
 PORT=${PORT:-${BLUEGREEN_INGRESS_PORT:-18080}}
 PING_PORT=${PING_PORT:-$((PORT + 1))}

@@ -22,13 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.traffic import Traffic
 from bluegreen.release.kube import KubeClient
 from tests.conftest import REPO_ROOT
 
 TOOLS = ["pulumi", "helm", "kube-apiserver", "kube-controller-manager",
-         "kube-scheduler", "kubelet", "kube-proxy", "etcd", "kwok", "kwokctl", "traefik"]
+         "kube-scheduler", "kubelet", "kube-proxy", "etcd", "kwok", "kwokctl", "traefik", "versitygw"]
 SCRIPTS = REPO_ROOT / "scripts"
 # The demo app's images (scripts/images/build.py), imported into the node's containerd.
 DEMO = "bluegreen.local/demo"
@@ -211,6 +212,60 @@ def serving(kube: KubeClient, namespace: str, service: str, pods: dict[str, str]
         and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
     )
     return len(ready) == count and kube.endpoints(namespace, service).ready == ready
+
+
+# A cloud-style credential plugin (like `aws eks get-token`): a 10-minute token of a ServiceAccount,
+# minted with the admin kubeconfig it is given. Each run is logged next to it.
+GET_TOKEN = """#!/bin/sh
+set -eu
+here=$(dirname "$0")
+token=$(kubectl --kubeconfig "$ADMIN_KUBECONFIG" -n kube-system create token bluegreen-e2e-exec --duration 10m)
+expires=$(date -u -d '+10 minutes' +%Y-%m-%dT%H:%M:%SZ)
+echo "$(date -u +%H:%M:%S) $PPID" >> "$here/runs.log"
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",'
+printf '"status":{"token":"%s","expirationTimestamp":"%s"}}\\n' "$token" "$expires"
+"""
+EXEC_RBAC = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bluegreen-e2e-exec, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bluegreen-e2e-exec}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: ServiceAccount, name: bluegreen-e2e-exec, namespace: kube-system}]
+"""
+
+
+def exec_plugin_kubeconfig(admin: str, directory: Path) -> Path:
+    """A kubeconfig as EKS, GKE and AKS hand them out: the cluster's address and CA, and a user
+    that is an exec credential plugin (./bin/get-token, relative to the kubeconfig) with no
+    certificate or token of its own. The plugin logs each run to bin/runs.log."""
+    subprocess.run(["kubectl", "--kubeconfig", admin, "apply", "-f", "-"], input=EXEC_RBAC, text=True,
+                   check=True, capture_output=True)
+    plugin = directory / "bin" / "get-token"
+    plugin.parent.mkdir(parents=True, exist_ok=True)
+    plugin.write_text(GET_TOKEN)
+    plugin.chmod(0o755)
+    with open(admin) as f:
+        cluster = yaml.safe_load(f)["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "exec",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "contexts": [{"name": "exec", "context": {"cluster": "local", "user": "exec-plugin"}}],
+        "users": [{"name": "exec-plugin", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": "./bin/get-token",
+            "env": [{"name": "ADMIN_KUBECONFIG", "value": admin}], "interactiveMode": "Never"}}}],
+    }
+    path = directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def exec_plugin_runs(kubeconfig: Path) -> int:
+    log = kubeconfig.parent / "bin" / "runs.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
 
 
 def fresh_namespace(kube: KubeClient, name: str) -> None:

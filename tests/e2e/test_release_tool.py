@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.e2e import conftest as e2e
@@ -28,6 +29,8 @@ from tests.e2e.conftest import (
     V2,
     V3,
     counted,
+    exec_plugin_kubeconfig,
+    exec_plugin_runs,
     fetch,
     fresh_namespace,
     version_of,
@@ -42,8 +45,13 @@ WEB_PODS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web"
 
 
 @pytest.fixture(scope="module")
-def tool(project_dir, pulumi_env, kube, ingress):
+def tool(project_dir, pulumi_env, kube, ingress, tmp_path_factory):
+    """The release tool, run as a user runs it, with a kubeconfig whose user is an exec credential
+    plugin (as on EKS, GKE and AKS): every command here, and the pulumi, helm and kubectl it runs,
+    authenticates through it."""
     fresh_namespace(kube, NS)
+    credentials = tmp_path_factory.mktemp("exec-kubeconfig")
+    kubeconfig = exec_plugin_kubeconfig(pulumi_env["KUBECONFIG"], credentials)
     stack = auto.create_or_select_stack(STACK, work_dir=str(project_dir))
     for key, value in {"namespace": NS, "prodHost": PROD_HOST, "stageHost": STAGE_HOST, "ingressClass": INGRESS_CLASS,
                        "blue.enabled": "true", "blue.image": V1, "blue.replicas": "2", "green.enabled": "false",
@@ -51,7 +59,7 @@ def tool(project_dir, pulumi_env, kube, ingress):
         stack.set_config(key, auto.ConfigValue(value), path=True)
     stack.up(on_output=print, color="never")
     # --check-url reaches the hosts through the ingress on 127.0.0.1, as in the README's shell.
-    env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress}
+    env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress, "KUBECONFIG": str(kubeconfig)}
 
     def run(*args: str, expect: int = 0) -> dict:
         done = subprocess.run([sys.executable, "-m", "bluegreen", *args, "--stack", STACK,
@@ -64,6 +72,9 @@ def tool(project_dir, pulumi_env, kube, ingress):
     run.stack = stack
     run.ingress = ingress
     run.env = env
+    run.kubeconfig = kubeconfig
+    run.admin_kubeconfig = pulumi_env["KUBECONFIG"]
+    run.renew_kubeconfig = lambda: exec_plugin_kubeconfig(pulumi_env["KUBECONFIG"], credentials)
     yield run
     stack.destroy(on_output=print, color="never")
     stack.workspace.remove_stack(STACK)
@@ -95,6 +106,14 @@ def test_status(tool):
     assert state["release"]["status"] == "deployed"
     assert state["urls"]["prod"] == "http://shop.tool.example.com/"
     assert state["history"][0]["result"] == "succeeded"
+
+
+def test_the_tool_authenticates_through_the_exec_plugin(tool):
+    user = yaml.safe_load(tool.kubeconfig.read_text())["users"][0]["user"]
+    assert set(user) == {"exec"}  # no certificate, no token: only what the plugin hands out
+    before = exec_plugin_runs(tool.kubeconfig)
+    assert tool("status")["state"]["productionSlot"] == "blue"
+    assert exec_plugin_runs(tool.kubeconfig) > before
 
 
 def test_hosts_answer_through_the_ingress(tool):
@@ -342,3 +361,47 @@ def test_repair_with_nothing_to_repair_changes_nothing(tool, kube):
     revision = kube.helm_releases(NS, "web")[0]["revision"]
     assert tool("repair")["actions"] == []
     assert kube.helm_releases(NS, "web")[0]["revision"] == revision
+
+
+# Last in this module: these delete the whole local cluster (etcd, certificates, node, ingress)
+# and start it again empty, so the session's KubeClient is stale afterwards.
+def wipe_the_cluster(tool) -> None:
+    cluster = str(e2e.SCRIPTS / "cluster.sh")
+    subprocess.run([cluster, "down"], check=True, env=tool.env)
+    subprocess.run([cluster, "up"], check=True, env=tool.env)
+    # A new cluster: new CA, no ServiceAccount. Fetch its credentials again, as from a cloud.
+    tool.renew_kubeconfig()
+    code, status = status_code(tool)
+    assert code == 1 and f"Namespace {NS}: missing" in status["error"], status
+    assert "Fix: bluegreen repair" in status["error"], status["error"]
+
+
+def test_a_wiped_cluster_is_detected_and_repaired(tool):
+    config = config_of(tool)
+    wipe_the_cluster(tool)
+    with counted("bluegreen repair: cluster wiped", tool.ingress, PROD_HOST, version_of(V2), outage=True):
+        result = tool("repair")
+    assert "pulumi up recreated the release" in result["actions"]
+    assert tool("status")["state"]["drift"] == []
+    assert config_of(tool) == config
+    assert answers(tool, PROD_HOST, "green", V2)
+
+
+def test_make_up_converges_on_a_wiped_cluster(tool):
+    """The README's `make up` (scripts/up.sh) on this stack, after the cluster was wiped: it
+    recreates what the stack holds instead of reporting it unchanged, and says so."""
+    config = config_of(tool)
+    wipe_the_cluster(tool)
+    # The local cluster's own kubeconfig, as `make up` users have it (then it prints the curl lines).
+    env = {**tool.env, "STACK": STACK, "PROJECT": tool.stack.workspace.work_dir, "KUBECONFIG": tool.admin_kubeconfig}
+    with counted("make up: cluster wiped", tool.ingress, PROD_HOST, version_of(V2), outage=True):
+        done = subprocess.run([str(e2e.SCRIPTS / "up.sh")], capture_output=True, text=True, env=env)
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "created" in done.stdout.split("Resources:")[-1], done.stdout  # pulumi's summary
+    # it tried the hosts through the ingress and says what answered
+    (prod_line,) = [line for line in done.stderr.splitlines() if "pulumi config get prodHost" in line]
+    assert prod_line.endswith("HTTP 200"), prod_line
+    assert tool("status")["state"]["drift"] == []
+    assert config_of(tool) == config
+    assert answers(tool, PROD_HOST, "green", V2)

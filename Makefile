@@ -50,10 +50,11 @@ test: venv lint helm
 	@source scripts/activate && $(PY) -m pytest
 
 e2e: venv
-	@scripts/toolchain.sh all
+	@scripts/toolchain.sh e2e
 	@source scripts/activate && BLUEGREEN_REQUIRE_E2E=1 $(PY) -m pytest -m e2e
 
-cluster-up: tools
+cluster-up: venv
+	@scripts/toolchain.sh for-local
 	@scripts/cluster.sh up
 
 cluster-down:
@@ -71,7 +72,8 @@ shell: venv
 	@echo "==> entering a shell with pulumi, kubectl and helm set up (exit to leave)"
 	@bash --rcfile <(echo 'source ~/.bashrc 2>/dev/null; source scripts/activate; PS1="(bluegreen) $$PS1"') -i
 
-bench: venv tools
+bench: venv
+	@scripts/toolchain.sh bench
 	@source scripts/activate && $(PY) -m bench
 
 clean: cluster-down

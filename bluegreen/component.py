@@ -1,19 +1,31 @@
-"""BlueGreenApp: validated settings -> a Namespace and a helm.v3.Release of the bundled chart.
+"""BlueGreenApp: inputs (stack config, or another program's values and Outputs) -> validated
+settings -> a Namespace and a helm.v3.Release of the bundled chart.
 
 The component only wires decisions made elsewhere (config.py, slots.py, values.py) into resources.
+Another Pulumi program uses it like this (pip install the package into its venv):
+
+    image = docker_build.Image("api", ...)          # any resource's Output
+    BlueGreenApp("api", BlueGreenAppArgs(
+        namespace="shop", prod_host="api.shop.example.com", stage_host="stage.api.shop.example.com",
+        blue=SlotArgs(image=image.ref)))
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
-from dataclasses import dataclass
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release
 
-from .config import Settings
-from .slots import SlotPlan, plan
+from .config import COMPONENT_TYPE, DEFAULTS, SLOTS, ConfigError, Problem, Settings, parse
+from .slots import plan
 from .values import CHART_DIR, chart_values
 
 # Helm keeps one Secret per revision; without a cap they pile up for ever.
@@ -23,44 +35,111 @@ PROVIDER_VERSION = importlib.metadata.version("pulumi-kubernetes")
 
 
 @dataclass
+class SlotArgs:
+    """One slot. Unset fields take the slot's default (config.SLOT_DEFAULTS)."""
+
+    image: pulumi.Input[str] | None = None
+    enabled: pulumi.Input[bool] | None = None
+    replicas: pulumi.Input[int] | None = None
+
+
+@dataclass
 class BlueGreenAppArgs:
-    settings: Settings
-    """The validated stack config (bluegreen.config.parse / from_pulumi_config)."""
+    """The app's settings, one field per stack config key (`production_slot` is `productionSlot`),
+    each a `pulumi.Input`: a plain value or an Output of another resource. Unset fields take the
+    defaults in config.DEFAULTS; `app_name` defaults to the component's name.
+
+    Plain values are validated when the component is created, before any resource is registered;
+    values that wait on Outputs are validated when they arrive. `create_namespace` decides whether
+    a resource exists at all, so it must be a plain bool.
+    """
+
+    app_name: pulumi.Input[str] | None = None
+    namespace: pulumi.Input[str] | None = None
+    create_namespace: bool | str | None = None
+    production_slot: pulumi.Input[str] | None = None
+    blue: SlotArgs | Mapping[str, Any] | None = None
+    green: SlotArgs | Mapping[str, Any] | None = None
+    container_port: pulumi.Input[int] | None = None
+    health_path: pulumi.Input[str] | None = None
+    prod_host: pulumi.Input[str] | None = None
+    stage_host: pulumi.Input[str] | None = None
+    ingress_class: pulumi.Input[str] | None = None
+    tls_secret: pulumi.Input[str] | None = None
+    resources: pulumi.Input[Mapping[str, Any]] | None = None
+    read_only_root_filesystem: pulumi.Input[bool] | None = None
+    helm_timeout_seconds: pulumi.Input[int] | None = None
+    unknown: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """Stack config keys that are none of the above: kept so that validation reports them."""
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> BlueGreenAppArgs:
+        """From stack config keys (config.project_keys)."""
+        known = {_config_key(f.name): f.name for f in fields(cls) if f.name != "unknown"}
+        return cls(**{known[key]: value for key, value in raw.items() if key in known},
+                   unknown={key: value for key, value in raw.items() if key not in known})
+
+    def config(self) -> dict[str, Any]:
+        """The stack config these args stand for: what config.parse reads."""
+        raw: dict[str, Any] = dict(self.unknown)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "unknown":
+                continue
+            if isinstance(value, SlotArgs):
+                value = {k: v for k, v in vars(value).items() if v is not None}
+            if value is not None:
+                raw[_config_key(f.name)] = value
+        return raw
+
+
+def _config_key(field_name: str) -> str:
+    head, *rest = field_name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 class BlueGreenApp(pulumi.ComponentResource):
-    """Two slots of one app behind a prod and a stage Service, as one Helm release."""
+    """Two slots of one app behind a prod and a stage Service, as one Helm release.
+
+    Every attribute below is an Output, and `outputs` holds them under the names the stack
+    exports (the component registers the same).
+    """
 
     release: Release
-    plan: SlotPlan
-    production_slot: str
-    stage_slot: str
-    prod_selector: dict
-    stage_selector: dict
-    prod_url: str
-    stage_url: str
+    production_slot: pulumi.Output[str]
+    stage_slot: pulumi.Output[str]
+    prod_selector: pulumi.Output[dict]
+    stage_selector: pulumi.Output[dict]
+    images: pulumi.Output[dict]
+    prod_url: pulumi.Output[str]
+    stage_url: pulumi.Output[str]
     revision: pulumi.Output[int | None]  # ReleaseStatus.revision is Optional: None if Helm reported none
     status: pulumi.Output[str]
+    outputs: dict[str, pulumi.Output[Any]]
 
     def __init__(self, name: str, args: BlueGreenAppArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("bluegreen:index:BlueGreenApp", name, {}, opts)
-        settings = args.settings
-        self.plan = plan(settings)
+        raw = {"appName": name, **args.config()}
+        # Known now: validated before any resource is registered (a ConfigError lists every problem).
+        known = parse(raw) if not _waits(raw) else None
+        create_namespace = known.create_namespace if known else _plain_bool("createNamespace", args.create_namespace)
+        super().__init__(COMPONENT_TYPE, name, {}, opts)
+        settings: pulumi.Output[Settings] = (
+            pulumi.Output.from_input(known) if known else pulumi.Output.from_input(raw).apply(parse))
 
         depends_on = []
-        if settings.create_namespace:
+        if create_namespace:
             # Our own namespace enforces Pod Security "restricted", which the chart's pods meet,
             # and `pulumi destroy` removes it again.
-            depends_on.append(RestrictedNamespace(f"{name}-namespace", settings.namespace,
+            depends_on.append(RestrictedNamespace(f"{name}-namespace", settings.apply(lambda s: s.namespace),
                                                   pulumi.ResourceOptions(parent=self)))
 
         self.release = Release(
             f"{name}-release",
             # An explicit name: an auto-named release would rename every Service it owns.
-            name=settings.app_name,
-            namespace=settings.namespace,
+            name=settings.apply(lambda s: s.app_name),
+            namespace=settings.apply(lambda s: s.namespace),
             chart=chart_path(),
-            values=chart_values(settings),
+            values=settings.apply(chart_values),
             max_history=MAX_HISTORY,
             # A failed upgrade (pods never ready, timeout) is rolled back by Helm to the last good
             # revision, and resources it created are removed: prod keeps serving the old slot.
@@ -68,28 +147,54 @@ class BlueGreenApp(pulumi.ComponentResource):
             cleanup_on_fail=True,
             # Await readiness (Helm's --wait) so `pulumi up` ends only when the slots are Available.
             skip_await=False,
-            timeout=settings.helm_timeout_seconds,
+            timeout=settings.apply(lambda s: s.helm_timeout_seconds),
             # Stack config is the source of truth: values set behind Pulumi's back are not kept.
             reset_values=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
-        self.production_slot = self.plan.production
-        self.stage_slot = self.plan.stage
-        self.prod_selector = self.plan.prod_selector
-        self.stage_selector = self.plan.stage_selector
-        self.prod_url = settings.url("prod")
-        self.stage_url = settings.url("stage")
+        slots = settings.apply(plan)
+        self.production_slot = slots.apply(lambda p: p.production)
+        self.stage_slot = slots.apply(lambda p: p.stage)
+        self.prod_selector = slots.apply(lambda p: p.prod_selector)
+        self.stage_selector = slots.apply(lambda p: p.stage_selector)
+        self.images = slots.apply(lambda p: {slot: p.image(slot) for slot in SLOTS})
+        self.prod_url = settings.apply(lambda s: s.url("prod"))
+        self.stage_url = settings.apply(lambda s: s.url("stage"))
         self.revision = self.release.status.apply(lambda s: s.revision)
         self.status = self.release.status.apply(lambda s: s.status)
-        self.register_outputs({
+        self.outputs = {
             "productionSlot": self.production_slot,
             "stageSlot": self.stage_slot,
             "prodSelector": self.prod_selector,
             "stageSelector": self.stage_selector,
+            "images": self.images,
+            "prodUrl": self.prod_url,
+            "stageUrl": self.stage_url,
+            "releaseName": self.release.name,
+            "namespace": self.release.namespace,
             "revision": self.revision,
             "status": self.status,
-        })
+        }
+        self.register_outputs(self.outputs)
+
+
+def _waits(value: Any) -> bool:
+    """Whether a (nested) input holds an Output or an awaitable, known only later."""
+    if isinstance(value, Mapping):
+        return any(_waits(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_waits(v) for v in value)
+    return isinstance(value, pulumi.Output) or hasattr(value, "__await__")
+
+
+def _plain_bool(key: str, value: Any) -> bool:
+    if value is None:
+        return bool(DEFAULTS[key])
+    if isinstance(value, bool) or value in ("true", "false"):
+        return value in (True, "true")
+    raise ConfigError([Problem(key, value, "true or false, known when the program runs (not an Output)",
+                               f"pass {key}=True or False")])
 
 
 class RestrictedNamespace(pulumi.CustomResource):
@@ -100,7 +205,7 @@ class RestrictedNamespace(pulumi.CustomResource):
     `pulumi up`, a tenth of a flip (see bench/).
     """
 
-    def __init__(self, name: str, namespace: str, opts: pulumi.ResourceOptions):
+    def __init__(self, name: str, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions):
         metadata = {"name": namespace, "labels": {
             "pod-security.kubernetes.io/enforce": "restricted",
             "app.kubernetes.io/managed-by": "pulumi",
@@ -112,11 +217,40 @@ class RestrictedNamespace(pulumi.CustomResource):
 
 
 def chart_path() -> str:
-    """The chart's path relative to the working directory (the project root under Pulumi).
+    """The chart's path as stored in the Release's inputs: the same from any checkout path and on
+    any machine, so a preview never shows a spurious chart diff (pulumi-kubernetes issue 2573).
 
-    Stored in the Release's inputs: an absolute path would show a spurious diff on every other
-    machine or checkout (pulumi-kubernetes issue 2573).
+    Pulumi runs a program in its project's directory. Inside this project, the chart is
+    `./bluegreen/chart`. Installed into another project's environment (a venv anywhere, under any
+    Python version), the chart is copied once into that project, to `./.bluegreen/chart-<digest>`:
+    a path named by the chart's content, so a new chart shows in the preview as a changed path.
     """
-    relative = os.path.relpath(CHART_DIR, os.getcwd())
-    # "./" keeps Helm from reading "bluegreen/chart" as chart "chart" of a repo named "bluegreen".
-    return relative if relative.startswith("..") else "./" + relative
+    project = os.getcwd()
+    relative = os.path.relpath(CHART_DIR, project)
+    if not relative.startswith("..") and "site-packages" not in relative.split(os.sep):
+        # "./" keeps Helm from reading "bluegreen/chart" as chart "chart" of a repo named "bluegreen".
+        return "./" + relative
+    digest = _chart_digest(CHART_DIR)
+    copy = os.path.join(project, ".bluegreen", f"chart-{digest}")
+    if not os.path.isdir(copy):
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".chart-", dir=os.path.dirname(copy))
+        shutil.copytree(CHART_DIR, staging, dirs_exist_ok=True)
+        try:
+            os.rename(staging, copy)  # whole or not at all; a concurrent run may have won
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return f"./.bluegreen/chart-{digest}"
+
+
+def _chart_digest(directory: str) -> str:
+    """12 hex digits of SHA-256 over the chart's relative file paths and contents."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for file in sorted(files):
+            path = os.path.join(root, file)
+            digest.update(os.path.relpath(path, directory).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read() + b"\0")
+    return digest.hexdigest()[:12]

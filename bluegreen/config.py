@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 PROJECT = "bluegreen"
+COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found there by the release tool
 SLOTS = ("blue", "green")
 OBJECT_KEYS = ("blue", "green", "resources")  # set with `pulumi config set --path KEY.FIELD ...`
 
@@ -199,17 +200,22 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     return settings
 
 
-def from_pulumi_config() -> Settings:
-    """Read this project's keys from the running Pulumi program's stack config and parse them."""
+def stack_config(namespace: str = PROJECT) -> dict[str, Any]:
+    """One app's keys of the running Pulumi program's stack config, not yet validated.
+
+    A stack with one app keeps its keys in this project's namespace (`bluegreen:productionSlot`).
+    A program with several apps gives each its own namespace, named like the app
+    (`pulumi config set api:productionSlot green`; `bluegreen --app api ...`).
+    """
     from pulumi.runtime import config as runtime_config  # the only Pulumi import in this module
 
-    return parse(project_keys({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}))
+    return project_keys({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}, namespace)
 
 
-def project_keys(config: Mapping[str, Any]) -> dict[str, Any]:
-    """This project's keys of a Pulumi config map ("bluegreen:green" -> "green"), with object values
+def project_keys(config: Mapping[str, Any], namespace: str = PROJECT) -> dict[str, Any]:
+    """One namespace's keys of a Pulumi config map ("bluegreen:green" -> "green"), with object values
     decoded: Pulumi hands them over as JSON text. Text that is not JSON is kept, for the error."""
-    prefix, raw = PROJECT + ":", {}
+    prefix, raw = namespace + ":", {}
     for key, value in config.items():
         if key.startswith(prefix):
             name = key[len(prefix):]

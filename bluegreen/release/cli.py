@@ -26,7 +26,8 @@ from ..values import CHART_DIR, chart_values
 from . import drift, plan
 from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
 from .kube import EndpointWatch, KubeClient, KubeError
-from .stacks import StackSession, say
+from .locks import StackLocked, alive_here, command_lock, held_by, this_command
+from .stacks import NoSuchStack, StackSession, say
 
 
 class Failed(Exception):
@@ -48,9 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     release: Release | None = None
     try:
         release = Release(args)
-        getattr(release, args.command)(args)
+        with _one_at_a_time(release, args):
+            getattr(release, args.command)(args)
         result["ok"], code = True, 0
-    except (plan.Refused, ConfigError) as refusal:
+    except StackLocked as locked:
+        # Refused if this command had not updated the stack yet: then put back what it set.
+        refused = release is None or "upSeconds" not in release.report
+        if release and refused and release.session.touched:
+            with contextlib.suppress(Exception):
+                release.session.restore_config(release.raw, set(release.session.touched))
+        result.update(ok=False, error=str(locked), **({"refused": True} if refused else {}))
+        say(f"bluegreen {args.command}: {'refused, nothing was changed' if refused else 'FAILED'}:\n{locked}")
+        code = 2 if refused else 1
+    except (plan.Refused, ConfigError, NoSuchStack) as refusal:
         result.update(ok=False, refused=True, error=str(refusal))
         say(f"bluegreen {args.command}: refused, nothing was changed:\n{refusal}")
         code = 2
@@ -85,7 +96,7 @@ class Release:
     """The commands, over one stack and the cluster it deploys to."""
 
     def __init__(self, args: argparse.Namespace):
-        self.session = StackSession(args.stack, args.project_dir)
+        self.session = StackSession(args.stack, args.project_dir, args.app)
         self.raw = self.session.raw_config()
         self.settings = parse(self.raw)
         self.names = Names.of(self.settings)
@@ -146,7 +157,7 @@ class Release:
 
     def read_state(self) -> None:
         # Read afresh: after a step, the state left behind is what counts.
-        settings, outputs = parse(self.session.raw_config()), self.session.outputs()
+        settings, outputs = parse(self.session.raw_config()), self.session.outputs(self.names.app)
         records = _try(lambda: self.kube.helm_releases(self.names.namespace, self.names.app), [])
         slots = {}
         for slot in ("blue", "green"):
@@ -234,6 +245,9 @@ class Release:
     def recover(self, args) -> None:
         """Bring back a stack and a Helm release that an interrupted update left locked and pending
         (pulumi-kubernetes #2054). Run it only when no update is running."""
+        running = [lock for lock in self.session.locks() or [] if alive_here(lock)]
+        if running:  # an update that is alive is not interrupted: clearing its lock would break it
+            raise held_by(running, self.session.name)
         records = self.kube.helm_releases(self.names.namespace, self.names.app)
         pending = [r for r in records if r["status"].startswith("pending-")]
         settled = [r for r in records if not r["status"].startswith("pending-")]
@@ -279,7 +293,7 @@ class Release:
     def _truth(self):
         """(what the stack deployed, the cluster, their differences, whether prod serves); None
         when the stack has deployed nothing yet."""
-        values = self.session.deployed_values()
+        values = self.session.deployed_values(self.names.app)
         if values is None:
             return None
         deployed, cluster = drift.Deployed(values), drift.read(self.kube, self.names)
@@ -394,12 +408,30 @@ class Release:
             self.report["prodWatch"] = watch.summary()
 
 
+READ_ONLY = {"status"}
+
+
+@contextlib.contextmanager
+def _one_at_a_time(release: Release, args: argparse.Namespace):
+    """Commands that change the stack or the cluster hold this machine's lock on the stack, and
+    start only while no update (from anywhere) holds Pulumi's lock on it."""
+    if args.command in READ_ONLY:
+        yield
+        return
+    with command_lock(release.session.project_dir, release.session.name, this_command()):
+        if args.command != "recover":  # recover is what clears a dead update's lock
+            release.session.check_unlocked()
+        yield
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--stack", default=os.environ.get("BLUEGREEN_STACK", "staging"),
                         help="Pulumi stack (environment); default: staging")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     common.add_argument("--project-dir", help="the Pulumi project (default: this checkout)")
+    common.add_argument("--app", help="in a stack with several BlueGreenApps, the one to work on (its stack "
+                        "config is the namespace named like it: APP:productionSlot, ...)")
     common.add_argument("--kubeconfig", help="kubeconfig to read the cluster with (default: $KUBECONFIG)")
     checks = argparse.ArgumentParser(add_help=False)
     checks.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")

@@ -16,7 +16,8 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from ..config import PROJECT, project_keys
+from ..config import COMPONENT_TYPE, PROJECT, project_keys
+from .locks import backend_locks, held_by, pulumi_lock_error
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,40 +46,78 @@ class Run:
     error: str = ""
 
 
-class StackSession:
-    """One existing stack of the bluegreen project in `project_dir`."""
+class NoSuchStack(Exception):
+    """The stack (or the app in it) the command names does not exist: a refusal."""
 
-    def __init__(self, stack_name: str, project_dir: str | None = None):
+
+class StackSession:
+    """One app in an existing stack of the Pulumi project in `project_dir`.
+
+    `app`: for a program with several BlueGreenApps, the one to work on; its stack config lives in
+    the namespace named like it (`api:productionSlot`). Without it, the app's keys are this
+    project's (`bluegreen:productionSlot`), as __main__.py reads them.
+    """
+
+    def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None):
         self.project_dir = project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT
         workspace = auto.LocalWorkspace(work_dir=self.project_dir)
         try:
             self.stack = auto.Stack.select(stack_name, workspace)
         except auto.StackNotFoundError:
-            raise SystemExit(f"bluegreen: stack {stack_name!r} does not exist in {self.project_dir}; "
-                             f"create it with: pulumi stack init {stack_name}") from None
-        self.name = stack_name
+            raise NoSuchStack(f"stack {stack_name!r} does not exist in {self.project_dir}; "
+                              f"create it with: pulumi stack init {stack_name}") from None
+        self.name, self.app = stack_name, app
+        self.namespace = app or PROJECT
+        self.touched: set[str] = set()  # top-level keys this session set, to put back if it is refused
+        if not self.raw_config(with_app_name=False):
+            apps = sorted(str((r.get("outputs") or {}).get("releaseName")) for r in self._resources(COMPONENT_TYPE))
+            if app or len(apps) > 1:
+                which = f"app {app!r} (no {app}:* keys)" if app else f"one app (no {PROJECT}:* keys)"
+                raise NoSuchStack(f"stack {stack_name!r} has no config for {which}; its apps: "
+                                  f"{', '.join(apps) or 'none deployed yet'}. Choose one with --app NAME")
 
     # --- config ---------------------------------------------------------------------------------
 
-    def raw_config(self) -> dict[str, Any]:
-        """This project's stack config, keys without the `bluegreen:` prefix, objects decoded."""
-        return project_keys({key: value.value for key, value in self.stack.get_all_config().items()})
+    def raw_config(self, with_app_name: bool = True) -> dict[str, Any]:
+        """The app's stack config, keys without the namespace prefix, objects decoded. With --app, the
+        app is named like its namespace unless its config says otherwise."""
+        raw = project_keys({key: value.value for key, value in self.stack.get_all_config().items()}, self.namespace)
+        return {"appName": self.app, **raw} if self.app and with_app_name else raw
 
     def set_config(self, changes: Mapping[str, Any]) -> None:
-        """`pulumi config set --path KEY VALUE` for each change."""
+        """`pulumi config set --path NAMESPACE:KEY VALUE` for each change."""
         for path, value in changes.items():
             text = json.dumps(value) if isinstance(value, bool) else str(value)
-            self.stack.set_config(path, auto.ConfigValue(value=text), path=True)
+            self.touched.add(path.split(".")[0])
+            self.stack.set_config(f"{self.namespace}:{path}", auto.ConfigValue(value=text), path=True)
 
     def restore_config(self, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
         """Put `keys` back as they were in `raw` (read earlier with raw_config()), or remove them
         where they were not set. Objects are rewritten leaf by leaf with --path, so they stay objects."""
-        for key in keys:
-            self.stack.remove_config(key)
+        for key in list(keys):
+            self.stack.remove_config(f"{self.namespace}:{key}")
             if key in raw:
                 self.set_config(dict(_leaves(key, raw[key])))
+            self.touched.discard(key)
 
     # --- operations -----------------------------------------------------------------------------
+
+    def locks(self) -> list[dict] | None:
+        """Pulumi's locks on this stack in the state backend (locks.backend_locks); None when the
+        backend cannot be read here."""
+        backend = os.environ.get("PULUMI_BACKEND_URL") or self.stack.workspace.who_am_i().url or ""
+        try:
+            return backend_locks(backend, self.stack.workspace.project_settings().name, self.name)
+        except (OSError, ValueError) as error:
+            say(f"==> could not read the stack's lock in {backend.split('?')[0]} ({error}); Pulumi will check it")
+            return None
+
+    def check_unlocked(self) -> None:
+        """Refuse (StackLocked) while another update holds this stack's lock in the state backend,
+        before anything is changed. A backend that cannot be read here is left to Pulumi's check."""
+        found = self.locks()
+        if found:
+            raise held_by(found, self.name)
 
     def preview(self) -> Run:
         return self._run("preview", self.stack.preview, diff=True)
@@ -116,6 +155,10 @@ class StackSession:
             operation(on_output=on_output, on_event=on_event, color="never", **kwargs)
             ok, error = True, ""
         except auto.CommandError as failure:
+            locked = pulumi_lock_error(str(failure), self.name)
+            if locked:
+                say(f"==> pulumi {verb}: the stack is locked by another update")
+                raise locked from None
             ok, error = False, str(failure)
         seconds = time.monotonic() - started
         say(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
@@ -123,23 +166,36 @@ class StackSession:
 
     # --- state ----------------------------------------------------------------------------------
 
-    def outputs(self) -> dict[str, Any]:
+    def outputs(self, app_name: str) -> dict[str, Any]:
+        """What the app's BlueGreenApp registered as its outputs in the last update (the names the
+        stack exports for a one-app program); empty before the first update."""
+        for resource in self._resources(COMPONENT_TYPE):
+            outputs = resource.get("outputs") or {}
+            if outputs.get("releaseName") == app_name:
+                return outputs
+        if self.app:
+            return {}
+        # A state from before the component registered all its outputs: the stack's exports.
         return {key: value.value for key, value in self.stack.outputs().items()}
 
-    def deployed_values(self) -> dict[str, Any] | None:
-        """The chart values of the Release as the last update deployed them (the Pulumi state);
-        None before the first update."""
-        state = self.stack.export_stack().deployment or {}
-        for resource in state.get("resources") or []:
-            if resource.get("type") == RELEASE_TYPE:
-                return (resource.get("inputs") or {}).get("values")
+    def deployed_values(self, app_name: str) -> dict[str, Any] | None:
+        """The chart values of the app's Release as the last update deployed them (the Pulumi
+        state); None before the first update."""
+        for resource in self._resources(RELEASE_TYPE):
+            inputs = resource.get("inputs") or {}
+            if inputs.get("name") == app_name:
+                return inputs.get("values")
         return None
+
+    def _resources(self, type_: str) -> list[dict[str, Any]]:
+        state = self.stack.export_stack().deployment or {}
+        return [r for r in state.get("resources") or [] if r.get("type") == type_]
 
     def history(self, limit: int = 5) -> list[dict[str, Any]]:
         """The last updates, newest first, with the production slot each one deployed."""
         entries = []
         for summary in self.stack.history(page_size=limit, page=1) or []:
-            slot = (summary.config or {}).get(f"{PROJECT}:productionSlot")
+            slot = (summary.config or {}).get(f"{self.namespace}:productionSlot")
             entries.append({"kind": summary.kind, "result": summary.result, "started": str(summary.start_time),
                             "productionSlot": slot.value if slot else None})
         return entries

@@ -37,3 +37,21 @@ def test_an_unexpected_error_is_a_failure_with_json(monkeypatch, capsys, error):
     result = json.loads(out)
     assert result["ok"] is False and type(error).__name__ in result["error"]
     assert "FAILED" in err and "Traceback" not in err
+
+
+def test_a_missing_stack_is_a_refusal_with_json(tmp_path, capsys):
+    """Used to be a SystemExit with text, and no JSON."""
+    (tmp_path / "Pulumi.yaml").write_text("name: bluegreen\nruntime: python\n")
+    env = {"PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "x",
+           "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    tool_path = subprocess.run([str(REPO_ROOT / "scripts" / "toolchain.sh"), "--print-path"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    done = subprocess.run([sys.executable, "-m", "bluegreen", "status", "--stack", "nope", "--json", "--project-dir",
+                           str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, **env, "PATH": f"{tool_path}:{os.environ['PATH']}"})
+    if "pulumi is not installed" in done.stdout:
+        pytest.skip("no pulumi CLI on PATH: scripts/toolchain.sh pulumi builds it")
+    assert done.returncode == 2, done.stderr
+    result = json.loads(done.stdout)
+    assert result["refused"] is True and "stack 'nope' does not exist" in result["error"]
+    assert "Traceback" not in done.stderr

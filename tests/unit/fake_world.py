@@ -1,0 +1,186 @@
+"""A stack and a cluster in memory, for the release tool's orchestration tests.
+
+FakeStack stands in for StackSession: stack config with `pulumi config set --path` semantics, and
+`up`, which renders the config the way the chart does (values.chart_values) into FakeCluster:
+a Deployment per enabled slot with Ready pods, the prod and stage Services and their endpoints,
+and a Helm release record. FakeCluster answers the KubeClient calls the tool makes. Failures are
+injected by the tests (`up_fails`, `locked_by`, `after_up`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+import json
+from typing import Any
+
+from bluegreen.config import SLOTS, parse
+from bluegreen.release import plan
+from bluegreen.release.kube import Endpoints
+from bluegreen.release.locks import held_by, pulumi_lock_error
+from bluegreen.release.stacks import Change, Run
+from bluegreen.values import chart_values
+
+V1, V2, V3 = "registry.example.com/shop/web:1.0.0", "registry.example.com/shop/web:2.0.0", \
+    "registry.example.com/shop/web:3.0.0"
+CONFIG = {"namespace": "shop", "prodHost": "shop.example.com", "stageHost": "stage.shop.example.com",
+          "productionSlot": "blue", "blue": {"enabled": True, "image": V1, "replicas": 2},
+          "green": {"enabled": False, "image": "", "replicas": 2}}
+
+
+class FakeCluster:
+    def __init__(self):
+        self.namespaces: set[str] = set()
+        self.deployments: dict[str, dict] = {}  # name -> Deployment
+        self.services: dict[str, dict] = {}  # name -> Service
+        self.pod_ips: dict[str, list[str]] = {}  # Deployment name -> ready pod IPs
+        self.records: list[dict] = []  # Helm records, oldest first
+        self._next_ip = 10
+
+    # --- what `helm upgrade` does with chart values ---------------------------------------------
+    def apply(self, namespace: str, app: str, values: dict[str, Any]) -> None:
+        self.namespaces.add(namespace)
+        for slot in SLOTS:
+            name, spec = f"{app}-{slot}", values[slot]
+            if not spec["enabled"]:
+                self.deployments.pop(name, None)
+                self.pod_ips.pop(name, None)
+                continue
+            old = self.deployments.get(name)
+            if not old or _image(old) != spec["image"] or len(self.pod_ips[name]) != spec["replicas"]:
+                self.pod_ips[name] = [self._ip() for _ in range(spec["replicas"])]
+            self.deployments[name] = _deployment(app, slot, spec["image"], spec["replicas"])
+        prod = values["productionSlot"]
+        for role, slot in (("prod", prod), ("stage", "green" if prod == "blue" else "blue")):
+            self.services[f"{app}-{role}"] = {"metadata": {"name": f"{app}-{role}"},
+                                              "spec": {"selector": {"app.kubernetes.io/name": app, "slot": slot}}}
+        for record in self.records:
+            record["status"] = "superseded"
+        self.records.append({"name": f"sh.helm.release.v1.{app}.v{len(self.records) + 1}",
+                             "revision": len(self.records) + 1, "status": "deployed", "values": copy.deepcopy(values)})
+
+    def _ip(self) -> str:
+        self._next_ip += 1
+        return f"10.244.0.{self._next_ip}"
+
+    # --- KubeClient ----------------------------------------------------------------------------
+    def namespace(self, name):
+        return {"metadata": {"name": name}} if name in self.namespaces else None
+
+    def deployment(self, namespace, name):
+        return copy.deepcopy(self.deployments.get(name))
+
+    def service(self, namespace, name):
+        return copy.deepcopy(self.services.get(name))
+
+    def pods(self, namespace, selector):
+        name = f"{selector['app.kubernetes.io/instance']}-{selector['slot']}"
+        return [{"metadata": {"name": f"{name}-{i}"},
+                 "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
+                for i, ip in enumerate(self.pod_ips.get(name, []))]
+
+    def endpoints(self, namespace, service):
+        found = self.services.get(service)
+        if not found:
+            return Endpoints([], [])
+        selector = found["spec"]["selector"]
+        return Endpoints(sorted(self.pod_ips.get(f"{selector['app.kubernetes.io/name']}-{selector['slot']}", [])), [])
+
+    def helm_releases(self, namespace, release):
+        return [{k: r[k] for k in ("name", "revision", "status")} for r in reversed(self.records)]
+
+    def get(self, path, **query):
+        name = path.rsplit("/", 1)[1]
+        record = next((r for r in self.records if r["name"] == name), None)
+        if record is None:
+            return None
+        payload = base64.b64encode(gzip.compress(json.dumps({"config": record["values"]}).encode()))
+        return {"data": {"release": base64.b64encode(payload).decode()}}
+
+
+class FakeStack:
+    """StackSession's surface, over a config dict and a FakeCluster."""
+
+    def __init__(self, cluster: FakeCluster, config: dict | None = None, name: str = "dev"):
+        self.cluster, self.name, self.project_dir, self.app = cluster, name, "/nonexistent/project", None
+        self.config = copy.deepcopy(config or CONFIG)
+        self.deployed: dict | None = None  # the Release's values in the state
+        self.touched: set[str] = set()
+        self.updates: list[dict] = []  # the config of each successful up
+        self.up_fails: str | None = None  # the error of the next up
+        self.locked_by: str | None = None  # Pulumi's lock error text, for every up/refresh
+        self.after_up = None  # called after each successful up (to break the cluster)
+        self.extra_preview_change: Change | None = None
+        self.backend_locks: list[dict] | None = []  # Pulumi's locks in the state backend; None: unreadable
+
+    def check_unlocked(self):
+        if self.backend_locks:
+            raise held_by(self.backend_locks, self.name)
+
+    def raw_config(self, with_app_name: bool = True):
+        return copy.deepcopy(self.config)
+
+    def set_config(self, changes):
+        self.touched.update(path.split(".")[0] for path in changes)
+        self.config = plan.apply_changes(self.config, changes)
+
+    def restore_config(self, raw, keys):
+        for key in list(keys):
+            self.config.pop(key, None)
+            if key in raw:
+                self.config[key] = copy.deepcopy(raw[key])
+            self.touched.discard(key)
+
+    def preview(self) -> Run:
+        values = chart_values(parse(self.config))
+        changed = sorted(f"values.{k}" for k in values if self.deployed is None or values[k] != self.deployed[k])
+        changes = [Change("urn:release", "kubernetes:helm.sh/v3:Release", "update" if changed else "same", changed)]
+        if self.extra_preview_change:
+            changes.append(self.extra_preview_change)
+        return Run(True, 0.1, changes, "preview output")
+
+    def up(self) -> Run:
+        if self.locked_by:
+            raise pulumi_lock_error(self.locked_by, self.name)
+        if self.up_fails:
+            error, self.up_fails = self.up_fails, None
+            return Run(False, 0.1, [], "", error)
+        settings = parse(self.config)
+        self.deployed = chart_values(settings)
+        self.cluster.apply(settings.namespace, settings.app_name, self.deployed)
+        self.updates.append(copy.deepcopy(self.config))
+        if self.after_up:
+            self.after_up(self)
+        return Run(True, 0.1, [], "up output")
+
+    def refresh(self) -> Run:
+        if self.locked_by:
+            raise pulumi_lock_error(self.locked_by, self.name)
+        return Run(True, 0.1, [], "")
+
+    def deployed_values(self, app_name):
+        return copy.deepcopy(self.deployed)
+
+    def outputs(self, app_name):
+        if self.deployed is None:
+            return {}
+        prod = self.deployed["productionSlot"]
+        return {"productionSlot": prod, "revision": len(self.cluster.records), "status": "deployed",
+                "prodUrl": "http://shop.example.com/", "stageUrl": "http://stage.shop.example.com/"}
+
+    def history(self, limit=5):
+        return [{"kind": "update", "result": "succeeded", "started": "", "productionSlot": u["productionSlot"]}
+                for u in reversed(self.updates)][:limit]
+
+
+def _deployment(app, slot, image, replicas):
+    return {"metadata": {"name": f"{app}-{slot}", "generation": 1,
+                         "labels": {"app.kubernetes.io/instance": app, "slot": slot}},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"image": image}]}}},
+            "status": {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
+                       "availableReplicas": replicas, "updatedReplicas": replicas}}
+
+
+def _image(deployment):
+    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]

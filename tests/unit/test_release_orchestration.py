@@ -1,0 +1,149 @@
+"""The release tool's orchestration and failure paths over a stack and a cluster in memory
+(tests/unit/fake_world.py): what each command changes, what it refuses, what it puts back, and its
+exit code and JSON. The e2e tier runs the same commands for real; these keep the logic checked
+when it cannot run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from bluegreen.release import cli, locks
+from bluegreen.release.stacks import Change
+from tests.unit.fake_world import V2, V3, FakeCluster, FakeStack
+
+LOCK_TEXT = ("error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or "
+             "delete the lock file with `pulumi cancel`.\n"
+             "  s3://state/.pulumi/locks/organization/bluegreen/dev/1f2e.json: created by ci@build-7 (pid 4242) "
+             "at 2026-11-27T10:00:00Z")
+
+
+@pytest.fixture
+def world(monkeypatch):
+    cluster = FakeCluster()
+    stack = FakeStack(cluster)
+    stack.up()
+    monkeypatch.setattr(cli, "StackSession", lambda name, project_dir=None, app=None: stack)
+    monkeypatch.setattr(cli, "KubeClient", lambda kubeconfig=None: cluster)
+    return stack
+
+
+@pytest.fixture
+def tool(world, capsys):
+    def run(*args: str, expect: int = 0) -> dict:
+        code = cli.main([*args, "--stack", "dev", "--json"])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        assert code == expect, f"exit {code}, expected {expect}:\n{err}"
+        return json.loads(out)
+
+    return run
+
+
+def prod_slot(stack) -> str:
+    return stack.cluster.services["web-prod"]["spec"]["selector"]["slot"]
+
+
+def test_deploy_puts_the_image_into_the_idle_slot_and_leaves_prod(tool, world):
+    result = tool("deploy", V2)
+    assert result["slot"] == "green" and result["ok"] is True
+    assert world.config["green"] == {"enabled": True, "image": V2, "replicas": 2}
+    assert prod_slot(world) == "blue" and "web-green" in world.cluster.deployments
+    assert result["prodWatch"]["slots_seen"] == ["blue"] and result["prodWatch"]["empty"] == 0
+
+
+def test_deploy_refuses_a_second_staged_release_and_changes_nothing(tool, world):
+    tool("deploy", V2)
+    before = (json.dumps(world.config), len(world.updates))
+    result = tool("deploy", V3, expect=2)
+    assert result["refused"] is True and "a release is already staged: green runs" in result["error"]
+    assert (json.dumps(world.config), len(world.updates)) == before
+
+
+def test_a_failed_deploy_puts_the_config_back(tool, world):
+    world.up_fails = "Helm release failed, and has been rolled back due to atomic being set"
+    result = tool("deploy", V2, expect=1)
+    assert "green was not deployed and prod stays on blue" in result["error"]
+    assert world.config["green"]["enabled"] is False and world.config["green"]["image"] == ""
+
+
+def test_promote_flips_prod_and_verifies_it(tool, world):
+    tool("deploy", V2)
+    result = tool("promote")
+    assert world.config["productionSlot"] == "green" and prod_slot(world) == "green"
+    assert result["state"]["productionSlot"] == "green"
+
+
+def test_promote_refuses_when_the_preview_shows_more_than_the_flip(tool, world):
+    tool("deploy", V2)
+    world.extra_preview_change = Change("urn:ns", "kubernetes:core/v1:Namespace", "replace", ["metadata"])
+    result = tool("promote", expect=2)
+    assert "the preview shows more than the flip: kubernetes:core/v1:Namespace replace" in result["error"]
+    assert world.config["productionSlot"] == "blue" and prod_slot(world) == "blue"
+
+
+def test_a_promotion_that_fails_verification_is_rolled_back(tool, world, monkeypatch):
+    tool("deploy", V2)
+
+    def green_pods_vanish(stack):
+        if stack.config["productionSlot"] == "green":
+            stack.cluster.pod_ips["web-green"] = []
+
+    world.after_up = green_pods_vanish
+    verify = cli.verify_serving  # waits up to 30 s for endpoints to settle; here they never will
+    monkeypatch.setattr(cli, "verify_serving", lambda kube, names, role, slot: verify(kube, names, role, slot, 0.5))
+    result = tool("promote", expect=1)
+    assert "promotion of green failed" in result["error"] and "rolled back, prod serves blue" in result["error"]
+    assert world.config["productionSlot"] == "blue" and prod_slot(world) == "blue"
+
+
+def test_rollback_and_retire(tool, world):
+    tool("deploy", V2)
+    tool("promote")
+    tool("rollback")
+    assert prod_slot(world) == "blue"
+    tool("promote")
+    result = tool("retire")
+    assert result["slot"] == "blue" and world.config["blue"]["enabled"] is False
+    assert "web-blue" not in world.cluster.deployments
+    refused = tool("rollback", expect=2)
+    assert "the previous slot blue was retired" in refused["error"]
+
+
+def test_a_lock_in_the_state_backend_is_a_refusal_before_anything_changes(tool, world):
+    world.backend_locks = [{"url": "s3://state/.pulumi/locks/organization/bluegreen/dev/1f2e.json",
+                            "username": "ci", "hostname": "build-7", "pid": 4242, "timestamp": "2026-11-27T10:00Z"}]
+    result = tool("promote", expect=2)
+    assert result["refused"] is True and "stack dev is locked by another update" in result["error"]
+    assert "1f2e.json, taken by ci@build-7 at 2026-11-27T10:00Z: pid 4242 on build-7" in result["error"]
+    assert world.touched == set() and len(world.updates) == 1  # not even the config was touched
+
+
+def test_a_lock_met_at_up_is_a_refusal_that_puts_the_config_back(tool, world):
+    world.backend_locks = None  # a backend the tool cannot read: Pulumi's own check at `up` says it
+    world.locked_by = LOCK_TEXT
+    result = tool("deploy", V2, expect=2)
+    assert result["refused"] is True
+    assert "stack dev is locked by another update" in result["error"]
+    assert "s3://state/.pulumi/locks/organization/bluegreen/dev/1f2e.json, taken by ci@build-7" in result["error"]
+    assert "pid 4242 on build-7 (another machine)" in result["error"]
+    assert world.config["green"] == {"enabled": False, "image": "", "replicas": 2}  # put back
+    assert len(world.updates) == 1 and "web-green" not in world.cluster.deployments
+
+
+def test_a_command_running_on_this_machine_holds_the_stack(tool, world):
+    with locks.command_lock(world.project_dir, "dev", "bluegreen promote --stack dev"):
+        result = tool("deploy", V2, expect=2)
+    assert "stack dev is busy: bluegreen promote --stack dev (pid " in result["error"]
+    assert f"(pid {os.getpid()}," in result["error"]
+    assert world.config["green"]["enabled"] is False and len(world.updates) == 1
+    assert tool("status")["ok"] is True  # reading is not blocked
+    tool("deploy", V2)  # and once the holder is done, the stack is free
+
+
+def test_status_says_when_prod_does_not_serve(tool, world):
+    world.cluster.pod_ips["web-blue"] = []
+    result = tool("status", expect=1)
+    assert "prod does not serve blue" in result["error"]

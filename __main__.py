@@ -2,12 +2,15 @@
 
 import pulumi
 
-from bluegreen.component import BlueGreenApp, BlueGreenAppArgs
+from bluegreen.component import BlueGreenApp, BlueGreenAppArgs, last_update_output
 from bluegreen.config import DEFAULTS, ConfigError, stack_config
 
 config = stack_config()
 try:
-    app = BlueGreenApp(config.get("appName", DEFAULTS["appName"]), BlueGreenAppArgs.from_config(config))
+    # What the slots ran after the last update: prod may only get what a slot already ran.
+    args = BlueGreenAppArgs.from_config(config)
+    args.deployed_slots = last_update_output("slots")
+    app = BlueGreenApp(config.get("appName", DEFAULTS["appName"]), args)
 except ConfigError as error:
     # RunError: the message alone, no traceback, and no resource registered.
     raise pulumi.RunError(str(error)) from None

@@ -17,15 +17,15 @@ import pulumi
 from pulumi.runtime import settings as runtime_settings
 
 from bluegreen.component import BlueGreenApp, BlueGreenAppArgs
-from bluegreen.config import parse
 
 SIZES = (1, 8, 32)
 IMAGE = "registry.example.com/shop/web:1.4.0"
 
 
-def app_settings(index: int):
-    return parse({"appName": f"app{index}", "namespace": f"bg-growth-{index}", "blue": {"image": IMAGE},
-                  "prodHost": f"app{index}.example.com", "stageHost": f"stage.app{index}.example.com"})
+def app_args(index: int) -> BlueGreenAppArgs:
+    return BlueGreenAppArgs.from_config({"namespace": f"bg-growth-{index}", "blue": {"image": IMAGE},
+                                         "prodHost": f"app{index}.example.com",
+                                         "stageHost": f"stage.app{index}.example.com"})
 
 
 class _EchoMocks(pulumi.runtime.Mocks):
@@ -49,7 +49,7 @@ def program_under_mocks(apps: int, repeats: int = 5) -> float:
         @pulumi.runtime.test
         def build():
             for index in range(apps):
-                app = BlueGreenApp(f"app{index}", BlueGreenAppArgs(settings=app_settings(index)))
+                app = BlueGreenApp(f"app{index}", app_args(index))
             return app.release.urn
 
         started = time.perf_counter()
@@ -69,11 +69,11 @@ runtime:
 
 MAIN = """\
 import pulumi
-from bench.growth import app_settings
-from bluegreen.component import BlueGreenApp, BlueGreenAppArgs
+from bench.growth import app_args
+from bluegreen.component import BlueGreenApp
 
 for index in range(int(pulumi.Config().require("apps"))):
-    BlueGreenApp(f"app{index}", BlueGreenAppArgs(settings=app_settings(index)))
+    BlueGreenApp(f"app{index}", app_args(index))
 """
 
 

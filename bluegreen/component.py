@@ -41,6 +41,7 @@ class SlotArgs:
     image: pulumi.Input[str] | None = None
     enabled: pulumi.Input[bool] | None = None
     replicas: pulumi.Input[int] | None = None
+    env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
 
 
 @dataclass
@@ -65,17 +66,24 @@ class BlueGreenAppArgs:
     prod_host: pulumi.Input[str] | None = None
     stage_host: pulumi.Input[str] | None = None
     ingress_class: pulumi.Input[str] | None = None
+    ingress_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
     tls_secret: pulumi.Input[str] | None = None
+    env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+    allow_prod_change: pulumi.Input[bool] | None = None
     resources: pulumi.Input[Mapping[str, Any]] | None = None
     read_only_root_filesystem: pulumi.Input[bool] | None = None
     helm_timeout_seconds: pulumi.Input[int] | None = None
+    deployed_slots: Mapping[str, Any] | None = None
+    """What each slot ran after the stack's last update (this component's `slots` output, read
+    back with `last_update_output`). Given, the production slot may only get what a slot already
+    ran: a changed prod image or variable is refused (config.parse), unless allow_prod_change."""
     unknown: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """Stack config keys that are none of the above: kept so that validation reports them."""
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> BlueGreenAppArgs:
         """From stack config keys (config.project_keys)."""
-        known = {_config_key(f.name): f.name for f in fields(cls) if f.name != "unknown"}
+        known = {_config_key(f.name): f.name for f in fields(cls) if f.name not in NOT_CONFIG}
         return cls(**{known[key]: value for key, value in raw.items() if key in known},
                    unknown={key: value for key, value in raw.items() if key not in known})
 
@@ -84,13 +92,26 @@ class BlueGreenAppArgs:
         raw: dict[str, Any] = dict(self.unknown)
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "unknown":
+            if f.name in NOT_CONFIG:
                 continue
             if isinstance(value, SlotArgs):
                 value = {k: v for k, v in vars(value).items() if v is not None}
             if value is not None:
                 raw[_config_key(f.name)] = value
         return raw
+
+
+NOT_CONFIG = {"deployed_slots", "unknown"}  # BlueGreenAppArgs fields that are not stack config keys
+
+
+def last_update_output(name: str) -> Any:
+    """An output of this stack as its last update left it (None before the first one), read back
+    through a StackReference to the stack itself, synchronously, so that the program can decide
+    before it registers anything."""
+    from pulumi.runtime.sync_await import _sync_await  # the SDK's own bridge; the call is a coroutine
+
+    own = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    return _sync_await(own.get_output_details(name)).value
 
 
 def _config_key(field_name: str) -> str:
@@ -111,6 +132,7 @@ class BlueGreenApp(pulumi.ComponentResource):
     prod_selector: pulumi.Output[dict]
     stage_selector: pulumi.Output[dict]
     images: pulumi.Output[dict]
+    slots: pulumi.Output[dict]  # per slot, what it runs ({image, env}) or None: the prod guard's record
     prod_url: pulumi.Output[str]
     stage_url: pulumi.Output[str]
     revision: pulumi.Output[int | None]  # ReleaseStatus.revision is Optional: None if Helm reported none
@@ -120,11 +142,12 @@ class BlueGreenApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: BlueGreenAppArgs, opts: pulumi.ResourceOptions | None = None):
         raw = {"appName": name, **args.config()}
         # Known now: validated before any resource is registered (a ConfigError lists every problem).
-        known = parse(raw) if not _waits(raw) else None
+        before = args.deployed_slots
+        known = parse(raw, before) if not _waits(raw) else None
         create_namespace = known.create_namespace if known else _plain_bool("createNamespace", args.create_namespace)
         super().__init__(COMPONENT_TYPE, name, {}, opts)
-        settings: pulumi.Output[Settings] = (
-            pulumi.Output.from_input(known) if known else pulumi.Output.from_input(raw).apply(parse))
+        settings: pulumi.Output[Settings] = (pulumi.Output.from_input(known) if known else
+                                             pulumi.Output.from_input(raw).apply(lambda r: parse(r, before)))
 
         depends_on = []
         if create_namespace:
@@ -159,6 +182,7 @@ class BlueGreenApp(pulumi.ComponentResource):
         self.prod_selector = slots.apply(lambda p: p.prod_selector)
         self.stage_selector = slots.apply(lambda p: p.stage_selector)
         self.images = slots.apply(lambda p: {slot: p.image(slot) for slot in SLOTS})
+        self.slots = settings.apply(lambda s: {slot: s.deployed(slot) for slot in SLOTS})
         self.prod_url = settings.apply(lambda s: s.url("prod"))
         self.stage_url = settings.apply(lambda s: s.url("stage"))
         self.revision = self.release.status.apply(lambda s: s.revision)
@@ -169,6 +193,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             "prodSelector": self.prod_selector,
             "stageSelector": self.stage_selector,
             "images": self.images,
+            "slots": self.slots,
             "prodUrl": self.prod_url,
             "stageUrl": self.stage_url,
             "releaseName": self.release.name,

@@ -20,21 +20,23 @@ from typing import Any, TypedDict
 PROJECT = "bluegreen"
 COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found there by the release tool
 SLOTS = ("blue", "green")
-OBJECT_KEYS = ("blue", "green", "resources")  # set with `pulumi config set --path KEY.FIELD ...`
+# Set with `pulumi config set --path KEY.FIELD ...`; Pulumi hands them over as JSON text.
+OBJECT_KEYS = ("blue", "green", "resources", "env", "ingressAnnotations")
 
 
 class SlotDefaults(TypedDict):
     enabled: bool
     image: str
     replicas: int
+    env: dict[str, str]
 
 
 # Defaults live here once. Pulumi.yaml declares the same defaults for `pulumi config` users
 # (a test keeps the two in step): an object set with `--path` replaces the declared default
 # object as a whole, so per-field defaults must be applied here anyway.
 SLOT_DEFAULTS: dict[str, SlotDefaults] = {
-    "blue": {"enabled": True, "image": "", "replicas": 2},
-    "green": {"enabled": False, "image": "", "replicas": 2},
+    "blue": {"enabled": True, "image": "", "replicas": 2, "env": {}},
+    "green": {"enabled": False, "image": "", "replicas": 2, "env": {}},
 }
 RESOURCES_DEFAULT = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -51,8 +53,13 @@ DEFAULTS: dict[str, Any] = {
     "healthPath": "/healthz",
     "prodHost": "www.example.com",
     "stageHost": "stage.example.com",
-    "ingressClass": "nginx",
+    # Traefik: maintained, serves Ingress and Gateway API, and is what the local cluster runs
+    # (ingress-nginx was retired upstream in March 2026).
+    "ingressClass": "traefik",
+    "ingressAnnotations": {},
     "tlsSecret": "",
+    "env": {},
+    "allowProdChange": False,
     "resources": RESOURCES_DEFAULT,
     "readOnlyRootFilesystem": True,
     "helmTimeoutSeconds": 300,
@@ -75,6 +82,10 @@ _DNS_LABEL_RE = re.compile(rf"^{_DNS_LABEL}$")
 # App names become Helm release names and Deployment names (`<app>-green`): keep them short.
 _APP_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV_PREFIX = "BLUEGREEN_"  # the chart sets BLUEGREEN_SLOT
+_ANNOTATION_RE = re.compile(  # [DNS subdomain/]name, name of at most 63 characters
+    rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -102,11 +113,12 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SlotSettings:
-    """One slot's Deployment: off, or an image at a replica count."""
+    """One slot's Deployment: off, or an image at a replica count, with the slot's own variables."""
 
     enabled: bool
     image: str
     replicas: int
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,9 @@ class Settings:
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     read_only_root_filesystem: bool = True
     helm_timeout_seconds: int = 300
+    env: Mapping[str, str] = field(default_factory=dict)  # both slots'; a slot's own env wins
+    ingress_annotations: Mapping[str, str] = field(default_factory=dict)
+    allow_prod_change: bool = False
 
     @property
     def stage_slot(self) -> str:
@@ -134,6 +149,16 @@ class Settings:
 
     def slot(self, name: str) -> SlotSettings:
         return self.slots[name]
+
+    def slot_env(self, name: str) -> dict[str, str]:
+        """The variables a slot's pods get: the shared ones, overridden by the slot's own."""
+        return {**self.env, **self.slots[name].env}
+
+    def deployed(self, name: str) -> dict[str, Any] | None:
+        """What a slot runs, as the stack exports it (`slots`) and the prod guard compares it:
+        None when the slot has no Deployment."""
+        state = self.slots[name]
+        return {"image": state.image, "env": self.slot_env(name)} if state.enabled else None
 
     def url(self, role: str) -> str:
         """Where the Ingress serves `role` ("prod" or "stage")."""
@@ -148,9 +173,11 @@ def other_slot(slot: str) -> str:
     return SLOTS[1 - SLOTS.index(slot)]
 
 
-def parse(raw: Mapping[str, Any]) -> Settings:
+def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None) -> Settings:
     """Turn raw stack config (keys without the `bluegreen:` prefix) into Settings.
 
+    `before`: what each slot ran after the stack's last update (its `slots` output), if any; then
+    the production slot may only get what a slot already ran (see _prod_change_problems).
     Collects every problem before raising, so one `pulumi up` shows them all.
     """
     problems: list[Problem] = []
@@ -192,9 +219,14 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         resources=_parse_resources(raw.get("resources", RESOURCES_DEFAULT), problems),
         read_only_root_filesystem=get.boolean("readOnlyRootFilesystem"),
         helm_timeout_seconds=get.integer("helmTimeoutSeconds", 30, 3600),
+        env=_parse_env("env", raw.get("env", {}), problems),
+        ingress_annotations=_parse_annotations(raw.get("ingressAnnotations", {}), problems),
+        allow_prod_change=get.boolean("allowProdChange"),
     )
     if production_slot in SLOTS:
         problems += _production_slot_problems(production_slot, slots[production_slot])
+    if not problems and before is not None:
+        problems += _prod_change_problems(settings, raw, before)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -240,14 +272,87 @@ def _production_slot_problems(slot: str, settings: SlotSettings) -> list[Problem
     return problems
 
 
+def _prod_change_problems(settings: Settings, raw: Mapping[str, Any], before: Mapping[str, Any]) -> list[Problem]:
+    """Prod only ever gets what a slot already ran: a new image or variable goes into the idle
+    slot, is tested through stage, and reaches prod by the flip. Changing the production slot in
+    place (a rolling update of prod) or deploying a slot and sending prod to it in one update
+    skips stage, so it is refused unless allowProdChange says it is a deliberate hotfix."""
+    prod, stage = settings.production_slot, settings.stage_slot
+    was, now = before.get(prod), settings.deployed(prod)
+    if settings.allow_prod_change or now is None or was == now:
+        return []
+    hotfix = "or, for a deliberate hotfix of prod in place: pulumi config set allowProdChange true (then rm it)"
+    if was is None:
+        return [Problem("productionSlot", prod, f"a slot that already runs (the last update did not deploy {prod}: "
+                        "deploying it and sending prod to it at once skips stage)",
+                        f"pulumi config set productionSlot {stage}; pulumi up (deploys {prod} as stage); "
+                        f"then pulumi config set productionSlot {prod}; {hotfix}")]
+    problems = []
+    into_stage = f"deploy it into the idle slot {stage} instead and promote it; {hotfix}"
+    if was.get("image") != now["image"]:
+        problems.append(Problem(f"{prod}.image", now["image"], f"{was.get('image')}, what prod ({prod}) runs",
+                                f"pulumi config set --path {prod}.image {was.get('image')}; {into_stage}"))
+    old_env = was.get("env")
+    if old_env is not None:  # a stack deployed before slots exported their env compares images only
+        own = settings.slot(prod).env
+        for var in sorted(set(old_env) | set(now["env"])):
+            if old_env.get(var) != now["env"].get(var):
+                key = f"{prod}.env.{var}" if var in own or var not in settings.env else f"env.{var}"
+                shown = now["env"].get(var, "(unset)")
+                problems.append(Problem(key, shown, f"{old_env.get(var, '(unset)')!r}, what prod ({prod}) runs",
+                                        f"put it back; {into_stage} (as {stage}.env.{var})"))
+    return problems
+
+
+def _parse_env(key: str, value: Any, problems: list[Problem]) -> dict[str, str]:
+    """Environment variables: NAME -> text. Numbers and booleans become their text."""
+    if not isinstance(value, Mapping):
+        problems.append(Problem(key, value, "an object of variables {NAME: value}",
+                                f"pulumi config set --path {key}.LOG_LEVEL info"))
+        return {}
+    env = {}
+    for name, item in value.items():
+        if not _ENV_NAME_RE.match(str(name)) or str(name).startswith(RESERVED_ENV_PREFIX):
+            problems.append(Problem(f"{key}.{name}", item, "a variable name of letters, digits and '_', not starting "
+                                    f"with a digit or {RESERVED_ENV_PREFIX} (the chart's own)",
+                                    f"pulumi config rm --path {key}.{name}"))
+        elif isinstance(item, bool):
+            env[str(name)] = "true" if item else "false"
+        elif isinstance(item, (str, int, float)):
+            env[str(name)] = str(item)
+        else:
+            problems.append(Problem(f"{key}.{name}", item, "text (a number or true/false is taken as text)",
+                                    f"pulumi config set --path {key}.{name} VALUE"))
+    return env
+
+
+def _parse_annotations(value: Any, problems: list[Problem]) -> dict[str, str]:
+    """Annotations for the Ingress (cert-manager, controller settings): key -> text."""
+    if not isinstance(value, Mapping):
+        problems.append(Problem("ingressAnnotations", value, "an object {annotation: value}",
+                                "pulumi config set --path 'ingressAnnotations[\"cert-manager.io/cluster-issuer\"]' "
+                                "letsencrypt"))
+        return {}
+    found = {}
+    for key, item in value.items():
+        if not _ANNOTATION_RE.match(str(key)) or not isinstance(item, (str, int, float, bool)):
+            problems.append(Problem(f"ingressAnnotations.{key}", item,
+                                    "an annotation key ([prefix/]name, a name of at most 63 characters) with text",
+                                    f"pulumi config rm --path 'ingressAnnotations[\"{key}\"]'"))
+            continue
+        found[str(key)] = ("true" if item else "false") if isinstance(item, bool) else str(item)
+    return found
+
+
 def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     defaults = SLOT_DEFAULTS[name]
+    keys = ", ".join(defaults)
     if not isinstance(value, Mapping):
-        problems.append(Problem(name, value, "an object with keys enabled, image, replicas",
+        problems.append(Problem(name, value, f"an object with keys {keys}",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
         return SlotSettings(enabled=defaults["enabled"], image=defaults["image"], replicas=defaults["replicas"])
     for key in sorted(set(value) - set(defaults)):
-        problems.append(Problem(f"{name}.{key}", value[key], "keys enabled, image, replicas",
+        problems.append(Problem(f"{name}.{key}", value[key], f"keys {keys}",
                                 f"pulumi config rm --path {name}.{key}"))
     get = _Reader({**defaults, **value}, problems, prefix=f"{name}.")
     enabled = get.boolean("enabled")
@@ -261,7 +366,8 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
         problems.append(Problem(f"{name}.image", image, f"an image while {name}.enabled is true",
                                 f"pulumi config set --path {name}.image registry/name:tag, "
                                 f"or pulumi config set --path {name}.enabled false"))
-    return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", 0, 100))
+    return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", 0, 100),
+                        env=_parse_env(f"{name}.env", value.get("env", {}), problems))
 
 
 def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str, str]]:

@@ -26,9 +26,21 @@ def chart_values(settings: Settings) -> dict[str, Any]:
             "prodHost": settings.prod_host,
             "stageHost": settings.stage_host,
             "tlsSecretName": settings.tls_secret,
+            "annotations": dict(settings.ingress_annotations),
         },
     }
     for slot in SLOTS:
         state = settings.slot(slot)
-        values[slot] = {"enabled": state.enabled, "image": state.image, "replicas": state.replicas}
+        values[slot] = {"enabled": state.enabled, "image": state.image, "replicas": state.replicas,
+                        "env": [{"name": k, "value": v} for k, v in sorted(settings.slot_env(slot).items())],
+                        "version": version_label(state.image)}
     return values
+
+
+def version_label(image: str) -> str:
+    """The app.kubernetes.io/version of a slot: its image's tag, else its digest's first 12 hex
+    digits (a label value: at most 63 characters, ending in a letter or digit)."""
+    name, _, digest = image.partition("@")
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+    label = tag or (digest.replace("sha256:", "sha256-")[:19] if digest else "")
+    return label[:63].rstrip("._-")

@@ -28,3 +28,21 @@ def toolchain_tool(name: str, target: str) -> str:
 @pytest.fixture(scope="session")
 def helm() -> str:
     return toolchain_tool("helm", "helm")
+
+
+def build_wheel(directory: pathlib.Path) -> pathlib.Path:
+    """The package's wheel, built (offline) from a copy of its sources, so that the checkout gets
+    no build/ or egg-info from it."""
+    import shutil
+    import subprocess
+    import sys
+
+    source = directory / "source"
+    source.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "pyproject.toml", source)
+    shutil.copytree(REPO_ROOT / "bluegreen", source / "bluegreen",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(directory), str(source)], check=True, capture_output=True)
+    (wheel,) = directory.glob("bluegreen-*.whl")
+    return wheel

@@ -56,7 +56,7 @@ def test_ingress_routes_prod_host_to_prod_and_stage_host_to_stage(helm, scenario
     assert ingress["apiVersion"] == "networking.k8s.io/v1"
     routes = {rule["host"]: rule["http"]["paths"][0]["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]}
     assert routes == {"shop.example.com": "web-prod", "stage.shop.example.com": "web-stage"}
-    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["ingressClassName"] == "traefik"
     assert "tls" not in ingress["spec"]
 
 
@@ -200,3 +200,46 @@ def test_articles_plain_helm_flow_renders(helm):
     manifest = template(helm, sets=sets, release="shop")
     assert [d["metadata"]["name"] for d in manifest.all("Deployment")] == ["shop-bluegreen-green"]
     assert manifest.deployments_selected_by("shop-bluegreen-prod") == ["shop-bluegreen-green"]
+
+
+def test_each_slot_runs_its_own_variables_and_version(helm):
+    config = {**SCENARIOS[1].config, "env": {"LOG_LEVEL": "info"},
+              "green": {**SCENARIOS[1].config["green"], "env": {"LOG_LEVEL": "debug", "FEATURE_X": "on"}}}
+    manifest = template(helm, chart_values(parse(config)))
+    for slot, env, version in (("blue", {"LOG_LEVEL": "info"}, "1.4.0"),
+                               ("green", {"LOG_LEVEL": "debug", "FEATURE_X": "on"}, "1.5.0")):
+        deployment = manifest.get("Deployment", f"web-{slot}")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert {e["name"]: e["value"] for e in container["env"]} == {"BLUEGREEN_SLOT": slot, **env}
+        assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == version
+        assert deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == version
+
+
+def test_every_deployed_slot_has_a_disruption_budget_that_allows_a_drain(helm):
+    manifest = render(helm, SCENARIOS[1])  # both slots deployed
+    budgets = {b["metadata"]["name"]: b["spec"] for b in manifest.all("PodDisruptionBudget")}
+    assert set(budgets) == {"web-blue", "web-green"}
+    for slot, spec in budgets.items():
+        assert spec["maxUnavailable"] == 1 and spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        assert spec["selector"]["matchLabels"]["slot"] == slot.split("-")[1]
+    assert [b["metadata"]["name"] for b in render(helm, SCENARIOS[0]).all("PodDisruptionBudget")] == ["web-blue"]
+
+
+def test_a_budget_that_forbids_every_eviction_is_refused(helm):
+    with pytest.raises(HelmError, match="maxUnavailable"):
+        template(helm, chart_values(parse(SCENARIOS[1].config)), sets=["podDisruptionBudget.maxUnavailable=0"])
+
+
+def test_a_slots_pods_spread_over_nodes(helm):
+    spec = render(helm, SCENARIOS[0]).get("Deployment", "web-blue")["spec"]["template"]["spec"]
+    (constraint,) = spec["topologySpreadConstraints"]
+    assert constraint["topologyKey"] == "kubernetes.io/hostname"
+    assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"  # a one-node cluster still schedules
+    assert constraint["labelSelector"]["matchLabels"]["slot"] == "blue"
+
+
+def test_ingress_annotations_are_configurable(helm):
+    config = {**SCENARIOS[0].config, "ingressAnnotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}
+    ingress = template(helm, chart_values(parse(config))).get("Ingress", "web")
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert "annotations" not in render(helm, SCENARIOS[0]).get("Ingress", "web")["metadata"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, build_wheel
 from tests.e2e.conftest import INGRESS_CLASS, V1, V2, counted, fetch, fresh_namespace, version_of
 
 pytestmark = pytest.mark.e2e
@@ -53,12 +53,10 @@ def other_project(tmp_path_factory, pulumi_env, kube, ingress):
     them), which has the wheel installed."""
     root = tmp_path_factory.mktemp("other-team")
     wheels, project, venv = root / "wheels", root / "shop", root / "venvs" / "shop-1"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(REPO_ROOT)], check=True, capture_output=True)
+    wheel = build_wheel(wheels)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
     (site / "deps-from-the-repo-venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    (wheel,) = wheels.glob("bluegreen-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)
     project.mkdir()

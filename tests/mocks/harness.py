@@ -16,12 +16,19 @@ RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Echo inputs back as outputs, like a provider would, and keep every registration."""
+    """Echo inputs back as outputs, like a provider would, and keep every registration. The
+    program's StackReference to its own stack reads `last_outputs` (the last update's exports),
+    and is kept apart: a read changes nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, last_outputs: dict | None = None) -> None:
         self.registered: list[pulumi.runtime.MockResourceArgs] = []
+        self.reads: list[pulumi.runtime.MockResourceArgs] = []
+        self.last_outputs = last_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if args.typ == "pulumi:pulumi:StackReference":
+            self.reads.append(args)
+            return args.name, {"name": args.name, "outputs": self.last_outputs, "secretOutputNames": []}
         self.registered.append(args)
         outputs = dict(args.inputs)
         if args.typ == RELEASE_TYPE:

@@ -58,7 +58,7 @@ def at_project_root(repo_root, monkeypatch):
 
 def test_every_config_key_is_an_arg():
     """One list of settings: config.DEFAULTS. The args are its keys, in snake case."""
-    names = {f.name for f in dataclasses.fields(BlueGreenAppArgs)} - {"unknown"}
+    names = {f.name for f in dataclasses.fields(BlueGreenAppArgs)} - component.NOT_CONFIG
     assert {component._config_key(name) for name in names} == set(DEFAULTS)
 
 
@@ -74,7 +74,8 @@ def test_an_image_from_another_resource_reaches_the_release():
 
     mocks = run(program)
     values = releases(mocks)["api"]["values"]
-    assert values["blue"] == {"enabled": True, "image": BUILT, "replicas": 3}
+    assert values["blue"] == {"enabled": True, "image": BUILT, "replicas": 3, "env": [],
+                              "version": "sha256-abababababab"}  # no tag: the digest's start
     assert values["nameOverride"] == "api"  # app_name defaults to the component's name
     assert outputs["images"] == {"blue": BUILT, "green": None}
     assert outputs["prodSelector"] == {"app.kubernetes.io/instance": "api", "app.kubernetes.io/name": "api",

@@ -86,3 +86,18 @@ def test_bad_input_fails_before_any_resource(name, override, message):
     assert message in str(error.value)
     assert "Fix: pulumi config" in str(error.value)
     assert mocks.registered == []
+
+
+def test_the_program_reads_what_the_last_update_deployed_and_refuses_an_in_place_prod_change():
+    staged = SCENARIOS[1]  # blue live (V1), green staged
+    last = run_program(staged.config).outputs
+    assert last["slots"]["blue"] == {"image": staged.images["blue"], "env": {}}
+    changed = {**staged.config, "blue": {**staged.config["blue"], "image": staged.images["green"]}}
+    mocks = RecordingMocks(last_outputs=last)
+    with pytest.raises(pulumi.RunError) as error:
+        run_program(changed, mocks=mocks)
+    assert "blue.image is " in str(error.value) and "what prod (blue) runs" in str(error.value)
+    assert mocks.registered == []  # refused before any resource
+    assert [r.typ for r in mocks.reads] == ["pulumi:pulumi:StackReference"]  # its own stack, read only
+    promoted = run_program(SCENARIOS[2].config, mocks=RecordingMocks(last_outputs=last))  # the flip is fine
+    assert promoted.outputs["productionSlot"] == "green"

@@ -4,12 +4,10 @@ dependencies that match what this repo pins (requirements.txt, scripts/versions.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tomllib
 import zipfile
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, build_wheel
 
 
 def pins() -> dict[str, str]:
@@ -31,9 +29,7 @@ def test_runtime_dependencies_admit_the_pinned_versions():
 
 
 def test_the_wheel_carries_the_chart_and_its_dependencies(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(REPO_ROOT)], check=True, capture_output=True)
-    (wheel,) = tmp_path.glob("bluegreen-*.whl")
+    wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

@@ -54,3 +54,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "bluegreen.stageSlot" -}}
 {{- ternary "green" "blue" (eq (include "bluegreen.productionSlot" .) "blue") }}
 {{- end }}
+
+{{/* A slot's version: its image's tag (values: <slot>.version), else the chart's appVersion. */}}
+{{- define "bluegreen.slotVersion" -}}
+{{- (index .root.Values .slot).version | default .root.Chart.AppVersion | quote }}
+{{- end }}
+
+{{/* Labels of a slot's objects: the standard ones with the slot's own version, and the slot. */}}
+{{- define "bluegreen.slotLabels" -}}
+helm.sh/chart: {{ include "bluegreen.chart" .root }}
+{{ include "bluegreen.selectorLabels" .root }}
+app.kubernetes.io/version: {{ include "bluegreen.slotVersion" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+slot: {{ .slot }}
+{{- end }}

@@ -17,7 +17,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -42,6 +42,7 @@ class SlotArgs:
     enabled: pulumi.Input[bool] | None = None
     replicas: pulumi.Input[int] | None = None
     env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+    secrets: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -69,14 +70,21 @@ class BlueGreenAppArgs:
     ingress_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
     tls_secret: pulumi.Input[str] | None = None
     env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+    secrets: Mapping[str, str] | None = None
+    secrets_as: pulumi.Input[str] | None = None
+    image_pull_secrets: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
     allow_prod_change: pulumi.Input[bool] | None = None
     resources: pulumi.Input[Mapping[str, Any]] | None = None
     read_only_root_filesystem: pulumi.Input[bool] | None = None
     helm_timeout_seconds: pulumi.Input[int] | None = None
     deployed_slots: Mapping[str, Any] | None = None
     """What each slot ran after the stack's last update (this component's `slots` output, read
-    back with `last_update_output`). Given, the production slot may only get what a slot already
-    ran: a changed prod image or variable is refused (config.parse), unless allow_prod_change."""
+    back with `last_update_outputs`). Given, the production slot may only get what a slot already
+    ran: a changed prod image or variable is refused (config.parse), unless allow_prod_change.
+    With the last update's `secretDigests` output under "secretDigests", secrets are held too."""
+    encrypted: Collection[str] | None = None
+    """The config keys Pulumi keeps encrypted (config.encrypted_keys); given, secrets kept in plain
+    text are refused."""
     unknown: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """Stack config keys that are none of the above: kept so that validation reports them."""
 
@@ -101,17 +109,21 @@ class BlueGreenAppArgs:
         return raw
 
 
-NOT_CONFIG = {"deployed_slots", "unknown"}  # BlueGreenAppArgs fields that are not stack config keys
+NOT_CONFIG = {"deployed_slots", "encrypted", "unknown"}  # BlueGreenAppArgs fields that are not stack config keys
 
 
-def last_update_output(name: str) -> Any:
-    """An output of this stack as its last update left it (None before the first one), read back
-    through a StackReference to the stack itself, synchronously, so that the program can decide
-    before it registers anything."""
+def last_update_outputs(*names: str) -> dict[str, Any]:
+    """Outputs of this stack as its last update left them (None before the first one; a secret
+    output's plain value), read back through one StackReference to the stack itself,
+    synchronously, so that the program can decide before it registers anything."""
     from pulumi.runtime.sync_await import _sync_await  # the SDK's own bridge; the call is a coroutine
 
     own = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    return _sync_await(own.get_output_details(name)).value
+    found = {}
+    for name in names:
+        details = _sync_await(own.get_output_details(name))
+        found[name] = details.value if details.value is not None else details.secret_value
+    return found
 
 
 def _config_key(field_name: str) -> str:
@@ -133,6 +145,7 @@ class BlueGreenApp(pulumi.ComponentResource):
     stage_selector: pulumi.Output[dict]
     images: pulumi.Output[dict]
     slots: pulumi.Output[dict]  # per slot, what it runs ({image, env}) or None: the prod guard's record
+    secret_digests: pulumi.Output[dict]  # per slot, {secret name: digest of its value}, a Pulumi secret
     prod_url: pulumi.Output[str]
     stage_url: pulumi.Output[str]
     revision: pulumi.Output[int | None]  # ReleaseStatus.revision is Optional: None if Helm reported none
@@ -143,7 +156,10 @@ class BlueGreenApp(pulumi.ComponentResource):
         raw = {"appName": name, **args.config()}
         # Known now: validated before any resource is registered (a ConfigError lists every problem).
         before = args.deployed_slots
-        known = parse(raw, before) if not _waits(raw) else None
+        known = parse(raw, before, args.encrypted) if not _waits(raw) else None
+        if not known and _has_secrets(raw):
+            raise ConfigError([Problem("secrets", "(hidden)", "secrets with settings known when the program runs",
+                                       "pass plain values (not Outputs) to an app with secrets")])
         create_namespace = known.create_namespace if known else _plain_bool("createNamespace", args.create_namespace)
         super().__init__(COMPONENT_TYPE, name, {}, opts)
         settings: pulumi.Output[Settings] = (pulumi.Output.from_input(known) if known else
@@ -156,13 +172,28 @@ class BlueGreenApp(pulumi.ComponentResource):
             depends_on.append(RestrictedNamespace(f"{name}-namespace", settings.apply(lambda s: s.namespace),
                                                   pulumi.ResourceOptions(parent=self)))
 
+        # Each deployed slot's secrets in a Secret of its own, named by Pulumi with a random
+        # suffix and immutable: a changed value makes a new Secret (a new name) for that slot
+        # only, so its pods roll and the other slot's do not. The chart gets only the name.
+        secret_names: dict[str, pulumi.Output[str]] = {}
+        if known:
+            for slot in SLOTS:
+                data = known.slot_secrets(slot)
+                if known.slot(slot).enabled and data:
+                    secret = SlotSecret(f"{name}-{slot}-secrets", known.namespace, data,
+                                        {"app.kubernetes.io/name": known.app_name, "slot": slot},
+                                        pulumi.ResourceOptions(parent=self, depends_on=depends_on))
+                    secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
+        values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
+            lambda both: chart_values(both[0], both[1]))
+
         self.release = Release(
             f"{name}-release",
             # An explicit name: an auto-named release would rename every Service it owns.
             name=settings.apply(lambda s: s.app_name),
             namespace=settings.apply(lambda s: s.namespace),
             chart=chart_path(),
-            values=settings.apply(chart_values),
+            values=values,
             max_history=MAX_HISTORY,
             # A failed upgrade (pods never ready, timeout) is rolled back by Helm to the last good
             # revision, and resources it created are removed: prod keeps serving the old slot.
@@ -183,6 +214,9 @@ class BlueGreenApp(pulumi.ComponentResource):
         self.stage_selector = slots.apply(lambda p: p.stage_selector)
         self.images = slots.apply(lambda p: {slot: p.image(slot) for slot in SLOTS})
         self.slots = settings.apply(lambda s: {slot: s.deployed(slot) for slot in SLOTS})
+        # Digests of each slot's secret values, for the prod guard; a Pulumi secret, like the values.
+        self.secret_digests = pulumi.Output.secret(settings.apply(lambda s: {slot: s.secret_digests(slot)
+                                                                             for slot in SLOTS}))
         self.prod_url = settings.apply(lambda s: s.url("prod"))
         self.stage_url = settings.apply(lambda s: s.url("stage"))
         self.revision = self.release.status.apply(lambda s: s.revision)
@@ -194,6 +228,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             "stageSelector": self.stage_selector,
             "images": self.images,
             "slots": self.slots,
+            "secretDigests": self.secret_digests,
             "prodUrl": self.prod_url,
             "stageUrl": self.stage_url,
             "releaseName": self.release.name,
@@ -202,6 +237,11 @@ class BlueGreenApp(pulumi.ComponentResource):
             "status": self.status,
         }
         self.register_outputs(self.outputs)
+
+
+def _has_secrets(raw: Mapping[str, Any]) -> bool:
+    return bool(raw.get("secrets")) or any(isinstance(raw.get(slot), Mapping) and raw[slot].get("secrets")
+                                           for slot in SLOTS)
 
 
 def _waits(value: Any) -> bool:
@@ -239,6 +279,23 @@ class RestrictedNamespace(pulumi.CustomResource):
         super().__init__("kubernetes:core/v1:Namespace", name,
                          {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata, "spec": None, "status": None},
                          opts)
+
+
+class SlotSecret(pulumi.CustomResource):
+    """A kubernetes:core/v1:Secret of one slot, immutable, named by Pulumi (prefix + random suffix),
+    its values a Pulumi secret (encrypted in the state, masked in every preview and update).
+    Declared by hand for the same reason as RestrictedNamespace."""
+
+    metadata: pulumi.Output[dict]
+
+    def __init__(self, name: str, namespace: str, data: Mapping[str, str], labels: Mapping[str, str],
+                 opts: pulumi.ResourceOptions):
+        opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
+            version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
+        super().__init__("kubernetes:core/v1:Secret", name, {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
+            "metadata": {"namespace": namespace, "labels": {**labels, "app.kubernetes.io/managed-by": "pulumi"}},
+            "stringData": pulumi.Output.secret(dict(data)), "data": None}, opts)
 
 
 def chart_path() -> str:

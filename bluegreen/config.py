@@ -11,9 +11,10 @@ may arrive as the boolean true or the string "true", a replica count as 3 or "3"
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -21,7 +22,9 @@ PROJECT = "bluegreen"
 COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found there by the release tool
 SLOTS = ("blue", "green")
 # Set with `pulumi config set --path KEY.FIELD ...`; Pulumi hands them over as JSON text.
-OBJECT_KEYS = ("blue", "green", "resources", "env", "ingressAnnotations")
+OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets")
+SECRETS_AS = ("file", "env")  # how pods get their secrets: files under SECRETS_DIR (the CIS benchmark's choice), or env
+SECRETS_DIR = "/etc/secrets"
 
 
 class SlotDefaults(TypedDict):
@@ -29,14 +32,15 @@ class SlotDefaults(TypedDict):
     image: str
     replicas: int
     env: dict[str, str]
+    secrets: dict[str, str]
 
 
 # Defaults live here once. Pulumi.yaml declares the same defaults for `pulumi config` users
 # (a test keeps the two in step): an object set with `--path` replaces the declared default
 # object as a whole, so per-field defaults must be applied here anyway.
 SLOT_DEFAULTS: dict[str, SlotDefaults] = {
-    "blue": {"enabled": True, "image": "", "replicas": 2, "env": {}},
-    "green": {"enabled": False, "image": "", "replicas": 2, "env": {}},
+    "blue": {"enabled": True, "image": "", "replicas": 2, "env": {}, "secrets": {}},
+    "green": {"enabled": False, "image": "", "replicas": 2, "env": {}, "secrets": {}},
 }
 RESOURCES_DEFAULT = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -59,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "ingressAnnotations": {},
     "tlsSecret": "",
     "env": {},
+    "secrets": {},
+    "secretsAs": "file",
+    "imagePullSecrets": [],
     "allowProdChange": False,
     "resources": RESOURCES_DEFAULT,
     "readOnlyRootFilesystem": True,
@@ -119,6 +126,7 @@ class SlotSettings:
     image: str
     replicas: int
     env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,9 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=dict)  # both slots'; a slot's own env wins
     ingress_annotations: Mapping[str, str] = field(default_factory=dict)
     allow_prod_change: bool = False
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # both slots'; a slot's own win
+    secrets_as: str = "file"
+    image_pull_secrets: tuple[str, ...] = ()
 
     @property
     def stage_slot(self) -> str:
@@ -153,6 +164,17 @@ class Settings:
     def slot_env(self, name: str) -> dict[str, str]:
         """The variables a slot's pods get: the shared ones, overridden by the slot's own."""
         return {**self.env, **self.slots[name].env}
+
+    def slot_secrets(self, name: str) -> dict[str, str]:
+        """The secrets a slot's pods get: the shared ones, overridden by the slot's own."""
+        return {**self.secrets, **self.slots[name].secrets}
+
+    def secret_digests(self, name: str) -> dict[str, str] | None:
+        """Per secret of a slot, a digest of its value: how the prod guard sees a secret change
+        without keeping the value. Exported only as a Pulumi secret. None: no Deployment."""
+        if not self.slots[name].enabled:
+            return None
+        return {key: hashlib.sha256(value.encode()).hexdigest()[:16] for key, value in self.slot_secrets(name).items()}
 
     def deployed(self, name: str) -> dict[str, Any] | None:
         """What a slot runs, as the stack exports it (`slots`) and the prod guard compares it:
@@ -173,11 +195,15 @@ def other_slot(slot: str) -> str:
     return SLOTS[1 - SLOTS.index(slot)]
 
 
-def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None) -> Settings:
+def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
+          encrypted: Collection[str] | None = None) -> Settings:
     """Turn raw stack config (keys without the `bluegreen:` prefix) into Settings.
 
-    `before`: what each slot ran after the stack's last update (its `slots` output), if any; then
-    the production slot may only get what a slot already ran (see _prod_change_problems).
+    `before`: what each slot ran after the stack's last update (its `slots` output, with the
+    `secretDigests` output under the key "secretDigests"), if any; then the production slot may
+    only get what a slot already ran (see _prod_change_problems).
+    `encrypted`: the keys Pulumi keeps encrypted (set with --secret), when known; then secrets
+    stored in plain text are refused.
     Collects every problem before raising, so one `pulumi up` shows them all.
     """
     problems: list[Problem] = []
@@ -222,7 +248,12 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None) -> Se
         env=_parse_env("env", raw.get("env", {}), problems),
         ingress_annotations=_parse_annotations(raw.get("ingressAnnotations", {}), problems),
         allow_prod_change=get.boolean("allowProdChange"),
+        secrets=_parse_secrets("secrets", raw.get("secrets", {}), problems),
+        secrets_as=get.one_of("secretsAs", SECRETS_AS),
+        image_pull_secrets=_parse_pull_secrets(raw.get("imagePullSecrets", []), problems),
     )
+    if encrypted is not None:
+        problems += _plaintext_secret_problems(raw, encrypted)
     if production_slot in SLOTS:
         problems += _production_slot_problems(production_slot, slots[production_slot])
     if not problems and before is not None:
@@ -242,6 +273,16 @@ def stack_config(namespace: str = PROJECT) -> dict[str, Any]:
     from pulumi.runtime import config as runtime_config  # the only Pulumi import in this module
 
     return project_keys({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}, namespace)
+
+
+def encrypted_keys(namespace: str = PROJECT) -> set[str]:
+    """The app's keys that Pulumi keeps encrypted in the stack config (set with --secret)."""
+    from pulumi.runtime import config as runtime_config
+
+    secret = set(runtime_config.get_config_secret_keys_env())
+    prefix = namespace + ":"
+    return {key[len(prefix):] for key in {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+            if key.startswith(prefix) and (key in secret or runtime_config.is_config_secret(key))}
 
 
 def project_keys(config: Mapping[str, Any], namespace: str = PROJECT) -> dict[str, Any]:
@@ -279,7 +320,7 @@ def _prod_change_problems(settings: Settings, raw: Mapping[str, Any], before: Ma
     skips stage, so it is refused unless allowProdChange says it is a deliberate hotfix."""
     prod, stage = settings.production_slot, settings.stage_slot
     was, now = before.get(prod), settings.deployed(prod)
-    if settings.allow_prod_change or now is None or was == now:
+    if settings.allow_prod_change or now is None:
         return []
     hotfix = "or, for a deliberate hotfix of prod in place: pulumi config set allowProdChange true (then rm it)"
     if was is None:
@@ -301,6 +342,16 @@ def _prod_change_problems(settings: Settings, raw: Mapping[str, Any], before: Ma
                 shown = now["env"].get(var, "(unset)")
                 problems.append(Problem(key, shown, f"{old_env.get(var, '(unset)')!r}, what prod ({prod}) runs",
                                         f"put it back; {into_stage} (as {stage}.env.{var})"))
+    old_secrets = (before.get("secretDigests") or {}).get(prod)
+    if old_secrets is not None:
+        now_secrets = settings.secret_digests(prod) or {}
+        own = settings.slot(prod).secrets
+        for name in sorted(set(old_secrets) | set(now_secrets)):
+            if old_secrets.get(name) != now_secrets.get(name):
+                key = f"{prod}.secrets.{name}" if name in own or name not in settings.secrets else f"secrets.{name}"
+                problems.append(Problem(key, "(hidden)", f"the value prod ({prod}) runs",
+                                        f"put it back; {into_stage} (as {stage}.secrets.{name}: a rotation goes "
+                                        "through stage like code)"))
     return problems
 
 
@@ -324,6 +375,49 @@ def _parse_env(key: str, value: Any, problems: list[Problem]) -> dict[str, str]:
             problems.append(Problem(f"{key}.{name}", item, "text (a number or true/false is taken as text)",
                                     f"pulumi config set --path {key}.{name} VALUE"))
     return env
+
+
+def _parse_secrets(key: str, value: Any, problems: list[Problem]) -> dict[str, str]:
+    """Secrets: NAME -> text, set with `pulumi config set --secret --path KEY.NAME ...`. A name
+    is a file name under SECRETS_DIR or a variable name, so both rules apply."""
+    if not isinstance(value, Mapping):
+        problems.append(Problem(key, "(hidden)", "an object of secrets {NAME: value}",
+                                f"pulumi config set --secret --path {key}.DB_PASSWORD ..."))
+        return {}
+    found = {}
+    for name, item in value.items():
+        if not _ENV_NAME_RE.match(str(name)) or str(name).startswith(RESERVED_ENV_PREFIX):
+            problems.append(Problem(f"{key}.{name}", "(hidden)", "a name of letters, digits and '_', not starting "
+                                    f"with a digit or {RESERVED_ENV_PREFIX}", f"pulumi config rm --path {key}.{name}"))
+        elif not isinstance(item, str) or not item:
+            problems.append(Problem(f"{key}.{name}", "(hidden)", "non-empty text",
+                                    f"pulumi config set --secret --path {key}.{name} ..."))
+        else:
+            found[str(name)] = item
+    return found
+
+
+def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str]) -> list[Problem]:
+    """A secret kept in plain text in Pulumi.<stack>.yaml is not a secret."""
+    problems = []
+    holders = [("secrets", "secrets", raw.get("secrets"))] + [
+        (slot, f"{slot}.secrets", (raw.get(slot) or {}).get("secrets") if isinstance(raw.get(slot), Mapping) else None)
+        for slot in SLOTS]
+    for config_key, path, value in holders:
+        if value and config_key not in encrypted:
+            problems.append(Problem(path, "(hidden)", "values set with --secret (encrypted in the stack config)",
+                                    f"pulumi config rm --path {path}; then pulumi config set --secret --path "
+                                    f"{path}.NAME VALUE for each"))
+    return problems
+
+
+def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
+    """Names of existing kubernetes.io/dockerconfigjson Secrets in the namespace."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_NAME_RE.match(v) for v in value):
+        problems.append(Problem("imagePullSecrets", value, "a list of Secret names",
+                                "pulumi config set --path 'imagePullSecrets[0]' registry-credentials"))
+        return ()
+    return tuple(value)
 
 
 def _parse_annotations(value: Any, problems: list[Problem]) -> dict[str, str]:
@@ -367,7 +461,8 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
                                 f"pulumi config set --path {name}.image registry/name:tag, "
                                 f"or pulumi config set --path {name}.enabled false"))
     return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", 0, 100),
-                        env=_parse_env(f"{name}.env", value.get("env", {}), problems))
+                        env=_parse_env(f"{name}.env", value.get("env", {}), problems),
+                        secrets=_parse_secrets(f"{name}.secrets", value.get("secrets", {}), problems))
 
 
 def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str, str]]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from .config import SLOTS, Settings
+from .config import SECRETS_DIR, SLOTS, Settings
 
 # The chart these values are for (the component deploys it; `bluegreen repair` upgrades with it).
 CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chart")
 
 
-def chart_values(settings: Settings) -> dict[str, Any]:
+def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The chart's values. `secret_names`: per slot, the name of the Secret the stack made for it
+    (the values themselves never go into the chart's values, which Helm keeps in the cluster)."""
     values: dict[str, Any] = {
         # Release name == app name, so the Service names are `<app>-prod` and `<app>-stage`.
         "nameOverride": settings.app_name,
@@ -28,12 +31,15 @@ def chart_values(settings: Settings) -> dict[str, Any]:
             "tlsSecretName": settings.tls_secret,
             "annotations": dict(settings.ingress_annotations),
         },
+        "secrets": {"as": settings.secrets_as, "dir": SECRETS_DIR},
+        "imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets],
     }
     for slot in SLOTS:
         state = settings.slot(slot)
         values[slot] = {"enabled": state.enabled, "image": state.image, "replicas": state.replicas,
                         "env": [{"name": k, "value": v} for k, v in sorted(settings.slot_env(slot).items())],
-                        "version": version_label(state.image)}
+                        "version": version_label(state.image),
+                        "secretName": (secret_names or {}).get(slot, "")}
     return values
 
 

@@ -243,3 +243,23 @@ def test_ingress_annotations_are_configurable(helm):
     ingress = template(helm, chart_values(parse(config))).get("Ingress", "web")
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
     assert "annotations" not in render(helm, SCENARIOS[0]).get("Ingress", "web")["metadata"]
+
+
+@pytest.mark.parametrize("mode", ["file", "env"])
+def test_a_slots_secret_reaches_its_pods_as_files_or_env(helm, mode):
+    config = {**SCENARIOS[1].config, "secretsAs": mode, "imagePullSecrets": ["regcred"]}
+    values = chart_values(parse(config), {"green": "web-green-secrets-abc123"})
+    manifest = template(helm, values)
+    green = manifest.get("Deployment", "web-green")["spec"]["template"]["spec"]
+    blue = manifest.get("Deployment", "web-blue")["spec"]["template"]["spec"]
+    container = green["containers"][0]
+    if mode == "file":
+        (volume,) = [v for v in green["volumes"] if v["name"] == "secrets"]
+        assert volume["secret"]["secretName"] == "web-green-secrets-abc123"
+        assert {"name": "secrets", "mountPath": "/etc/secrets", "readOnly": True} in container["volumeMounts"]
+        assert "envFrom" not in container
+    else:
+        assert container["envFrom"] == [{"secretRef": {"name": "web-green-secrets-abc123"}}]
+        assert all(v["name"] != "secrets" for v in green["volumes"])
+    assert all(v["name"] != "secrets" for v in blue["volumes"])  # blue has no secrets
+    assert green["imagePullSecrets"] == blue["imagePullSecrets"] == [{"name": "regcred"}]

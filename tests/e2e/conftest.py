@@ -268,6 +268,14 @@ def exec_plugin_runs(kubeconfig: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
+def container_pid(pod: dict) -> int:
+    """The host pid of a pod's first container, from the node's containerd."""
+    container_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    tasks = subprocess.run([str(SCRIPTS / "node.sh"), "ctr", "tasks", "ls"], capture_output=True, text=True,
+                           check=True).stdout
+    return int(next(line.split()[1] for line in tasks.splitlines() if line.startswith(container_id)))
+
+
 def fresh_namespace(kube: KubeClient, name: str) -> None:
     """Remove what an aborted earlier run may have left in `name`, so each run starts clean."""
     if kube.namespace(name) is not None:

@@ -284,10 +284,7 @@ def test_the_runtime_enforces_the_restricted_profile(tool, kube):
     pods = kube.pods(NS, WEB_PODS)
     assert pods
     for pod in pods:
-        container_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
-        tasks = subprocess.run([str(e2e.SCRIPTS / "node.sh"), "ctr", "tasks", "ls"], capture_output=True, text=True,
-                               check=True).stdout
-        pid = next(line.split()[1] for line in tasks.splitlines() if line.startswith(container_id))
+        pid = e2e.container_pid(pod)
         status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         assert status["Uid"].split()[:2] != ["0", "0"], status["Uid"]  # not root
         assert status["NoNewPrivs"].strip() == "1"

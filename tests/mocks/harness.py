@@ -31,6 +31,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return args.name, {"name": args.name, "outputs": self.last_outputs, "secretOutputNames": []}
         self.registered.append(args)
         outputs = dict(args.inputs)
+        metadata = outputs.get("metadata")
+        if isinstance(metadata, dict) and "name" not in metadata:  # the provider's autonaming
+            outputs["metadata"] = {**metadata, "name": f"{args.name}-0a1b2c3d"}
         if args.typ == RELEASE_TYPE:
             outputs["status"] = {"revision": 1, "status": "deployed", "name": args.inputs["name"],
                                  "namespace": args.inputs["namespace"]}
@@ -55,8 +58,9 @@ class ProgramRun:
 
 
 def run_program(config: dict[str, Any], stack: str = "staging", preview: bool = False,
-                mocks: RecordingMocks | None = None) -> ProgramRun:
-    """Run __main__.py with this raw stack config (keys without the project prefix).
+                mocks: RecordingMocks | None = None, secret_keys: tuple[str, ...] = ()) -> ProgramRun:
+    """Run __main__.py with this raw stack config (keys without the project prefix); `secret_keys`
+    are the ones set with --secret.
 
     Pass `mocks` to inspect what was registered when the program raises.
     """
@@ -67,7 +71,7 @@ def run_program(config: dict[str, Any], stack: str = "staging", preview: bool = 
     pulumi.runtime.set_all_config({
         f"bluegreen:{key}": value if isinstance(value, str) else json.dumps(value)
         for key, value in config.items()
-    })
+    }, secret_keys=[f"bluegreen:{key}" for key in secret_keys])
     run = ProgramRun(registered=mocks.registered)
 
     @pulumi.runtime.test

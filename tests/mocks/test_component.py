@@ -75,7 +75,7 @@ def test_an_image_from_another_resource_reaches_the_release():
     mocks = run(program)
     values = releases(mocks)["api"]["values"]
     assert values["blue"] == {"enabled": True, "image": BUILT, "replicas": 3, "env": [],
-                              "version": "sha256-abababababab"}  # no tag: the digest's start
+                              "version": "sha256-abababababab", "secretName": ""}  # no tag: the digest's start
     assert values["nameOverride"] == "api"  # app_name defaults to the component's name
     assert outputs["images"] == {"blue": BUILT, "green": None}
     assert outputs["prodSelector"] == {"app.kubernetes.io/instance": "api", "app.kubernetes.io/name": "api",

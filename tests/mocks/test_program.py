@@ -1,5 +1,7 @@
 """Tier 2: what the Release receives and what the stack exports, for each step of a release."""
 
+import json
+
 import pulumi
 import pytest
 
@@ -101,3 +103,30 @@ def test_the_program_reads_what_the_last_update_deployed_and_refuses_an_in_place
     assert [r.typ for r in mocks.reads] == ["pulumi:pulumi:StackReference"]  # its own stack, read only
     promoted = run_program(SCENARIOS[2].config, mocks=RecordingMocks(last_outputs=last))  # the flip is fine
     assert promoted.outputs["productionSlot"] == "green"
+
+
+# How the SDK marks a secret value on the wire (pulumi.runtime.rpc._special_sig_key / _special_secret_sig).
+SECRET_SIG, SECRET_MARK = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+
+
+def test_each_slot_gets_its_secrets_in_a_secret_of_its_own_and_the_release_only_its_name():
+    config = {**SCENARIOS[1].config, "secrets": {"DB_PASSWORD": "s3cr3t-one"},
+              "green": {**SCENARIOS[1].config["green"], "secrets": {"API_KEY": "s3cr3t-two"}}}
+    run = run_program(config, secret_keys=("secrets", "green"))
+    secrets = {r.name: r.inputs for r in run.of_type("kubernetes:core/v1:Secret")}
+    assert set(secrets) == {"web-blue-secrets", "web-green-secrets"}
+    data = secrets["web-green-secrets"]["stringData"]
+    assert data[SECRET_SIG] == SECRET_MARK  # a Pulumi secret: encrypted in the state, masked in output
+    assert data["value"] == {"DB_PASSWORD": "s3cr3t-one", "API_KEY": "s3cr3t-two"}
+    assert secrets["web-green-secrets"]["immutable"] is True
+    assert "name" not in secrets["web-green-secrets"]["metadata"]  # Pulumi names it: a new value, a new name
+    values = run.release.inputs["values"]
+    assert "s3cr3t" not in json.dumps(values) and "s3cr3t" not in json.dumps(run.outputs["slots"])
+    assert set(run.outputs["secretDigests"]["green"]) == {"DB_PASSWORD", "API_KEY"}
+
+
+def test_secrets_in_plain_text_config_are_refused_before_any_resource():
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match="secrets is '\\(hidden\\)'; allowed: values set with --secret"):
+        run_program({**SCENARIOS[0].config, "secrets": {"DB_PASSWORD": "s3cr3t"}}, mocks=mocks)
+    assert mocks.registered == []

@@ -124,7 +124,7 @@ def test_project_file_declares_every_key_with_the_same_default(repo_root):
     for key, spec in declared.items():
         assert spec["default"] == DEFAULTS[key], key
         assert spec["description"], key
-        assert spec["type"] in ("string", "integer", "boolean", "object"), key
+        assert spec["type"] in ("string", "integer", "boolean", "object", "array"), key
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])

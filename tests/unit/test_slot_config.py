@@ -16,9 +16,9 @@ def with_slot(config, slot, **fields):
     return {**config, slot: {**config.get(slot, {}), **fields}}
 
 
-def problems(config, before=None) -> str:
+def problems(config, before=None, encrypted=None) -> str:
     with pytest.raises(ConfigError) as error:
-        parse(config, before)
+        parse(config, before, encrypted)
     return str(error.value)
 
 
@@ -111,3 +111,53 @@ def test_a_hotfix_is_allowed_when_asked_for():
 def test_the_first_update_and_a_stack_without_env_records_are_not_held_back():
     parse(with_slot(BLUE_LIVE, "blue", image=V2), None)
     parse({**BLUE_LIVE, "env": {"LOG_LEVEL": "debug"}}, {"blue": {"image": V1}, "green": None})
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+WITH_SECRETS = {**BLUE_LIVE, "secrets": {"DB_PASSWORD": "s3cr3t-one"},
+                "green": {"enabled": True, "image": V2, "replicas": 2, "secrets": {"DB_PASSWORD": "s3cr3t-two"}}}
+ENCRYPTED = {"secrets", "green"}
+
+
+def test_secrets_merge_per_slot_and_never_reach_the_chart_values():
+    settings = parse(WITH_SECRETS, encrypted=ENCRYPTED)
+    assert settings.slot_secrets("blue") == {"DB_PASSWORD": "s3cr3t-one"}
+    assert settings.slot_secrets("green") == {"DB_PASSWORD": "s3cr3t-two"}
+    values = chart_values(settings, {"blue": "web-blue-secrets-1a2b3c", "green": "web-green-secrets-4d5e6f"})
+    assert values["blue"]["secretName"] == "web-blue-secrets-1a2b3c" and values["secrets"]["as"] == "file"
+    assert "s3cr3t" not in repr(values) and "s3cr3t" not in repr(settings)
+
+
+def test_a_secret_kept_in_plain_text_is_refused():
+    text = problems(WITH_SECRETS, encrypted={"green"})
+    assert "secrets is '(hidden)'; allowed: values set with --secret" in text
+    assert "s3cr3t" not in text
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"secrets": {"db-password": "x"}}, "secrets.db-password is '(hidden)'; allowed: a name of letters"),
+    ({"secrets": {"EMPTY": ""}}, "secrets.EMPTY is '(hidden)'; allowed: non-empty text"),
+    ({"secretsAs": "volume"}, "secretsAs is 'volume'; allowed: file, env"),
+    ({"imagePullSecrets": "regcred"}, "imagePullSecrets is 'regcred'; allowed: a list of Secret names"),
+])
+def test_bad_secret_settings_are_named_without_their_values(config, message):
+    assert message in problems({**BLUE_LIVE, **config})
+
+
+def test_a_secret_rotation_goes_through_stage_like_code():
+    settings = parse(WITH_SECRETS, encrypted=ENCRYPTED)
+    before = {slot: settings.deployed(slot) for slot in ("blue", "green")}
+    before["secretDigests"] = {slot: settings.secret_digests(slot) for slot in ("blue", "green")}
+    # rotating the shared secret would change what prod (blue) runs
+    text = problems({**WITH_SECRETS, "secrets": {"DB_PASSWORD": "rotated"}}, before)
+    assert "secrets.DB_PASSWORD is '(hidden)'; allowed: the value prod (blue) runs" in text
+    assert "as green.secrets.DB_PASSWORD: a rotation goes through stage like code" in text
+    assert "rotated" not in text
+    # rotating it in the idle slot is fine, and so is promoting it
+    rotated = {**WITH_SECRETS, "green": {**WITH_SECRETS["green"], "secrets": {"DB_PASSWORD": "rotated"}}}
+    parse(rotated, before)
+    after = {**before, "green": parse(rotated).deployed("green"),
+             "secretDigests": {**before["secretDigests"], "green": parse(rotated).secret_digests("green")}}
+    parse({**rotated, "productionSlot": "green"}, after)
+    assert parse(rotated).secret_digests("green")["DB_PASSWORD"] != before["secretDigests"]["green"]["DB_PASSWORD"]

@@ -115,7 +115,7 @@ class Release:
             raise Failed(f"stack {self.session.name} has not deployed anything yet: pulumi up")
         deployed, _, found, serving = truth
         state.update(serving=serving, drift=[asdict(d) for d in found],
-                     pending=drift.changed_keys(chart_values(self.settings), deployed.values))
+                     pending=self._pending(deployed))
         if not serving:
             raise Failed(f"prod does not serve {deployed.production_slot}:\n{_listed(found)}")
         if found:
@@ -134,7 +134,7 @@ class Release:
             return
         say(f"==> the cluster differs from what the stack deployed:\n{_listed(found)}")
         if not cluster.namespace or cluster.release is None:
-            pending = drift.changed_keys(chart_values(self.settings), deployed.values)
+            pending = self._pending(deployed)
             if pending:
                 raise plan.Refused("the stack config has changes that were never deployed ("
                                    + ", ".join(pending) + "), and `pulumi up` would deploy them too; "
@@ -298,6 +298,12 @@ class Release:
             return None
         deployed, cluster = drift.Deployed(values), drift.read(self.kube, self.names)
         return deployed, cluster, drift.differences(deployed, self.names, cluster), drift.prod_serves(deployed, cluster)
+
+    def _pending(self, deployed: drift.Deployed) -> list[str]:
+        """Chart values the stack config would change if deployed. The Secrets the stack made for
+        the slots are taken as deployed: their names are Pulumi's, known only after an update."""
+        names = {slot: (deployed.values.get(slot) or {}).get("secretName", "") for slot in SLOTS}
+        return drift.changed_keys(chart_values(self.settings, names), deployed.values)
 
     def _require_true_cluster(self, command: str, settle_seconds: float = 10,
                               why: str = "is not what the stack deployed") -> None:

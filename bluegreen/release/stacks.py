@@ -85,11 +85,13 @@ class StackSession:
         return {"appName": self.app, **raw} if self.app and with_app_name else raw
 
     def set_config(self, changes: Mapping[str, Any]) -> None:
-        """`pulumi config set --path NAMESPACE:KEY VALUE` for each change."""
+        """`pulumi config set --path NAMESPACE:KEY VALUE` for each change; `--secret` for a value
+        under `secrets` or `<slot>.secrets`, so that putting an object back never decrypts one."""
         for path, value in changes.items():
             text = json.dumps(value) if isinstance(value, bool) else str(value)
             self.touched.add(path.split(".")[0])
-            self.stack.set_config(f"{self.namespace}:{path}", auto.ConfigValue(value=text), path=True)
+            secret = "secrets" in path.split(".")[:2]
+            self.stack.set_config(f"{self.namespace}:{path}", auto.ConfigValue(value=text, secret=secret), path=True)
 
     def restore_config(self, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
         """Put `keys` back as they were in `raw` (read earlier with raw_config()), or remove them

@@ -59,3 +59,4 @@ def test_the_stack_session_turns_pulumis_lock_error_into_stack_locked():
 
     with pytest.raises(locks.StackLocked, match="pid 7 on elsewhere"):
         session._run("up", locked_up)
+

@@ -341,7 +341,8 @@ def _prod_change_problems(settings: Settings, raw: Mapping[str, Any], before: Ma
                 key = f"{prod}.env.{var}" if var in own or var not in settings.env else f"env.{var}"
                 shown = now["env"].get(var, "(unset)")
                 problems.append(Problem(key, shown, f"{old_env.get(var, '(unset)')!r}, what prod ({prod}) runs",
-                                        f"put it back; {into_stage} (as {stage}.env.{var})"))
+                                        f"put it back; set it as {stage}.env.{var} in the idle slot {stage}, deploy "
+                                        f"and promote it; {hotfix}"))
     old_secrets = (before.get("secretDigests") or {}).get(prod)
     if old_secrets is not None:
         now_secrets = settings.secret_digests(prod) or {}
@@ -349,9 +350,10 @@ def _prod_change_problems(settings: Settings, raw: Mapping[str, Any], before: Ma
         for name in sorted(set(old_secrets) | set(now_secrets)):
             if old_secrets.get(name) != now_secrets.get(name):
                 key = f"{prod}.secrets.{name}" if name in own or name not in settings.secrets else f"secrets.{name}"
-                problems.append(Problem(key, "(hidden)", f"the value prod ({prod}) runs",
-                                        f"put it back; {into_stage} (as {stage}.secrets.{name}: a rotation goes "
-                                        "through stage like code)"))
+                problems.append(Problem(key, "(hidden)", f"the value of what prod ({prod}) runs",
+                                        f"put it back; a rotation goes through stage like code: set it with --secret "
+                                        f"as {stage}.secrets.{name} in the idle slot {stage}, deploy and promote it; "
+                                        f"{hotfix}"))
     return problems
 
 

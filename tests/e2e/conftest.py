@@ -98,7 +98,7 @@ def pulumi_env(e2e_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def kube(pulumi_env) -> KubeClient:
+def kube(pulumi_env):
     """A running local cluster with a real node: the one `make cluster-up` started, or one started
     here and stopped again at the end (pytest runs this on failures and on Ctrl-C too)."""
     cluster = str(SCRIPTS / "cluster.sh")
@@ -114,10 +114,24 @@ def kube(pulumi_env) -> KubeClient:
         if mode != "real":
             pytest.fail(f"the local cluster has no real node ({mode}): pods do not run, so no request "
                         "can be counted; the e2e tier needs a machine that can run containers")
-        yield KubeClient(pulumi_env["KUBECONFIG"])
+        yield CurrentCluster(pulumi_env["KUBECONFIG"])
     finally:
         if not already_up:
             subprocess.run([cluster, "down"], check=False, env=pulumi_env)
+
+
+class CurrentCluster:
+    """A KubeClient for whatever cluster the kubeconfig names now: some tests delete the local
+    cluster and start a new one (new certificates), and the tests after them use the new one."""
+
+    def __init__(self, kubeconfig: str):
+        self._path, self._stamp, self._client = Path(kubeconfig), None, None
+
+    def __getattr__(self, name: str):
+        stamp = self._path.stat().st_mtime_ns
+        if stamp != self._stamp:
+            self._client, self._stamp = KubeClient(str(self._path)), stamp
+        return getattr(self._client, name)
 
 
 def node_snapshot() -> str:

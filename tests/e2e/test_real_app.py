@@ -124,8 +124,9 @@ def test_an_in_place_change_of_prod_is_refused_before_anything_changes(app, kube
             for operation in (app.preview, app.up):
                 with pytest.raises(auto.CommandError) as refused:
                     operation(color="never")
-                assert "what prod (blue) runs" in str(refused.value) and "allowProdChange" in str(refused.value)
-                assert ROTATED not in str(refused.value)
+                message = str(refused.value)
+                assert "what prod (blue) runs" in message and "allowProdChange" in message, message[-3000:]
+                assert ROTATED not in message
         finally:
             app.set_config(key, before, path=True)
     assert kube.helm_releases(NS, "web")[0]["revision"] == revision

@@ -361,7 +361,7 @@ def test_repair_with_nothing_to_repair_changes_nothing(tool, kube):
 
 
 # Last in this module: these delete the whole local cluster (etcd, certificates, node, ingress)
-# and start it again empty, so the session's KubeClient is stale afterwards.
+# and start it again empty (the session's `kube` follows: conftest.CurrentCluster).
 def wipe_the_cluster(tool) -> None:
     cluster = str(e2e.SCRIPTS / "cluster.sh")
     subprocess.run([cluster, "down"], check=True, env=tool.env)

@@ -80,7 +80,7 @@ def test_changing_prods_image_in_place_is_refused_with_the_fix():
 def test_changing_a_shared_variable_prod_runs_is_refused():
     text = problems({**BLUE_LIVE, "env": {"LOG_LEVEL": "debug", "REGION": "eu"}}, BEFORE)
     assert "env.LOG_LEVEL is 'debug'; allowed: 'info', what prod (blue) runs" in text
-    assert "(as green.env.LOG_LEVEL)" in text
+    assert "set it as green.env.LOG_LEVEL in the idle slot green, deploy and promote it" in text
 
 
 def test_changing_prods_own_variable_is_refused_under_its_own_key():
@@ -151,8 +151,8 @@ def test_a_secret_rotation_goes_through_stage_like_code():
     before["secretDigests"] = {slot: settings.secret_digests(slot) for slot in ("blue", "green")}
     # rotating the shared secret would change what prod (blue) runs
     text = problems({**WITH_SECRETS, "secrets": {"DB_PASSWORD": "rotated"}}, before)
-    assert "secrets.DB_PASSWORD is '(hidden)'; allowed: the value prod (blue) runs" in text
-    assert "as green.secrets.DB_PASSWORD: a rotation goes through stage like code" in text
+    assert "secrets.DB_PASSWORD is '(hidden)'; allowed: the value of what prod (blue) runs" in text
+    assert "set it with --secret as green.secrets.DB_PASSWORD in the idle slot green" in text
     assert "rotated" not in text
     # rotating it in the idle slot is fine, and so is promoting it
     rotated = {**WITH_SECRETS, "green": {**WITH_SECRETS["green"], "secrets": {"DB_PASSWORD": "rotated"}}}

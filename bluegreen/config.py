@@ -79,12 +79,18 @@ _NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 # or is localhost (Docker's rule); otherwise "shop/web" is a Docker Hub path.
 _HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REGISTRY = rf"(?:(?:localhost|{_HOST}(?:\.{_HOST})+)(?::[0-9]+)?/|{_HOST}:[0-9]+/)"
-_IMAGE_RE = re.compile(
-    rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"sha256:[0-9a-f]{64}"
+# Plain classes and quantifiers only: the same text is a Python, an RE2 (Helm) and an ECMA (JSON
+# Schema) pattern; the chart's values.schema.json holds it verbatim (tests/unit/test_one_truth.py).
+IMAGE_PATTERN = rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*(?::{_TAG}(?:@{_DIGEST})?|@{_DIGEST})$"
+_IMAGE_RE = re.compile(IMAGE_PATTERN)
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DNS_NAME_RE = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+DNS_NAME_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
+_DNS_NAME_RE = re.compile(DNS_NAME_PATTERN)
+# Number bounds: (lowest, highest), also in values.schema.json.
+REPLICAS = (0, 100)
+CONTAINER_PORT = (1, 65535)
 _DNS_LABEL_RE = re.compile(rf"^{_DNS_LABEL}$")
 # App names become Helm release names and Deployment names (`<app>-green`): keep them short.
 _APP_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
@@ -236,7 +242,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
         create_namespace=get.boolean("createNamespace"),
         production_slot=production_slot,
         slots=slots,
-        container_port=get.integer("containerPort", 1, 65535),
+        container_port=get.integer("containerPort", *CONTAINER_PORT),
         health_path=health_path,
         prod_host=prod_host,
         stage_host=stage_host,
@@ -453,8 +459,7 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     get = _Reader({**defaults, **value}, problems, prefix=f"{name}.")
     enabled = get.boolean("enabled")
     image = get.text("image")
-    match = _IMAGE_RE.match(image)
-    if image and not (match and (match["tag"] or match["digest"])):
+    if image and not _IMAGE_RE.match(image):
         problems.append(Problem(f"{name}.image", image,
                                 "an image reference with a tag or digest, such as registry/name:1.2.3",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
@@ -462,7 +467,7 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
         problems.append(Problem(f"{name}.image", image, f"an image while {name}.enabled is true",
                                 f"pulumi config set --path {name}.image registry/name:tag, "
                                 f"or pulumi config set --path {name}.enabled false"))
-    return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", 0, 100),
+    return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", *REPLICAS),
                         env=_parse_env(f"{name}.env", value.get("env", {}), problems),
                         secrets=_parse_secrets(f"{name}.secrets", value.get("secrets", {}), problems))
 

@@ -156,6 +156,9 @@ def test_lint_strict_passes(helm, scenario, tmp_path):
     (["green.enabeld=true"], "additional properties 'enabeld' not allowed"),
     (["green.image=shop web:1"], "at '/green/image'"),
     (["ingress.prodHost=Shop_Example"], "at '/ingress/prodHost'"),
+    (["green.image=shop/web"], "at '/green/image'"),  # no tag, no digest: config.py's rule, in Helm
+    (["blue.replicas=101"], "at '/blue/replicas': maximum"),
+    (["productonSlot=green"], "additional properties 'productonSlot' not allowed"),  # a typo at the top
 ])
 def test_schema_rejects_bad_values(helm, sets, message):
     with pytest.raises(HelmError, match="values don't meet the specifications of the schema") as error:

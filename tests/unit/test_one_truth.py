@@ -1,0 +1,73 @@
+"""One truth for validation: config.py (the rules), Pulumi.yaml (what `pulumi config` shows),
+the chart's values.yaml (its defaults) and values.schema.json (what plain helm users are held to)
+agree on every key, type, default and limit the program and the chart share."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from bluegreen.config import CONTAINER_PORT, DEFAULTS, DNS_NAME_PATTERN, IMAGE_PATTERN, REPLICAS, parse
+from bluegreen.values import chart_values
+from tests.conftest import REPO_ROOT
+
+SCHEMA = json.loads((REPO_ROOT / "bluegreen" / "chart" / "values.schema.json").read_text())
+VALUES = yaml.safe_load((REPO_ROOT / "bluegreen" / "chart" / "values.yaml").read_text())
+SLOT = SCHEMA["definitions"]["slot"]["properties"]
+
+
+def test_pulumi_yaml_declares_every_key_with_config_pys_default():
+    declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    assert {key: spec["default"] for key, spec in declared.items()} == DEFAULTS
+
+
+def test_the_schema_holds_config_pys_patterns_and_bounds_verbatim():
+    assert SLOT["image"]["pattern"] == "^$|" + IMAGE_PATTERN
+    assert SCHEMA["definitions"]["hostname"]["pattern"] == DNS_NAME_PATTERN
+    assert (SLOT["replicas"]["minimum"], SLOT["replicas"]["maximum"]) == REPLICAS
+    port = SCHEMA["properties"]["containerPort"]
+    assert (port["minimum"], port["maximum"]) == CONTAINER_PORT
+
+
+@pytest.mark.parametrize("image", [
+    "registry.example.com/shop/web:1.4.0", "localhost:5000/web:dev", "web@sha256:" + "a" * 64, "nginx:1.27",
+    "shop/web", "web:", "UPPER/web:1", "registry.example.com/web:1.0@sha256:" + "b" * 64, "web:-bad", "a__b:1",
+])
+def test_an_image_is_accepted_by_both_or_by_neither(image):
+    """Same verdict from config.parse and from the schema's pattern (the chart tier runs it in Helm)."""
+    assert bool(re.match(SLOT["image"]["pattern"], image)) == _valid(image)
+
+
+def _valid(image: str) -> bool:
+    try:
+        parse({"blue": {"enabled": True, "image": image}})
+        return True
+    except ValueError:
+        return False
+
+
+def test_the_schema_knows_every_value_the_program_sets_and_nothing_else_gets_through():
+    assert SCHEMA["additionalProperties"] is False
+    values = chart_values(parse({"blue": {"enabled": True, "image": "shop/web:1"}}))
+    assert set(values) <= set(SCHEMA["properties"]), set(values) - set(SCHEMA["properties"])
+    for slot in ("blue", "green"):
+        assert set(values[slot]) <= set(SLOT), set(values[slot]) - set(SLOT)
+    assert set(values["ingress"]) <= set(SCHEMA["properties"]["ingress"]["properties"])
+    assert set(VALUES) <= set(SCHEMA["properties"])
+
+
+def test_the_charts_defaults_are_config_pys():
+    """What plain helm users get without values is what a stack gets without config."""
+    values = chart_values(parse({"blue": {"enabled": True, "image": "shop/web:1"}}))
+    for key in ("productionSlot", "containerPort", "healthPath", "resources", "readOnlyRootFilesystem",
+                "imagePullSecrets"):
+        assert VALUES[key] == values[key], key
+    for key in ("className", "prodHost", "stageHost", "tlsSecretName", "annotations"):
+        assert VALUES["ingress"][key] == values["ingress"][key], key
+    assert VALUES["secrets"]["as"] == values["secrets"]["as"]
+    for slot in ("blue", "green"):
+        assert {k: VALUES[slot][k] for k in ("enabled", "replicas", "env")} == {
+            k: values[slot][k] for k in ("enabled", "replicas", "env")}, slot

@@ -139,12 +139,19 @@ plugin_binary() {
   echo "$home/plugins/resource-kubernetes-v$PULUMI_KUBERNETES_VERSION/pulumi-resource-kubernetes"
 }
 
-# The pulumi that will run is the user's own (not built here): it brings its own language host.
-users_pulumi() {
-  local found
-  ! cached pulumi "$TOOLS_DIR/pulumi-$PULUMI_VERSION" && found=$(command -v pulumi) &&
-    [[ $found != "$TOOLS_DIR"/* ]] && on_path pulumi
+# The user's own pulumi (not built here): the first on PATH outside our cache, if it is at the
+# pinned version or newer. It is used as it is, brings its own language host, and wins over a
+# pulumi we built earlier (which then stays off PATH).
+users_pulumi_path() {
+  local dir v IFS=:
+  for dir in $PATH; do
+    [[ -n $dir && $dir != "$TOOLS_DIR"/* && -x $dir/pulumi ]] || continue
+    v=$("$dir/pulumi" version 2>/dev/null) && at_least "${v#v}" "$PULUMI_VERSION" && echo "$dir/pulumi"
+    return
+  done
+  return 1
 }
+users_pulumi() { users_pulumi_path >/dev/null; }
 
 # Run a long command with an elapsed-time line every 30 s, so a cold build never looks hung.
 with_ticker() {
@@ -428,11 +435,16 @@ ensure() {
   local tool=$1 ver dir work t0 secs est
   ver=$(version_of "$tool")
   dir=$TOOLS_DIR/$tool-$ver
-  if cached "$tool" "$dir"; then
-    say "$tool $ver cached"
-  elif [[ $tool == langhost ]] && users_pulumi; then
-    say "langhost: not needed: $(command -v pulumi) ($(pulumi version)) runs its own language host"
+  if [[ $tool == pulumi || $tool == langhost ]] && users_pulumi; then
+    local yours; yours=$(users_pulumi_path)
+    if [[ $tool == pulumi ]]; then
+      say "pulumi: using yours, found on PATH: $yours ($("$yours" version)) (pinned: $ver)"
+    else
+      say "langhost: not needed: $yours ($("$yours" version)) runs its own language host"
+    fi
     return 0
+  elif cached "$tool" "$dir"; then
+    say "$tool $ver cached"
   elif on_path "$tool"; then
     say "$tool: using yours, found $(found_at "$tool") (pinned: $ver)"
     return 0
@@ -518,9 +530,11 @@ post_kubernetes-provider() {
 # The stand-in language host is never on PATH: Pulumi prefers a host found on PATH over its own,
 # so it would shadow the official host of an installed CLI. It is linked next to our pulumi only.
 print_path() {
-  local tool dir out=""
+  local tool dir out="" skip_pulumi=""
+  users_pulumi && skip_pulumi=1
   for tool in "${ALL_TOOLS[@]}"; do
     [[ $tool == kubernetes-provider || $tool == langhost ]] && continue
+    [[ $tool == pulumi && -n $skip_pulumi ]] && continue
     dir=$TOOLS_DIR/$tool-$(version_of "$tool")/bin
     [[ -d $dir ]] && out+="${out:+:}$dir"
   done

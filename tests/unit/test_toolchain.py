@@ -136,3 +136,20 @@ def test_versitygw_and_argo_rollouts_on_path_are_used_at_the_pinned_version_only
     fake(bin_dir, "kubectl-argo-rollouts", f"kubectl-argo-rollouts: v{argo}0+unknown")
     done = toolchain("--budget-minutes", "0", "versitygw", "argo-rollouts", env=installed)
     assert "SKIPPED (not built, see above): versitygw argo-rollouts\n" in done.stderr, done.stderr
+
+
+def test_a_pulumi_installed_after_we_built_one_wins(installed, tmp_path):
+    """A user who built our pulumi earlier and then installed their own: theirs runs, ours (and
+    its stand-in host) stays off PATH."""
+    ours = tmp_path / "cache" / "tools" / f"pulumi-{VERSIONS['PULUMI_VERSION']}" / "bin"
+    ours.mkdir(parents=True)
+    fake(ours, "pulumi", f"v{VERSIONS['PULUMI_VERSION']}")
+    fake(ours, "pulumi-language-python", "stand-in")
+    done = toolchain("pulumi", "langhost", env=installed)
+    assert f"pulumi: using yours, found on PATH: {tmp_path}/bin/pulumi" in done.stderr, done.stderr
+    assert "langhost: not needed" in done.stderr
+    assert str(ours) not in toolchain("--print-path", env=installed).stdout
+    # Without theirs, ours is used again.
+    (tmp_path / "bin" / "pulumi").unlink()
+    assert str(ours) in toolchain("--print-path", env=installed).stdout
+    assert f"pulumi {VERSIONS['PULUMI_VERSION']} cached" in toolchain("pulumi", env=installed).stderr

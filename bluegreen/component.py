@@ -12,8 +12,10 @@ Another Pulumi program uses it like this (pip install the package into its venv)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
@@ -73,6 +75,7 @@ class BlueGreenAppArgs:
     secrets: Mapping[str, str] | None = None
     secrets_as: pulumi.Input[str] | None = None
     image_pull_secrets: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    registry: Mapping[str, str] | None = None
     allow_prod_change: pulumi.Input[bool] | None = None
     resources: pulumi.Input[Mapping[str, Any]] | None = None
     read_only_root_filesystem: pulumi.Input[bool] | None = None
@@ -184,6 +187,12 @@ class BlueGreenApp(pulumi.ComponentResource):
                                         {"app.kubernetes.io/name": known.app_name, "slot": slot},
                                         pulumi.ResourceOptions(parent=self, depends_on=depends_on))
                     secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
+        # A private registry's credentials as the pull secret the pods name; a new password
+        # updates it in place (same name), so no pod restarts for it.
+        pull: list[pulumi.Resource] = []
+        if known and known.registry:
+            pull.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
+                                       pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
         values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
             lambda both: chart_values(both[0], both[1]))
 
@@ -204,7 +213,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             timeout=settings.apply(lambda s: s.helm_timeout_seconds),
             # Stack config is the source of truth: values set behind Pulumi's back are not kept.
             reset_values=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *pull]),
         )
 
         slots = settings.apply(plan)
@@ -240,8 +249,8 @@ class BlueGreenApp(pulumi.ComponentResource):
 
 
 def _has_secrets(raw: Mapping[str, Any]) -> bool:
-    return bool(raw.get("secrets")) or any(isinstance(raw.get(slot), Mapping) and raw[slot].get("secrets")
-                                           for slot in SLOTS)
+    per_slot = any(isinstance(raw.get(slot), Mapping) and raw[slot].get("secrets") for slot in SLOTS)
+    return bool(raw.get("secrets") or raw.get("registry") or per_slot)
 
 
 def _waits(value: Any) -> bool:
@@ -296,6 +305,23 @@ class SlotSecret(pulumi.CustomResource):
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
             "metadata": {"namespace": namespace, "labels": {**labels, "app.kubernetes.io/managed-by": "pulumi"}},
             "stringData": pulumi.Output.secret(dict(data)), "data": None}, opts)
+
+
+class RegistrySecret(pulumi.CustomResource):
+    """A kubernetes.io/dockerconfigjson Secret with one registry's credentials, a Pulumi secret."""
+
+    def __init__(self, name: str, namespace: str, secret_name: str, registry: Mapping[str, str],
+                 opts: pulumi.ResourceOptions):
+        auth = base64.b64encode(f"{registry['username']}:{registry['password']}".encode()).decode()
+        config = json.dumps({"auths": {registry["server"]: {"username": registry["username"],
+                                                             "password": registry["password"], "auth": auth}}})
+        opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
+            version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
+        super().__init__("kubernetes:core/v1:Secret", name, {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": secret_name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            "stringData": pulumi.Output.secret({".dockerconfigjson": config}), "data": None}, opts)
 
 
 def chart_path() -> str:

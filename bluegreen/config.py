@@ -22,7 +22,7 @@ PROJECT = "bluegreen"
 COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found there by the release tool
 SLOTS = ("blue", "green")
 # Set with `pulumi config set --path KEY.FIELD ...`; Pulumi hands them over as JSON text.
-OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets")
+OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets", "registry")
 SECRETS_AS = ("file", "env")  # how pods get their secrets: files under SECRETS_DIR (the CIS benchmark's choice), or env
 SECRETS_DIR = "/etc/secrets"
 
@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "secrets": {},
     "secretsAs": "file",
     "imagePullSecrets": [],
+    "registry": {},
     "allowProdChange": False,
     "resources": RESOURCES_DEFAULT,
     "readOnlyRootFilesystem": True,
@@ -96,6 +97,7 @@ _DNS_LABEL_RE = re.compile(rf"^{_DNS_LABEL}$")
 _APP_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REGISTRY_SERVER_RE = re.compile(rf"^(?:localhost|{_HOST}(?:\.{_HOST})*)(?::[0-9]+)?$")
 RESERVED_ENV_PREFIX = "BLUEGREEN_"  # the chart sets BLUEGREEN_SLOT
 _ANNOTATION_RE = re.compile(  # [DNS subdomain/]name, name of at most 63 characters
     rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
@@ -159,6 +161,12 @@ class Settings:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # both slots'; a slot's own win
     secrets_as: str = "file"
     image_pull_secrets: tuple[str, ...] = ()
+    registry: Mapping[str, str] = field(default_factory=dict, repr=False)  # {server, username, password} or {}
+
+    @property
+    def registry_secret(self) -> str:
+        """The name of the pull secret the stack makes from `registry`; empty without one."""
+        return f"{self.app_name}-registry" if self.registry else ""
 
     @property
     def stage_slot(self) -> str:
@@ -257,6 +265,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
         secrets=_parse_secrets("secrets", raw.get("secrets", {}), problems),
         secrets_as=get.one_of("secretsAs", SECRETS_AS),
         image_pull_secrets=_parse_pull_secrets(raw.get("imagePullSecrets", []), problems),
+        registry=_parse_registry(raw.get("registry", {}), problems),
     )
     if encrypted is not None:
         problems += _plaintext_secret_problems(raw, encrypted)
@@ -408,7 +417,9 @@ def _parse_secrets(key: str, value: Any, problems: list[Problem]) -> dict[str, s
 def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str]) -> list[Problem]:
     """A secret kept in plain text in Pulumi.<stack>.yaml is not a secret."""
     problems = []
-    holders = [("secrets", "secrets", raw.get("secrets"))] + [
+    registry: Mapping[str, Any] = raw["registry"] if isinstance(raw.get("registry"), Mapping) else {}
+    holders = [("secrets", "secrets", raw.get("secrets")),
+               ("registry", "registry.password", registry.get("password"))] + [
         (slot, f"{slot}.secrets", (raw.get(slot) or {}).get("secrets") if isinstance(raw.get(slot), Mapping) else None)
         for slot in SLOTS]
     for config_key, path, value in holders:
@@ -417,6 +428,27 @@ def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str
                                     f"pulumi config rm --path {path}; then pulumi config set --secret --path "
                                     f"{path}.NAME VALUE for each"))
     return problems
+
+
+def _parse_registry(value: Any, problems: list[Problem]) -> dict[str, str]:
+    """A private registry's credentials: {server, username, password}, the password set with
+    --secret. The stack turns them into a kubernetes.io/dockerconfigjson Secret."""
+    fix = ("pulumi config set --path registry.server registry.example.com; ... registry.username ci; "
+           "pulumi config set --secret --path registry.password ...")
+    if value in ({}, None):
+        return {}
+    if not isinstance(value, Mapping) or set(value) != {"server", "username", "password"}:
+        shown = sorted(value) if isinstance(value, Mapping) else value
+        problems.append(Problem("registry", shown, "an object with exactly server, username and password", fix))
+        return {}
+    server = value["server"]
+    if not isinstance(server, str) or not _REGISTRY_SERVER_RE.match(server):
+        problems.append(Problem("registry.server", server, "a registry host, with a port if needed", fix))
+    for key in ("username", "password"):
+        if not isinstance(value[key], str) or not value[key]:
+            problems.append(Problem(f"registry.{key}", "(hidden)" if key == "password" else value[key],
+                                    "non-empty text", fix))
+    return {key: str(value[key]) for key in ("server", "username", "password")}
 
 
 def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:

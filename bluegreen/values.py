@@ -32,7 +32,8 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
             "annotations": dict(settings.ingress_annotations),
         },
         "secrets": {"as": settings.secrets_as, "dir": SECRETS_DIR},
-        "imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets],
+        "imagePullSecrets": [{"name": name} for name in (*settings.image_pull_secrets, settings.registry_secret)
+                             if name],
     }
     for slot in SLOTS:
         state = settings.slot(slot)

@@ -28,6 +28,7 @@ STACK, NS = "e2e-app", "bg-e2e-app"
 PROD_HOST, STAGE_HOST = "shop.app.example.com", "stage.shop.app.example.com"
 PODS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web"}
 FIRST, ROTATED = "first-Pa55word-e2e", "rotated-Pa55word-e2e"
+REGISTRY_PASSWORD = "registry-Pa55word-e2e"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,10 @@ def app(project_dir, pulumi_env, kube, ingress):
                        "blue.env.FEATURE_X": "off", "imagePullSecrets[0]": "regcred"}.items():
         stack.set_config(key, auto.ConfigValue(value), path=True)
     stack.set_config("secrets.DB_PASSWORD", auto.ConfigValue(FIRST, secret=True), path=True)
+    # A private registry's credentials: the stack makes the pull secret web-registry from them.
+    stack.set_config("registry.server", auto.ConfigValue("registry.example.com:5000"), path=True)
+    stack.set_config("registry.username", auto.ConfigValue("ci"), path=True)
+    stack.set_config("registry.password", auto.ConfigValue(REGISTRY_PASSWORD, secret=True), path=True)
     # The pull secret is the cluster admin's: an existing dockerconfigjson Secret in the namespace.
     kube_env = {**pulumi_env}
     subprocess.run(["kubectl", "create", "namespace", NS], check=True, capture_output=True, env=kube_env)
@@ -91,11 +96,25 @@ def test_the_app_runs_with_its_variables_its_secret_file_and_pull_secret(app, ku
             "LOG_LEVEL": "info", "REGION": "eu", "FEATURE_X": "off", "BLUEGREEN_SLOT": "blue"}
         assert "DB_PASSWORD" not in env  # a file, not a variable (secretsAs: file)
         assert password == FIRST
-        assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+        assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "web-registry"}]
         assert pod["metadata"]["labels"]["app.kubernetes.io/version"] == version_of(V1)
     assert fetch(app.ingress, PROD_HOST) == (200, "blue", version_of(V1))
     assert [b["metadata"]["name"] for b in kube.get(
         f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets")["items"]] == ["web-blue"]
+    pull = kube.get(f"/api/v1/namespaces/{NS}/secrets/web-registry")
+    assert pull["type"] == "kubernetes.io/dockerconfigjson"
+    auths = json.loads(base64.b64decode(pull["data"][".dockerconfigjson"]))["auths"]
+    assert auths["registry.example.com:5000"]["username"] == "ci"
+
+
+def test_a_new_registry_password_restarts_no_pod(app, kube):
+    pods = sorted(p["metadata"]["name"] for p in running(kube, "blue"))
+    app.set_config("registry.password", auto.ConfigValue(REGISTRY_PASSWORD + "-2", secret=True), path=True)
+    up(app)
+    pull = kube.get(f"/api/v1/namespaces/{NS}/secrets/web-registry")
+    auths = json.loads(base64.b64decode(pull["data"][".dockerconfigjson"]))["auths"]
+    assert auths["registry.example.com:5000"]["password"] == REGISTRY_PASSWORD + "-2"
+    assert sorted(p["metadata"]["name"] for p in running(kube, "blue")) == pods
 
 
 def test_the_secret_value_is_in_plain_text_nowhere(app, kube, project_dir):
@@ -111,6 +130,7 @@ def test_the_secret_value_is_in_plain_text_nowhere(app, kube, project_dir):
     places["pulumi preview --diff"] = "\n".join(preview)
     for place, text in places.items():
         assert text and FIRST not in text, f"the secret is in plain text in {place}"
+        assert REGISTRY_PASSWORD not in text, f"the registry password is in plain text in {place}"
 
 
 def test_an_in_place_change_of_prod_is_refused_before_anything_changes(app, kube):

@@ -130,3 +130,15 @@ def test_secrets_in_plain_text_config_are_refused_before_any_resource():
     with pytest.raises(pulumi.RunError, match="secrets is '\\(hidden\\)'; allowed: values set with --secret"):
         run_program({**SCENARIOS[0].config, "secrets": {"DB_PASSWORD": "s3cr3t"}}, mocks=mocks)
     assert mocks.registered == []
+
+
+def test_registry_credentials_become_a_dockerconfigjson_secret():
+    registry = {"server": "registry.example.com", "username": "ci", "password": "hunter2-e2e"}
+    run = run_program({**SCENARIOS[0].config, "registry": registry}, secret_keys=("registry",))
+    (secret,) = [r.inputs for r in run.of_type("kubernetes:core/v1:Secret") if r.name == "web-registry"]
+    assert secret["type"] == "kubernetes.io/dockerconfigjson" and secret["metadata"]["name"] == "web-registry"
+    assert secret["stringData"][SECRET_SIG] == SECRET_MARK
+    auths = json.loads(secret["stringData"]["value"][".dockerconfigjson"])["auths"]
+    assert auths["registry.example.com"]["username"] == "ci"
+    assert {"name": "web-registry"} in run.release.inputs["values"]["imagePullSecrets"]
+    assert "hunter2" not in json.dumps(run.release.inputs["values"])

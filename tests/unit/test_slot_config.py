@@ -161,3 +161,31 @@ def test_a_secret_rotation_goes_through_stage_like_code():
              "secretDigests": {**before["secretDigests"], "green": parse(rotated).secret_digests("green")}}
     parse({**rotated, "productionSlot": "green"}, after)
     assert parse(rotated).secret_digests("green")["DB_PASSWORD"] != before["secretDigests"]["green"]["DB_PASSWORD"]
+
+
+# --- a private registry's credentials ---------------------------------------------------------------
+
+REGISTRY = {"server": "registry.example.com:5000", "username": "ci", "password": "hunter2-e2e"}
+
+
+def test_registry_credentials_become_a_pull_secret_the_pods_name():
+    settings = parse({**BLUE_LIVE, "registry": REGISTRY, "imagePullSecrets": ["team-regcred"]}, encrypted={"registry"})
+    assert settings.registry_secret == "web-registry"
+    values = chart_values(settings)
+    assert values["imagePullSecrets"] == [{"name": "team-regcred"}, {"name": "web-registry"}]
+    assert "hunter2" not in repr(values) and "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize("registry,message", [
+    ({"server": "registry.example.com"}, 'registry is ["server"]; allowed: an object with exactly server, username'),
+    ({**REGISTRY, "server": "https://registry.example.com"}, "registry.server is 'https://registry.example.com'"),
+    ({**REGISTRY, "password": ""}, "registry.password is '(hidden)'; allowed: non-empty text"),
+])
+def test_bad_registry_credentials_are_named_without_the_password(registry, message):
+    text = problems({**BLUE_LIVE, "registry": registry}, encrypted={"registry"})
+    assert message in text and "hunter2" not in text
+
+
+def test_a_registry_password_in_plain_text_is_refused():
+    text = problems({**BLUE_LIVE, "registry": REGISTRY}, encrypted=set())
+    assert "registry.password is '(hidden)'; allowed: values set with --secret" in text

@@ -272,7 +272,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
     if production_slot in SLOTS:
         problems += _production_slot_problems(production_slot, slots[production_slot])
     if not problems and before is not None:
-        problems += _prod_change_problems(settings, raw, before)
+        problems += _prod_change_problems(settings, before)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -328,7 +328,7 @@ def _production_slot_problems(slot: str, settings: SlotSettings) -> list[Problem
     return problems
 
 
-def _prod_change_problems(settings: Settings, raw: Mapping[str, Any], before: Mapping[str, Any]) -> list[Problem]:
+def _prod_change_problems(settings: Settings, before: Mapping[str, Any]) -> list[Problem]:
     """Prod only ever gets what a slot already ran: a new image or variable goes into the idle
     slot, is tested through stage, and reaches prod by the flip. Changing the production slot in
     place (a rolling update of prod) or deploying a slot and sending prod to it in one update
@@ -424,9 +424,9 @@ def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str
         for slot in SLOTS]
     for config_key, path, value in holders:
         if value and config_key not in encrypted:
+            again = f"{path} VALUE" if path == "registry.password" else f"{path}.NAME VALUE for each"
             problems.append(Problem(path, "(hidden)", "values set with --secret (encrypted in the stack config)",
-                                    f"pulumi config rm --path {path}; then pulumi config set --secret --path "
-                                    f"{path}.NAME VALUE for each"))
+                                    f"pulumi config rm --path {path}; then pulumi config set --secret --path {again}"))
     return problems
 
 

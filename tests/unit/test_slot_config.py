@@ -189,3 +189,4 @@ def test_bad_registry_credentials_are_named_without_the_password(registry, messa
 def test_a_registry_password_in_plain_text_is_refused():
     text = problems({**BLUE_LIVE, "registry": REGISTRY}, encrypted=set())
     assert "registry.password is '(hidden)'; allowed: values set with --secret" in text
+    assert "pulumi config set --secret --path registry.password VALUE" in text

@@ -175,9 +175,18 @@ def _release_drift(deployed: Deployed, names: Names, release: dict | None) -> li
 
 
 def changed_keys(wanted: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
-    """The top-level keys of `wanted` whose values differ in `found`."""
+    """The top-level keys of `wanted` whose values differ in `found`. An empty list, map or null
+    counts as absent: the provider drops empty lists from a Release's values in the state."""
     return sorted(key for key in wanted if _normal(found.get(key)) != _normal(wanted[key]))
 
 
 def _normal(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(_pruned({"value": value}), sort_keys=True)
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _pruned(item) for key, item in value.items() if item not in (None, [], {})}
+    if isinstance(value, list):
+        return [_pruned(item) for item in value]
+    return value

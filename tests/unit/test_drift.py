@@ -114,3 +114,16 @@ def test_a_retired_slot_that_still_runs():
     problems = [(d.object, d.problem) for d in differences(settings, NAMES, cluster)]
     assert ("Deployment web-blue", "exists, but the stack deployed blue retired") in problems
     assert prod_serves(settings, cluster)
+
+
+def test_empty_lists_the_state_drops_are_no_pending_change():
+    """The provider keeps a Release's values without their empty lists (env: [], imagePullSecrets:
+    []): that is what the stack config says, not a change waiting to be deployed."""
+    from bluegreen.release.drift import changed_keys
+
+    wanted = chart_values(SETTINGS)
+    stored = {key: ({k: v for k, v in value.items() if v != []} if isinstance(value, dict) else value)
+              for key, value in wanted.items() if value != []}
+    assert "imagePullSecrets" not in stored and "env" not in stored["blue"]
+    assert changed_keys(wanted, stored) == []
+    assert changed_keys(wanted, {**stored, "productionSlot": "green"}) == ["productionSlot"]

@@ -2,7 +2,7 @@
 
 Two guards, because a team runs releases from several machines against one state backend:
 
-- On this machine, a mutating command holds a lock file for the stack (`CommandLock`, flock), so a
+- On this machine, a mutating command holds a lock file for the stack (`command_lock`, flock), so a
   second command is refused before it reads or changes anything, and is told which command holds
   the stack.
 - Across machines, Pulumi's own stack lock, an object in the state backend. Before it changes
@@ -62,7 +62,8 @@ def backend_locks(backend_url: str, project: str, stack: str, timeout: float = 1
     url = urllib.parse.urlsplit(backend_url)
     suffixes = (f"/organization/{project}/{stack}/", f"/{stack}/")  # project-scoped, then legacy layout
     if url.scheme == "file":
-        root = os.path.join(urllib.parse.unquote(url.netloc + url.path), ".pulumi", "locks")
+        # file:///abs/path, or file://~/path (Pulumi expands the ~)
+        root = os.path.join(os.path.expanduser(urllib.parse.unquote(url.netloc + url.path)), ".pulumi", "locks")
         found = []
         for directory, _, files in os.walk(root):
             for name in files:

@@ -60,3 +60,16 @@ def test_the_stack_session_turns_pulumis_lock_error_into_stack_locked():
     with pytest.raises(locks.StackLocked, match="pid 7 on elsewhere"):
         session._run("up", locked_up)
 
+
+
+def test_the_lock_in_a_file_backend_is_read_where_pulumi_writes_it(tmp_path):
+    lock_dir = tmp_path / "state" / ".pulumi" / "locks" / "organization" / "bluegreen" / "dev"
+    lock_dir.mkdir(parents=True)
+    (lock_dir / "9f1c.json").write_text('{"pid": 4242, "username": "ci", "hostname": "build-7", '
+                                        '"timestamp": "2026-11-27T10:00:00Z"}')
+    (tmp_path / "state" / ".pulumi" / "locks" / "organization" / "bluegreen" / "prod").mkdir()
+    found = locks.backend_locks(f"file://{tmp_path}/state", "bluegreen", "dev")
+    assert [(lock["pid"], lock["hostname"]) for lock in found] == [(4242, "build-7")]
+    assert locks.backend_locks(f"file://{tmp_path}/state", "bluegreen", "prod") == []
+    assert locks.backend_locks("https://api.pulumi.com", "bluegreen", "dev") is None  # not readable here
+    assert "pid 4242 on build-7 (another machine)" in str(locks.held_by(found, "dev"))

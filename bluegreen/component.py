@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release
 
-from .config import COMPONENT_TYPE, DEFAULTS, SLOTS, ConfigError, Problem, Settings, parse
+from .config import COMPONENT_TYPE, DEFAULTS, SLOTS, ConfigError, Problem, Settings, parse, secret_values
 from .slots import plan
 from .values import CHART_DIR, chart_values
 
@@ -249,8 +249,7 @@ class BlueGreenApp(pulumi.ComponentResource):
 
 
 def _has_secrets(raw: Mapping[str, Any]) -> bool:
-    per_slot = any(isinstance(raw.get(slot), Mapping) and raw[slot].get("secrets") for slot in SLOTS)
-    return bool(raw.get("secrets") or raw.get("registry") or per_slot)
+    return any(value for _, value in secret_values(raw))
 
 
 def _waits(value: Any) -> bool:

@@ -372,6 +372,15 @@ def _prod_change_problems(settings: Settings, before: Mapping[str, Any]) -> list
     return problems
 
 
+def _variable_name(name: Any) -> bool:
+    """A name a pod gets a value under (a variable, or a secret's file): letters, digits and '_',
+    not starting with a digit, and not the chart's own prefix."""
+    return bool(_ENV_NAME_RE.match(str(name))) and not str(name).startswith(RESERVED_ENV_PREFIX)
+
+
+_VARIABLE_NAME = f"letters, digits and '_', not starting with a digit or {RESERVED_ENV_PREFIX}"
+
+
 def _parse_env(key: str, value: Any, problems: list[Problem]) -> dict[str, str]:
     """Environment variables: NAME -> text. Numbers and booleans become their text."""
     if not isinstance(value, Mapping):
@@ -380,9 +389,8 @@ def _parse_env(key: str, value: Any, problems: list[Problem]) -> dict[str, str]:
         return {}
     env = {}
     for name, item in value.items():
-        if not _ENV_NAME_RE.match(str(name)) or str(name).startswith(RESERVED_ENV_PREFIX):
-            problems.append(Problem(f"{key}.{name}", item, "a variable name of letters, digits and '_', not starting "
-                                    f"with a digit or {RESERVED_ENV_PREFIX} (the chart's own)",
+        if not _variable_name(name):
+            problems.append(Problem(f"{key}.{name}", item, f"a variable name of {_VARIABLE_NAME} (the chart's own)",
                                     f"pulumi config rm --path {key}.{name}"))
         elif isinstance(item, bool):
             env[str(name)] = "true" if item else "false"
@@ -403,9 +411,9 @@ def _parse_secrets(key: str, value: Any, problems: list[Problem]) -> dict[str, s
         return {}
     found = {}
     for name, item in value.items():
-        if not _ENV_NAME_RE.match(str(name)) or str(name).startswith(RESERVED_ENV_PREFIX):
-            problems.append(Problem(f"{key}.{name}", "(hidden)", "a name of letters, digits and '_', not starting "
-                                    f"with a digit or {RESERVED_ENV_PREFIX}", f"pulumi config rm --path {key}.{name}"))
+        if not _variable_name(name):
+            problems.append(Problem(f"{key}.{name}", "(hidden)", f"a name of {_VARIABLE_NAME}",
+                                    f"pulumi config rm --path {key}.{name}"))
         elif not isinstance(item, str) or not item:
             problems.append(Problem(f"{key}.{name}", "(hidden)", "non-empty text",
                                     f"pulumi config set --secret --path {key}.{name} ..."))
@@ -414,16 +422,32 @@ def _parse_secrets(key: str, value: Any, problems: list[Problem]) -> dict[str, s
     return found
 
 
+# Where secrets live in the stack config: the shared ones, each slot's own, the registry password.
+SECRET_PATHS = ("secrets", *(f"{slot}.secrets" for slot in SLOTS), "registry.password")
+
+
+def is_secret_path(path: str) -> bool:
+    """Whether a config path (`green.secrets.DB_PASSWORD`) is, or is under, a place secrets live."""
+    return any(path == place or path.startswith(place + ".") for place in SECRET_PATHS)
+
+
+def secret_values(raw: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(path, value) of each place secrets live in raw stack config; the value None where unset."""
+    found = []
+    for place in SECRET_PATHS:
+        value: Any = raw
+        for part in place.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        found.append((place, value))
+    return found
+
+
 def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str]) -> list[Problem]:
-    """A secret kept in plain text in Pulumi.<stack>.yaml is not a secret."""
+    """A secret kept in plain text in Pulumi.<stack>.yaml is not a secret. Pulumi marks the whole
+    top-level key encrypted (`green` for green.secrets.X)."""
     problems = []
-    registry: Mapping[str, Any] = raw["registry"] if isinstance(raw.get("registry"), Mapping) else {}
-    holders = [("secrets", "secrets", raw.get("secrets")),
-               ("registry", "registry.password", registry.get("password"))] + [
-        (slot, f"{slot}.secrets", (raw.get(slot) or {}).get("secrets") if isinstance(raw.get(slot), Mapping) else None)
-        for slot in SLOTS]
-    for config_key, path, value in holders:
-        if value and config_key not in encrypted:
+    for path, value in secret_values(raw):
+        if value and path.split(".")[0] not in encrypted:
             again = f"{path} VALUE" if path == "registry.password" else f"{path}.NAME VALUE for each"
             problems.append(Problem(path, "(hidden)", "values set with --secret (encrypted in the stack config)",
                                     f"pulumi config rm --path {path}; then pulumi config set --secret --path {again}"))

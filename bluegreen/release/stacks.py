@@ -16,7 +16,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from ..config import COMPONENT_TYPE, PROJECT, project_keys
+from ..config import COMPONENT_TYPE, PROJECT, is_secret_path, project_keys
 from .locks import backend_locks, held_by, pulumi_lock_error
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
@@ -85,13 +85,13 @@ class StackSession:
         return {"appName": self.app, **raw} if self.app and with_app_name else raw
 
     def set_config(self, changes: Mapping[str, Any]) -> None:
-        """`pulumi config set --path NAMESPACE:KEY VALUE` for each change; `--secret` for a value
-        under `secrets` or `<slot>.secrets`, so that putting an object back never decrypts one."""
+        """`pulumi config set --path NAMESPACE:KEY VALUE` for each change; `--secret` where secrets
+        live (config.SECRET_PATHS), so that putting an object back never decrypts one."""
         for path, value in changes.items():
             text = json.dumps(value) if isinstance(value, bool) else str(value)
             self.touched.add(path.split(".")[0])
-            secret = "secrets" in path.split(".")[:2]
-            self.stack.set_config(f"{self.namespace}:{path}", auto.ConfigValue(value=text, secret=secret), path=True)
+            self.stack.set_config(f"{self.namespace}:{path}", auto.ConfigValue(value=text, secret=is_secret_path(path)),
+                                  path=True)
 
     def restore_config(self, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
         """Put `keys` back as they were in `raw` (read earlier with raw_config()), or remove them

@@ -97,7 +97,7 @@ class Release:
 
     def __init__(self, args: argparse.Namespace):
         self.session = StackSession(args.stack, args.project_dir, args.app)
-        self.raw = self.session.raw_config()
+        self.raw = self.session.config_at_start
         self.settings = parse(self.raw)
         self.names = Names.of(self.settings)
         self.kube = KubeClient(args.kubeconfig)

@@ -69,7 +69,9 @@ class StackSession:
         self.name, self.app = stack_name, app
         self.namespace = app or PROJECT
         self.touched: set[str] = set()  # top-level keys this session set, to put back if it is refused
-        if not self.raw_config(with_app_name=False):
+        found = self._app_keys()
+        self.config_at_start = self._named(found)  # what raw_config() returned when the command began
+        if not found:
             apps = sorted(str((r.get("outputs") or {}).get("releaseName")) for r in self._resources(COMPONENT_TYPE))
             if app or len(apps) > 1:
                 which = f"app {app!r} (no {app}:* keys)" if app else f"one app (no {PROJECT}:* keys)"
@@ -78,11 +80,16 @@ class StackSession:
 
     # --- config ---------------------------------------------------------------------------------
 
-    def raw_config(self, with_app_name: bool = True) -> dict[str, Any]:
-        """The app's stack config, keys without the namespace prefix, objects decoded. With --app, the
-        app is named like its namespace unless its config says otherwise."""
-        raw = project_keys({key: value.value for key, value in self.stack.get_all_config().items()}, self.namespace)
-        return {"appName": self.app, **raw} if self.app and with_app_name else raw
+    def raw_config(self) -> dict[str, Any]:
+        """The app's stack config, keys without the namespace prefix, objects decoded, read now. With
+        --app, the app is named like its namespace unless its config says otherwise."""
+        return self._named(self._app_keys())
+
+    def _app_keys(self) -> dict[str, Any]:
+        return project_keys({key: value.value for key, value in self.stack.get_all_config().items()}, self.namespace)
+
+    def _named(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return {"appName": self.app, **raw} if self.app else raw
 
     def set_config(self, changes: Mapping[str, Any]) -> None:
         """`pulumi config set --path NAMESPACE:KEY VALUE` for each change; `--secret` where secrets

@@ -118,8 +118,12 @@ class FakeStack:
         if self.backend_locks:
             raise held_by(self.backend_locks, self.name)
 
-    def raw_config(self, with_app_name: bool = True):
+    def raw_config(self):
         return copy.deepcopy(self.config)
+
+    @property
+    def config_at_start(self):
+        return self.raw_config()
 
     def set_config(self, changes):
         self.touched.update(path.split(".")[0] for path in changes)

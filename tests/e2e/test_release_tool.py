@@ -340,18 +340,29 @@ def test_drift_is_detected_refused_and_repaired(tool, kube, case):
     assert answers(tool, PROD_HOST, "green", V2)
 
 
-def test_a_wiped_namespace_is_detected_and_recreated(tool, kube):
-    config = config_of(tool)
-    kube.request("DELETE", f"/api/v1/namespaces/{NS}")
-    wait_until("the namespace is gone", lambda: kube.namespace(NS) is None, timeout=120)
+def status_says_the_namespace_is_missing(tool) -> None:
     code, status = status_code(tool)
     assert code == 1 and f"Namespace {NS}: missing" in status["error"], status
-    with counted("bluegreen repair: namespace wiped", tool.ingress, PROD_HOST, version_of(V2), outage=True):
+    assert "Fix: bluegreen repair" in status["error"], status["error"]
+
+
+def repair_recreates_it(tool, case: str, config: dict[str, str]) -> None:
+    """`bluegreen repair` recreates what a wipe took (requests to prod counted), leaves no drift
+    and the stack config as it was before the wipe."""
+    with counted(f"bluegreen repair: {case}", tool.ingress, PROD_HOST, version_of(V2), outage=True):
         result = tool("repair")
     assert "pulumi up recreated the release" in result["actions"]
     assert tool("status")["state"]["drift"] == []
     assert config_of(tool) == config
     assert answers(tool, PROD_HOST, "green", V2)
+
+
+def test_a_wiped_namespace_is_detected_and_recreated(tool, kube):
+    config = config_of(tool)
+    kube.request("DELETE", f"/api/v1/namespaces/{NS}")
+    wait_until("the namespace is gone", lambda: kube.namespace(NS) is None, timeout=120)
+    status_says_the_namespace_is_missing(tool)
+    repair_recreates_it(tool, "namespace wiped", config)
 
 
 def test_repair_with_nothing_to_repair_changes_nothing(tool, kube):
@@ -368,20 +379,13 @@ def wipe_the_cluster(tool) -> None:
     subprocess.run([cluster, "up"], check=True, env=tool.env)
     # A new cluster: new CA, no ServiceAccount. Fetch its credentials again, as from a cloud.
     tool.renew_kubeconfig()
-    code, status = status_code(tool)
-    assert code == 1 and f"Namespace {NS}: missing" in status["error"], status
-    assert "Fix: bluegreen repair" in status["error"], status["error"]
+    status_says_the_namespace_is_missing(tool)
 
 
 def test_a_wiped_cluster_is_detected_and_repaired(tool):
     config = config_of(tool)
     wipe_the_cluster(tool)
-    with counted("bluegreen repair: cluster wiped", tool.ingress, PROD_HOST, version_of(V2), outage=True):
-        result = tool("repair")
-    assert "pulumi up recreated the release" in result["actions"]
-    assert tool("status")["state"]["drift"] == []
-    assert config_of(tool) == config
-    assert answers(tool, PROD_HOST, "green", V2)
+    repair_recreates_it(tool, "cluster wiped", config)
 
 
 def test_make_up_converges_on_a_wiped_cluster(tool):

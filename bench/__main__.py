@@ -1,10 +1,13 @@
-"""`make bench` (python -m bench): how fast a promotion is, against the article's helm flow and
-the kubectl floor, and how the program's cost grows with the number of apps.
+"""`make bench` (python -m bench): the same release flipped five ways on the local cluster's real
+node, counted in requests: `pulumi up`, `bluegreen promote`, the article's `helm upgrade
+--reuse-values`, `kubectl patch` of the Services (the floor) and Argo Rollouts (the peer); then
+where a `pulumi up` flip's time goes, and how the program's cost grows with the number of apps.
 
-Runs in the README's environment (source scripts/activate): the local cluster, the repo's project
-with a `bench` stack in namespace bg-bench, and an identical plain-helm release in bg-bench-helm.
-Prints a table and writes bench/results/bench-<time>.json. A tool, not a test: nothing here
-asserts a time.
+Runs in the README's environment (source scripts/activate) on the local cluster, started here if
+it is not running and stopped again. The methods run one after the other on the same app, hosts
+and load: a `bench` stack in bg-bench, a plain-helm release in bg-bench-helm, a Rollout in
+bg-bench-argo, each removed before the next (Argo's controller and CRDs too). Prints a table and
+writes bench/results/bench-<time>.json. A tool, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -12,25 +15,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from bench import breakdown, flips, growth
+import yaml
+
+from bench import argo, breakdown, flips, growth
 from bluegreen.config import parse
-from bluegreen.release.checks import Names
 from bluegreen.release.kube import KubeClient
 from bluegreen.values import chart_values
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK, NS, HELM_NS = "bench", "bg-bench", "bg-bench-helm"
-# The demo app (scripts/images/), imported into the local node: real pods serve each flip.
-V1, V2 = "bluegreen.local/demo:1.0.0", "bluegreen.local/demo:2.0.0"
-CONFIG = {"namespace": NS, "prodHost": "shop.bench.example.com", "stageHost": "stage.shop.bench.example.com",
-          "ingressClass": "traefik",
-          "blue.enabled": "true", "blue.image": V1, "green.enabled": "true", "green.image": V2}
+# The demo app (scripts/images/), imported into the local node: real pods serve each flip. Every
+# method runs the same release: OLD serves prod, NEW is up behind stage; a "promote" flip sends
+# prod to NEW, a "rollback" flip back to OLD. Blue runs OLD, green NEW.
+OLD, NEW = "bluegreen.local/demo:1.0.0", "bluegreen.local/demo:2.0.0"
+VERSION = {OLD: "1.0.0", NEW: "2.0.0"}
+SLOT_OF = {OLD: "blue", NEW: "green"}
+PROD_HOST, STAGE_HOST = "shop.bench.example.com", "stage.shop.bench.example.com"
+CONFIG = {"namespace": NS, "prodHost": PROD_HOST, "stageHost": STAGE_HOST, "ingressClass": "traefik",
+          "blue.enabled": "true", "blue.image": OLD, "green.enabled": "true", "green.image": NEW}
+
+
+@dataclass
+class Method:
+    """How one method sends prod to a version (`flip`), and what it does untimed before that
+    (`prepare`: only Argo, whose idle version is not kept at rest behind stage)."""
+    name: str
+    flip: Callable[[str, str], Callable[[], None]]  # (kind, image) -> the flip's commands
+    prepare: Callable[[str, str], None] = lambda kind, image: None
 
 
 def say(message: str) -> None:
@@ -39,70 +58,45 @@ def say(message: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=10, help="flips per method (alternating), default 10")
+    parser.add_argument("--runs", type=int, default=10,
+                        help="flips per method, alternating promote and rollback (an even number, "
+                             "so each method ends where it started); default 10")
     parser.add_argument("--skip-growth", action="store_true", help="only the flip measurements")
-    parser.add_argument("--keep", action="store_true", help="leave the bench stack and release in place")
+    parser.add_argument("--only", action="append", choices=PHASES, help="run only these phases (repeatable)")
     args = parser.parse_args()
+    if args.runs < 2 or args.runs % 2:
+        parser.error(f"--runs {args.runs}: allowed: an even number, 2 or more (promote, rollback, ...)")
     env = dict(os.environ)
-    if env.get("BLUEGREEN_CLUSTER", "local") == "local":
-        subprocess.run([os.path.join(REPO, "scripts", "cluster.sh"), "up"], check=True, env=env)
+    if env.get("BLUEGREEN_CLUSTER", "local") != "local":
+        raise SystemExit("bench: KUBECONFIG names your own cluster; the bench runs only on the local "
+                         "cluster (make cluster-up), as its load goes to 127.0.0.1 only. "
+                         "Unset KUBECONFIG and source scripts/activate again.")
+    cluster = os.path.join(REPO, "scripts", "cluster.sh")
+    started_here = subprocess.run([cluster, "status"], capture_output=True).returncode != 0
+    if started_here:
+        subprocess.run([cluster, "up"], check=True, env=env)
+    try:
+        results = measure(args, env)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as error:  # KubeError is a RuntimeError
+        raise SystemExit(f"bench: error: {error}") from None
+    finally:
+        if started_here:
+            subprocess.run([cluster, "down"], env=env)
+    path = _write(results)
+    _print_table(results)
+    print(f"\nfull results: {path}")
+    return 0
+
+
+def measure(args: argparse.Namespace, env: dict) -> dict:
+    ingress = subprocess.run([os.path.join(REPO, "scripts", "ingress", "traefik.sh"), "url"], capture_output=True,
+                             text=True, check=True).stdout.strip()
     kube = KubeClient()
-    results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs_per_method": args.runs}
-
-    say("==> bench stack: both slots deployed, prod on blue")
-    pulumi = ["pulumi", "--non-interactive"]
-    # `stack init` selects the new stack; put the user's selection back at the end.
-    selected = subprocess.run([*pulumi, "stack", "--show-name"], env=env, cwd=REPO, capture_output=True, text=True)
-    subprocess.run([*pulumi, "stack", "init", STACK], env=env, cwd=REPO, capture_output=True)
-    for key, value in CONFIG.items():
-        run([*pulumi, "config", "set", "--path", key, value, "--stack", STACK], env)
-    run([*pulumi, "config", "set", "productionSlot", "blue", "--stack", STACK], env)
-    run([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env)
-    say("==> the same release with plain helm")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as values:
-        raw = {"namespace": HELM_NS, "prodHost": CONFIG["prodHost"], "stageHost": CONFIG["stageHost"],
-               "blue": {"image": V1}, "green": {"enabled": True, "image": V2}}
-        json.dump(chart_values(parse(raw)), values)
-    run(["helm", "upgrade", "--install", "web", "./bluegreen/chart", "-n", HELM_NS, "--create-namespace",
-         "-f", values.name, "--reset-values", "--wait", "--timeout", "120s"], env)
-
-    pulumi_names, helm_names = Names(NS, "web"), Names(HELM_NS, "web")
-    methods = {
-        "pulumi up": (pulumi_names, lambda slot: [
-            flips.shell([*pulumi, "config", "set", "productionSlot", slot, "--stack", STACK], env, REPO),
-            flips.shell([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env, REPO)]),
-        "bluegreen promote": (pulumi_names, lambda slot: [
-            flips.shell([sys.executable, "-m", "bluegreen", "promote", "--stack", STACK], env, REPO)]),
-        "helm upgrade --reuse-values": (helm_names, lambda slot: [
-            flips.shell(["helm", "upgrade", "web", "./bluegreen/chart", "-n", HELM_NS, "--reuse-values",
-                         "--set", f"productionSlot={slot}"], env, REPO)]),
-        "kubectl patch (floor)": (helm_names, lambda slot: [
-            flips.shell(["kubectl", "patch", "service", f"web-{role}", "-n", HELM_NS, "--type", "merge", "-p",
-                         json.dumps({"spec": {"selector": {"slot": chosen}}})], env, REPO)
-            for role, chosen in (("prod", slot), ("stage", "blue" if slot == "green" else "green"))]),
-    }
-    results["flips"] = {}
-    for method, (names, commands) in methods.items():
-        say(f"==> {args.runs} flips: {method}")
-        measured = []
-        for index in range(args.runs):
-            target = "green" if index % 2 == 0 else "blue"
-            steps = commands(target)
-            measured.append(flips.flip(kube, names, method, target, _run_all(steps)))
-            say(f"    -> {target}: switch {measured[-1].switch_s:.2f} s, command {measured[-1].command_s:.2f} s, "
-                f"{measured[-1].polls} polls, {measured[-1].empty_polls} empty")
-        results["flips"][method] = flips.summarize(measured)
-        if method == "bluegreen promote" and args.runs % 2:
-            flips.shell([sys.executable, "-m", "bluegreen", "promote", "--stack", STACK], env, REPO)()
-    _ratios(results["flips"])
-
-    say("==> where the time of one `pulumi up` flip goes (engine log, -v=9)")
-    current = subprocess.run([*pulumi, "config", "get", "productionSlot", "--stack", STACK], env=env, cwd=REPO,
-                             capture_output=True, text=True).stdout.strip()
-    run([*pulumi, "config", "set", "productionSlot", "green" if current == "blue" else "blue", "--stack", STACK], env)
-    results["breakdown"] = breakdown.breakdown([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env, REPO)
-
-    if not args.skip_growth:
+    results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs_per_method": args.runs,
+                     "load_rps": flips.RATE, "flips": {}}
+    for name in args.only or PHASES:
+        PHASES[name](args, env, kube, ingress, results)
+    if not args.skip_growth and not args.only:
         results["growth"] = {"program_under_mocks_s": {}, "pulumi_preview_s": {}}
         for apps in growth.SIZES:
             say(f"==> growth: {apps} app(s)")
@@ -110,33 +104,161 @@ def main() -> int:
             results["growth"]["pulumi_preview_s"][apps] = round(growth.preview_on_engine(apps, REPO, env), 3)
         for key in ("program_under_mocks_s", "pulumi_preview_s"):
             results["growth"][key.replace("_s", "_per_extra_app_s")] = round(growth.slope(results["growth"][key]), 4)
+    if "helm upgrade --reuse-values" in results["flips"] and "kubectl patch (floor)" in results["flips"]:
+        _ratios(results["flips"])
+    return results
 
-    if not args.keep:
-        say("==> cleaning up")
+
+def flip_all(method: Method, ingress: str, runs: int) -> dict:
+    say(f"==> {runs} flips: {method.name}")
+    flips.wait_serving(ingress, PROD_HOST, VERSION[OLD])
+    measured = []
+    for index in range(runs):
+        kind, image = ("promote", NEW) if index % 2 == 0 else ("rollback", OLD)
+        method.prepare(kind, image)
+        measured.append(flips.flip(ingress, PROD_HOST, method.name, kind, VERSION[image], method.flip(kind, image)))
+        f = measured[-1]
+        say(f"    {kind:8} -> {f.version}: switched {f.switch_s:5.2f} s, command {f.command_s:5.2f} s, "
+            f"{f.sent} requests, {f.failed} failed" + (f" {f.failures} at {f.failed_at_s} s" if f.failed else ""))
+    return flips.summarize(measured)
+
+
+def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: str, results: dict) -> None:
+    """`pulumi up` and `bluegreen promote/rollback` on a `bench` stack, then where one `pulumi up`
+    flip's time goes."""
+    say("==> bench stack: both slots deployed, prod on blue")
+    pulumi = ["pulumi", "--non-interactive"]
+    # `stack init` selects the new stack; put the user's selection back at the end.
+    selected = subprocess.run([*pulumi, "stack", "--show-name"], env=env, cwd=REPO, capture_output=True, text=True)
+    subprocess.run([*pulumi, "stack", "init", STACK], env=env, cwd=REPO, capture_output=True)
+    try:
+        for key, value in {**CONFIG, "productionSlot": "blue"}.items():
+            run([*pulumi, "config", "set", "--path", key, value, "--stack", STACK], env)
+        run([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env)
+
+        def up(kind: str, image: str) -> Callable[[], None]:
+            return flips.in_order(
+                flips.shell([*pulumi, "config", "set", "productionSlot", SLOT_OF[image], "--stack", STACK], env, REPO),
+                flips.shell([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env, REPO))
+
+        def tool(kind: str, image: str) -> Callable[[], None]:
+            return flips.shell([sys.executable, "-m", "bluegreen", kind, "--stack", STACK], env, REPO)
+
+        for method in (Method("pulumi up", up), Method("bluegreen promote/rollback", tool)):
+            results["flips"][method.name] = flip_all(method, ingress, args.runs)
+
+        say("==> where the time of one `pulumi up` flip goes (engine log, -v=9)")
+        run([*pulumi, "config", "set", "productionSlot", "green", "--stack", STACK], env)
+        results["breakdown"] = breakdown.breakdown([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK],
+                                                   env, REPO)
+    finally:
+        say("==> removing the bench stack")
         run([*pulumi, "destroy", "--yes", "--stack", STACK], env)
         run([*pulumi, "stack", "rm", "--yes", STACK], env)
-        run(["helm", "uninstall", "web", "-n", HELM_NS, "--wait"], env)
+        if selected.returncode == 0:
+            subprocess.run([*pulumi, "stack", "select", selected.stdout.strip()], env=env, cwd=REPO,
+                           capture_output=True)
+
+
+def helm_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: str, results: dict) -> None:
+    """The article's `helm upgrade --reuse-values`, and the floor: `kubectl patch` of both Services."""
+    say("==> the same release with plain helm")
+    values = _chart_values(HELM_NS, {"blue": {"image": OLD}, "green": {"enabled": True, "image": NEW}})
+    try:
+        run(["helm", "upgrade", "--install", "web", "./bluegreen/chart", "-n", HELM_NS, "--create-namespace",
+             "-f", values, "--reset-values", "--wait", "--timeout", "120s"], env)
+
+        def helm(kind: str, image: str) -> Callable[[], None]:
+            return flips.shell(["helm", "upgrade", "web", "./bluegreen/chart", "-n", HELM_NS, "--reuse-values",
+                                "--set", f"productionSlot={SLOT_OF[image]}"], env, REPO)
+
+        def patch(kind: str, image: str) -> Callable[[], None]:
+            prod, stage = SLOT_OF[image], SLOT_OF[OLD if image == NEW else NEW]
+            return flips.in_order(*[
+                flips.shell(["kubectl", "patch", "service", f"web-{role}", "-n", HELM_NS, "--type", "merge", "-p",
+                             json.dumps({"spec": {"selector": {"slot": slot}}})], env, REPO)
+                for role, slot in (("prod", prod), ("stage", stage))])
+
+        for method in (Method("helm upgrade --reuse-values", helm), Method("kubectl patch (floor)", patch)):
+            results["flips"][method.name] = flip_all(method, ingress, args.runs)
+    finally:
+        say("==> removing the helm release")
+        run(["helm", "uninstall", "web", "-n", HELM_NS, "--wait", "--ignore-not-found"], env)
         kube.request("DELETE", f"/api/v1/namespaces/{HELM_NS}")
-    if selected.returncode == 0:
-        subprocess.run([*pulumi, "stack", "select", selected.stdout.strip()], env=env, cwd=REPO, capture_output=True)
-    path = _write(results)
-    _print_table(results)
-    print(f"\nfull results: {path}")
-    return 0
+
+
+def argo_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: str, results: dict) -> None:
+    """Argo Rollouts blue-green: the controller started here, the chart's pods as a Rollout,
+    `kubectl argo rollouts promote` for a promotion, `undo` for a rollback."""
+    kubeconfig = env["KUBECONFIG"]
+    log = os.path.join(REPO, ".state", "rollouts-controller.log")
+    say(f"==> Argo Rollouts {argo.tool_dir(REPO).rsplit('-', 1)[1]}: CRDs, controller (log: {log})")
+    controller = argo.Controller(REPO, kubeconfig, log)
+    try:
+        with controller:
+            rendered = _render(argo.NAMESPACE, {"blue": {"image": OLD}})
+            manifests = argo.rollout_manifests(rendered, (OLD, NEW))
+            argo.apply(kubeconfig, manifests)
+            argo.wait_for(kube, "Healthy")
+            say("    idle for 10 s (controller usage)")
+            idle_from = time.time()
+            time.sleep(10)
+            idle = controller.usage(idle_from, time.time())
+            container = argo.container_name(manifests)
+
+            def bring_up(kind: str, image: str) -> None:
+                if kind == "promote":  # the new version behind preview, as our deploy puts it behind stage
+                    run(argo.plugin("set", "image", argo.NAME, f"{container}={image}"), env)
+                    argo.wait_for(kube, "Paused")
+
+            # A rollback to the old version while it is still up (scaleDownDelaySeconds) is a "fast
+            # rollback" in Argo: `undo` alone switches prod, with no pause to promote.
+            def promote(kind: str, image: str) -> Callable[[], None]:
+                return flips.shell(argo.plugin("promote" if kind == "promote" else "undo", argo.NAME), env, REPO)
+
+            name = "argo rollouts promote/undo"
+            results["flips"][name] = flip_all(Method(name, promote, bring_up), ingress, args.runs)
+            during = [controller.usage(f["started"], f["ended"]) for f in results["flips"][name]["flips"]]
+            results["argo_controller"] = {
+                "idle": idle,
+                "during_flips": {"cpu_percent_median": round(statistics.median(d["cpu_percent"] for d in during), 1),
+                                 "cpu_percent_max": max(d["cpu_percent"] for d in during),
+                                 "rss_mb_max": max(d["rss_mb_max"] for d in during)},
+            }
+    finally:
+        say("==> removing the Rollout, the controller's CRDs")
+        kube.request("DELETE", f"/api/v1/namespaces/{argo.NAMESPACE}")
+        _wait_gone(kube, f"/api/v1/namespaces/{argo.NAMESPACE}")
+        controller.remove_crds()
+
+
+PHASES: dict[str, Callable[..., None]] = {"pulumi": pulumi_phase, "helm": helm_phase, "argo": argo_phase}
+
+
+def _chart_values(namespace: str, slots: dict) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as values:
+        raw = {"namespace": namespace, "prodHost": PROD_HOST, "stageHost": STAGE_HOST, **slots}
+        json.dump(chart_values(parse(raw)), values)
+    return values.name
+
+
+def _render(namespace: str, slots: dict) -> list[dict]:
+    done = subprocess.run(["helm", "template", "web", "./bluegreen/chart", "-n", namespace,
+                           "-f", _chart_values(namespace, slots)], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def _wait_gone(kube: KubeClient, path: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while kube.get(path) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def run(command: list[str], env: dict) -> None:
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
-
-def _run_all(steps: list) -> Callable[[], None]:
-    """One flip's commands, run in order when the flip starts (bound now, not to the loop variable)."""
-    def run_steps() -> None:
-        for step in steps:
-            step()
-    return run_steps
 
 
 def _ratios(table: dict) -> None:
@@ -158,20 +280,29 @@ def _write(results: dict) -> str:
 
 def _print_table(results: dict) -> None:
     def span(s: dict) -> str:
-        return f"{s['median']:6.2f} ({s['min']:.2f}-{s['max']:.2f})"
+        return f"{s['median']:5.2f} ({s['min']:.2f}-{s['max']:.2f})" if s else "-"
 
-    print(f"\nFlip latency, {results['runs_per_method']} alternating flips each: median (min-max) seconds")
-    print(f"{'method':30} {'until prod switched':>22} {'until command returned':>24} {'x helm':>7} {'x floor':>8}"
-          f" {'polls':>6} {'empty':>6} {'not-ready':>9} {'same-slot window':>22}")
+    print(f"\nProd flips, {results['runs_per_method']} per method alternating promote and rollback, "
+          f"{results['load_rps']:.0f} requests/s to the prod host through the ingress.")
+    print("Seconds from the command's start: median (min-max). gap = switched minus command returned.")
+    print(f"{'method':28} {'switched':>18} {'promote':>18} {'rollback':>18} {'command returned':>18} "
+          f"{'gap':>6} {'requests':>9} {'failed':>7} {'x helm':>7} {'x floor':>8}")
     for method, row in results["flips"].items():
-        print(f"{method:30} {span(row['switch_s']):>22} {span(row['command_s']):>24} {row['vs_helm']:>7} "
-              f"{row['vs_floor']:>8} {row['polls']:>6} {row['empty_polls']:>6} {row['not_ready_polls']:>9} "
-              f"{span(row['same_slot_s']):>22}")
-    detail = results["breakdown"]
-    print(f"\nOne `pulumi up` flip, {detail['total_s']:.2f} s in all (with -v=9 logging):")
-    for phase, seconds in detail["phases_s"].items():
-        print(f"  {phase:40} {seconds:6.3f} s")
-    print(f"  {'(provider start, inside program run)':40} {detail['provider_start_s (inside program run)']:6.3f} s")
+        print(f"{method:28} {span(row['switch_s']):>18} {span(row['promote_switch_s']):>18} "
+              f"{span(row['rollback_switch_s']):>18} {span(row['command_s']):>18} {row['gap_s']['median']:6.2f} "
+              f"{row['sent']:>9} {row['failed']:>7} {row.get('vs_helm', '-'):>7} {row.get('vs_floor', '-'):>8}")
+    if "argo_controller" in results:
+        usage = results["argo_controller"]
+        print(f"\nArgo Rollouts controller (host process): idle {usage['idle']['cpu_percent']}% CPU, "
+              f"{usage['idle']['rss_mb_max']} MB resident; during flips {usage['during_flips']['cpu_percent_median']}% "
+              f"CPU (max {usage['during_flips']['cpu_percent_max']}%), {usage['during_flips']['rss_mb_max']} MB. "
+              "bluegreen runs nothing in the cluster.")
+    if "breakdown" in results:
+        detail = results["breakdown"]
+        print(f"\nOne `pulumi up` flip, {detail['total_s']:.2f} s in all (with -v=9 logging):")
+        for phase, seconds in detail["phases_s"].items():
+            print(f"  {phase:40} {seconds:6.3f} s")
+        print(f"  {'(provider start, inside program run)':40} {detail['provider_start_s (inside program run)']:6.3f} s")
     if "growth" in results:
         grow = results["growth"]
         print("\nCost growth by number of BlueGreenApp components in one stack:")

@@ -1,9 +1,12 @@
-"""Flip latency and zero-downtime evidence: the same flip done four ways on one cluster.
+"""One flip of prod, counted in real requests: the same measurement for every method.
 
-Each flip is timed from the command's start until prod's ready Endpoints are exactly the new
-slot's pods ("switch"), and until the command returns ("command"). prod and stage are polled
-throughout (EndpointWatch, at least 20 Hz) to count empty or not-ready polls and the time both
-Services select the same slot.
+During each flip a load (bench.traffic.Traffic, RATE requests a second) goes to the prod host
+through the ingress controller on 127.0.0.1. A flip is timed from its command's start:
+- "switch": until every response from then on came from the new version;
+- "command": until the command returned;
+- "gap": switch minus command. Positive: the command returned before traffic had moved (the
+  user's shell says done while prod still serves the old version). Negative: traffic moved first.
+Failed requests are any non-2xx answer, connection error or timeout.
 """
 
 from __future__ import annotations
@@ -11,79 +14,92 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from bluegreen.release.checks import Names, ready_pod_ips
-from bluegreen.release.kube import EndpointWatch, KubeClient
+from bench.traffic import Traffic
+
+RATE = 120.0  # requests a second to the prod host during a flip
+SETTLED_S = 1.0  # a flip is over when the new version has answered everything for this long
+TIMEOUT_S = 90.0  # a flip that has not switched by then fails the bench
 
 
 @dataclass
 class Flip:
     method: str
-    target: str
+    kind: str  # "promote" (to the newer version) or "rollback" (back to the older one)
+    version: str
     command_s: float
     switch_s: float
-    polls: int
-    rate_hz: float
-    empty_polls: int
-    not_ready_polls: int
-    same_slot_s: float
+    gap_s: float
+    sent: int
+    failed: int
+    rate_rps: float
+    started: float  # time.time() at the command's start, to match other samples (Argo's CPU) to it
+    ended: float
+    failures: dict[str, int]  # what failed (status or error) -> how many
+    failed_at_s: list[float]  # first and last failure, seconds from the command's start
 
 
-def flip(kube: KubeClient, names: Names, method: str, target: str, run: Callable[[], None]) -> Flip:
-    """Run one flip to `target` and measure it."""
-    target_pods = tuple(ready_pod_ips(kube, names, target))
-    prod = EndpointWatch(kube, names.namespace, names.service("prod"))
-    stage = EndpointWatch(kube, names.namespace, names.service("stage"))
-    with prod, stage:
-        time.sleep(0.2)  # a few polls of the state before
+def flip(ingress: str, host: str, method: str, kind: str, version: str, run: Callable[[], None]) -> Flip:
+    """Run one flip whose prod should end up serving `version`, and measure it."""
+    with Traffic(ingress, host, rate=RATE, max_seconds=TIMEOUT_S + 30) as traffic:
+        time.sleep(0.5)  # the state before
         started = time.time()
         run()
         command_s = time.time() - started
-        deadline = time.monotonic() + 60
-        while not _switched(prod, target, target_pods, started):
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _settled(traffic, started, version):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{method}: prod did not switch to {target} within 60 s")
-            time.sleep(0.05)
-        time.sleep(0.3)  # and a few after
-    switch_at = next(t for t, slot, ready, _ in prod.polls if t >= started and slot == target and ready == target_pods)
-    return Flip(method, target, round(command_s, 3), round(switch_at - started, 3), len(prod.polls),
-                round(prod.rate_hz, 1), prod.empty_polls, sum(1 for p in prod.polls if p[3]),
-                round(_same_slot_seconds(prod, stage), 3))
+                raise RuntimeError(f"{method}: prod does not serve only {version} {TIMEOUT_S:.0f} s after "
+                                   f"the flip started: {traffic.summary(started)}")
+            time.sleep(0.1)
+    switch_s = traffic.switched(started, version)
+    assert switch_s is not None
+    figures, failed = traffic.summary(), traffic.failures()
+    kinds = Counter(str(r.status or r.error.split(":")[0]) for r in failed)
+    when = [round(failed[0].sent - started, 3), round(failed[-1].sent - started, 3)] if failed else []
+    return Flip(method, kind, version, round(command_s, 3), switch_s, round(switch_s - command_s, 3),
+                figures["sent"], figures["failed"], figures["rate_rps"], started, time.time(), dict(kinds), when)
 
 
-def _switched(watch: EndpointWatch, target: str, pods: tuple, since: float) -> bool:
-    return any(t >= since and slot == target and ready == pods for t, slot, ready, _ in watch.polls[-5:])
+def wait_serving(ingress: str, host: str, version: str, timeout: float = 60) -> None:
+    """Until `host` has answered 2 s of load with `version` only, not a request failed: a new
+    Ingress takes a moment to reach the controller, and no method should pay for that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Traffic(ingress, host, rate=RATE, max_seconds=2) as traffic:
+            time.sleep(2)
+        figures = traffic.summary()
+        served = {key.rsplit("/", 1)[1] for key in figures["versions"]}  # keys: slot/version
+        if figures["sent"] and not figures["failed"] and served == {version}:
+            return
+    raise RuntimeError(f"{host} does not serve {version} alone after {timeout:.0f} s: {figures}")
 
 
-def _same_slot_seconds(prod: EndpointWatch, stage: EndpointWatch) -> float:
-    """How long, by the two pollers' timelines, prod and stage selected the same slot."""
-    events = sorted([(t, "prod", slot) for t, slot, _, _ in prod.polls]
-                    + [(t, "stage", slot) for t, slot, _, _ in stage.polls])
-    current: dict[str, str] = {}
-    total, last = 0.0, None
-    for t, role, slot in events:
-        if last is not None and current.get("prod") and current.get("prod") == current.get("stage"):
-            total += t - last
-        current[role], last = slot, t
-    return total
+def _settled(traffic: Traffic, started: float, version: str) -> bool:
+    switched = traffic.switched(started, version)
+    return switched is not None and time.time() - (started + switched) >= SETTLED_S
 
 
 def summarize(flips: list[Flip]) -> dict:
     def stats(values: list[float]) -> dict:
         return {"median": round(statistics.median(values), 3),
-                "min": round(min(values), 3), "max": round(max(values), 3)}
+                "min": round(min(values), 3), "max": round(max(values), 3)} if values else {}
 
+    promotes = [f for f in flips if f.kind == "promote"]
+    rollbacks = [f for f in flips if f.kind == "rollback"]
     return {
         "runs": len(flips),
         "switch_s": stats([f.switch_s for f in flips]),
+        "promote_switch_s": stats([f.switch_s for f in promotes]),
+        "rollback_switch_s": stats([f.switch_s for f in rollbacks]),
         "command_s": stats([f.command_s for f in flips]),
-        "polls": sum(f.polls for f in flips),
-        "min_rate_hz": min(f.rate_hz for f in flips),
-        "empty_polls": sum(f.empty_polls for f in flips),
-        "not_ready_polls": sum(f.not_ready_polls for f in flips),
-        "same_slot_s": stats([f.same_slot_s for f in flips]),
+        "gap_s": stats([f.gap_s for f in flips]),
+        "sent": sum(f.sent for f in flips),
+        "failed": sum(f.failed for f in flips),
+        "min_rate_rps": min(f.rate_rps for f in flips),
         "flips": [asdict(f) for f in flips],
     }
 
@@ -93,4 +109,12 @@ def shell(command: list[str], env: dict, cwd: str) -> Callable[[], None]:
         done = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return run
+
+
+def in_order(*steps: Callable[[], None]) -> Callable[[], None]:
+    """Several commands as one flip (bound now, not to a loop variable)."""
+    def run() -> None:
+        for step in steps:
+            step()
     return run

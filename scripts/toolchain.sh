@@ -4,6 +4,7 @@
 #   scripts/toolchain.sh [--budget-minutes N] TOOL...   build what is missing
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
 #   scripts/toolchain.sh --print-provider               where Pulumi finds the provider plugin
+#   scripts/toolchain.sh --print-dir TOOL               a tool's cache dir (argo-rollouts: its crds/)
 #
 # TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik versitygw argo-rollouts,
 # or a group:
@@ -559,6 +560,7 @@ main() {
       --budget-minutes) BUDGET_MIN=${2:?--budget-minutes needs a number}; shift 2 ;;
       --print-path) print_path; return 0 ;;
       --print-provider) plugin_binary; return 0 ;;
+      --print-dir) list=$(version_of "${2:?--print-dir needs a tool}") || return 1; echo "$TOOLS_DIR/$2-$list"; return 0 ;;
       -h | --help) sed -n '2,/^# Cache:/p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
       *) list=$(expand "$1"); read -ra more <<<"$list"; tools+=("${more[@]}"); shift ;;
     esac

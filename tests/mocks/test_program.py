@@ -23,6 +23,7 @@ def test_release_inputs(scenario):
     assert release["chart"] == "./bluegreen/chart"
     assert release["maxHistory"] == 10
     assert release["atomic"] is True and release["cleanupOnFail"] is True
+    assert release["disableOpenapiValidation"] is True
     assert release["skipAwait"] is False and release["timeout"] == 300
     values = release["values"]
     assert values["productionSlot"] == scenario.prod

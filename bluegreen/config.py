@@ -588,8 +588,16 @@ def _parse_network_policy(value: Any, problems: list[Problem]) -> dict[str, Any]
                                 f"pulumi config rm --path networkPolicy.{key}"))
     merged = {**NETWORK_POLICY_DEFAULT, **value}
     enabled = _Reader(merged, problems, prefix="networkPolicy.").boolean("enabled")
-    return {"enabled": enabled,
-            "ingressController": _parse_peers("networkPolicy.ingressController", merged["ingressController"], problems),
+    controller = _parse_peers("networkPolicy.ingressController", merged["ingressController"], problems)
+    if merged["ingressController"] == []:
+        # The Ingress is always made: without its controller, prod would be cut off where the
+        # policy is enforced. (An empty list would also not reach the chart: the provider drops
+        # empty lists from a Release's values, and the chart's default would apply.)
+        problems.append(Problem("networkPolicy.ingressController", [], "at least one peer: the ingress "
+                                "controller's pods, or ipBlock CIDRs for one outside the cluster",
+                                "pulumi config set --path 'networkPolicy.ingressController[0].ipBlock.cidr' "
+                                "10.0.0.0/16, or pulumi config set --path networkPolicy.enabled false"))
+    return {"enabled": enabled, "ingressController": controller,
             "from": _parse_peers("networkPolicy.from", merged["from"], problems)}
 
 

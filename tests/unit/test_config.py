@@ -134,6 +134,7 @@ def test_network_policy_fields_not_given_keep_their_defaults():
     ({"enabled": "sometimes"}, "networkPolicy.enabled", "true or false"),
     ({"egress": []}, "networkPolicy.egress", "keys enabled, ingressController, from"),
     ({"from": {"ipBlock": {"cidr": "10.0.0.0/8"}}}, "networkPolicy.from", "a list of NetworkPolicy peers"),
+    ({"ingressController": []}, "networkPolicy.ingressController", "at least one peer"),
     ({"ingressController": [{"ipBlock": {"cidr": "10.244.0.1/24"}}]}, "networkPolicy.ingressController[0].ipBlock",
      "host bits zero"),
     ({"ingressController": [{"ipBlock": {"cidr": "10.244.0.1"}}]}, "networkPolicy.ingressController[0].ipBlock",

@@ -6,6 +6,12 @@ plain `pulumi config set` commands, and what prod and stage must serve there.
 
 from dataclasses import dataclass
 
+import yaml
+
+from bluegreen.config import parse, project_keys
+from bluegreen.values import chart_values
+from tests.conftest import REPO_ROOT
+
 V1 = "registry.example.com/shop/web:1.4.0"
 V2 = "registry.example.com/shop/web:1.5.0"
 
@@ -78,18 +84,10 @@ class ChartMode:
 
 
 def _config_mode(name: str, config: dict, secret_names: dict | None = None) -> ChartMode:
-    from bluegreen.config import parse
-    from bluegreen.values import chart_values
-
     return ChartMode(name, chart_values(parse(config), secret_names))
 
 
 def _stack_mode(stack: str) -> ChartMode:
-    import yaml
-
-    from bluegreen.config import project_keys
-    from tests.conftest import REPO_ROOT
-
     config = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     return _config_mode(f"{stack}-stack", project_keys(config))
 

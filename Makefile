@@ -13,7 +13,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lint helm tools test e2e up down cluster-up cluster-down shell bench clean
+.PHONY: help venv lint helm chart-tools tools test e2e up down cluster-up cluster-down shell bench clean
 
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
@@ -41,11 +41,15 @@ lint: venv
 helm:
 	@scripts/toolchain.sh helm
 
+# What the chart tier runs: helm and kube-score.
+chart-tools:
+	@scripts/toolchain.sh chart
+
 tools:
 	@scripts/toolchain.sh all
 
 # CI gets 90 minutes; e2e tools that cannot be built in the time left are skipped, loudly.
-test: venv lint helm
+test: venv lint chart-tools
 	@scripts/toolchain.sh --budget-minutes $${BLUEGREEN_TOOL_BUDGET_MINUTES:-55} e2e
 	@source scripts/activate && $(PY) -m pytest
 

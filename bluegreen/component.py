@@ -76,6 +76,8 @@ class BlueGreenAppArgs:
     secrets_as: pulumi.Input[str] | None = None
     image_pull_secrets: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
     registry: Mapping[str, str] | None = None
+    image_pull_policy: pulumi.Input[str] | None = None
+    network_policy: pulumi.Input[Mapping[str, Any]] | None = None
     allow_prod_change: pulumi.Input[bool] | None = None
     resources: pulumi.Input[Mapping[str, Any]] | None = None
     read_only_root_filesystem: pulumi.Input[bool] | None = None

@@ -12,6 +12,7 @@ may arrive as the boolean true or the string "true", a replica count as 3 or "3"
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Collection, Mapping
@@ -22,7 +23,8 @@ PROJECT = "bluegreen"
 COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found there by the release tool
 SLOTS = ("blue", "green")
 # Set with `pulumi config set --path KEY.FIELD ...`; Pulumi hands them over as JSON text.
-OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets", "registry")
+OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets", "registry",
+               "networkPolicy")
 SECRETS_AS = ("file", "env")  # how pods get their secrets: files under SECRETS_DIR (the CIS benchmark's choice), or env
 SECRETS_DIR = "/etc/secrets"
 
@@ -42,9 +44,25 @@ SLOT_DEFAULTS: dict[str, SlotDefaults] = {
     "blue": {"enabled": True, "image": "", "replicas": 2, "env": {}, "secrets": {}},
     "green": {"enabled": False, "image": "", "replicas": 2, "env": {}, "secrets": {}},
 }
+# No CPU limit on purpose: a limit throttles the app (CFS quota) even when the node has CPU to spare.
+# Ephemeral storage covers the writable /tmp and the container's logs.
 RESOURCES_DEFAULT = {
-    "requests": {"cpu": "50m", "memory": "64Mi"},
-    "limits": {"memory": "256Mi"},
+    "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"},
+    "limits": {"memory": "256Mi", "ephemeral-storage": "1Gi"},
+}
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+# IfNotPresent: a pod start (a reschedule, a drain during a promotion) does not depend on the
+# registry; Always re-pulls a tag on every start (and re-checks the pull credentials).
+IMAGE_PULL_POLICIES = ("IfNotPresent", "Always")
+# Who may reach the app's pods (a NetworkPolicy): the ingress controller and the peers in `from`,
+# as NetworkPolicy peers. By default the ingress controller is an in-cluster Traefik (the default
+# ingressClass), whose pods its Helm chart labels app.kubernetes.io/name=traefik, in any namespace.
+NETWORK_POLICY_DEFAULT: dict[str, Any] = {
+    "enabled": True,
+    "ingressController": [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}}},
+    ],
+    "from": [],
 }
 DEFAULTS: dict[str, Any] = {
     "appName": "web",
@@ -67,6 +85,8 @@ DEFAULTS: dict[str, Any] = {
     "secretsAs": "file",
     "imagePullSecrets": [],
     "registry": {},
+    "imagePullPolicy": "IfNotPresent",
+    "networkPolicy": NETWORK_POLICY_DEFAULT,
     "allowProdChange": False,
     "resources": RESOURCES_DEFAULT,
     "readOnlyRootFilesystem": True,
@@ -162,6 +182,8 @@ class Settings:
     secrets_as: str = "file"
     image_pull_secrets: tuple[str, ...] = ()
     registry: Mapping[str, str] = field(default_factory=dict, repr=False)  # {server, username, password} or {}
+    image_pull_policy: str = "IfNotPresent"
+    network_policy: Mapping[str, Any] = field(default_factory=lambda: NETWORK_POLICY_DEFAULT)
 
     @property
     def registry_secret(self) -> str:
@@ -266,6 +288,8 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
         secrets_as=get.one_of("secretsAs", SECRETS_AS),
         image_pull_secrets=_parse_pull_secrets(raw.get("imagePullSecrets", []), problems),
         registry=_parse_registry(raw.get("registry", {}), problems),
+        image_pull_policy=get.one_of("imagePullPolicy", IMAGE_PULL_POLICIES),
+        network_policy=_parse_network_policy(raw.get("networkPolicy", NETWORK_POLICY_DEFAULT), problems),
     )
     if encrypted is not None:
         problems += _plaintext_secret_problems(raw, encrypted)
@@ -529,7 +553,8 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
 
 
 def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str, str]]:
-    allowed = "an object {requests: {cpu, memory}, limits: {cpu, memory}} of Kubernetes quantities"
+    names = ", ".join(RESOURCE_NAMES)
+    allowed = f"an object {{requests: {{{names}}}, limits: {{{names}}}}} of Kubernetes quantities"
     fix = "pulumi config set --path resources.requests.cpu 100m"
     if not isinstance(value, Mapping):
         problems.append(Problem("resources", value, allowed, fix))
@@ -543,12 +568,101 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
             continue
         result.setdefault(kind, {})
         for resource, quantity in quantities.items():
-            if resource not in ("cpu", "memory") or not _QUANTITY_RE.match(str(quantity)):
+            if resource not in RESOURCE_NAMES or not _QUANTITY_RE.match(str(quantity)):
                 problems.append(Problem(f"resources.{kind}.{resource}", quantity,
-                                        "cpu or memory, as a quantity such as 100m or 128Mi", fix))
+                                        f"one of {names}, as a quantity such as 100m or 128Mi", fix))
                 continue
             result[kind][resource] = str(quantity)
     return result
+
+
+def _parse_network_policy(value: Any, problems: list[Problem]) -> dict[str, Any]:
+    """{enabled, ingressController, from}: fields not given keep their defaults."""
+    keys = ", ".join(NETWORK_POLICY_DEFAULT)
+    if not isinstance(value, Mapping):
+        problems.append(Problem("networkPolicy", value, f"an object with keys {keys}",
+                                "pulumi config set --path networkPolicy.enabled true"))
+        return NETWORK_POLICY_DEFAULT
+    for key in sorted(set(value) - set(NETWORK_POLICY_DEFAULT)):
+        problems.append(Problem(f"networkPolicy.{key}", value[key], f"keys {keys}",
+                                f"pulumi config rm --path networkPolicy.{key}"))
+    merged = {**NETWORK_POLICY_DEFAULT, **value}
+    enabled = _Reader(merged, problems, prefix="networkPolicy.").boolean("enabled")
+    controller = _parse_peers("networkPolicy.ingressController", merged["ingressController"], problems)
+    if merged["ingressController"] == []:
+        # The Ingress is always made: without its controller, prod would be cut off where the
+        # policy is enforced. (An empty list would also not reach the chart: the provider drops
+        # empty lists from a Release's values, and the chart's default would apply.)
+        problems.append(Problem("networkPolicy.ingressController", [], "at least one peer: the ingress "
+                                "controller's pods, or ipBlock CIDRs for one outside the cluster",
+                                "pulumi config set --path 'networkPolicy.ingressController[0].ipBlock.cidr' "
+                                "10.0.0.0/16, or pulumi config set --path networkPolicy.enabled false"))
+    return {"enabled": enabled, "ingressController": controller,
+            "from": _parse_peers("networkPolicy.from", merged["from"], problems)}
+
+
+_PEER_EXAMPLE = ("[{ipBlock: {cidr: 10.0.0.0/16}}] or [{namespaceSelector: {matchLabels: {...}}, "
+                 "podSelector: {matchLabels: {...}}}]")
+_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_LABEL_KEY_RE = _ANNOTATION_RE  # same syntax: [DNS subdomain/]name
+_LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _parse_peers(key: str, value: Any, problems: list[Problem]) -> list[dict[str, Any]]:
+    """NetworkPolicy peers: each an ipBlock {cidr, except}, or a namespaceSelector and/or a
+    podSelector ({matchLabels, matchExpressions}), as Kubernetes takes them."""
+    fix = f"pulumi config set --path '{key}[0].ipBlock.cidr' 10.0.0.0/16"
+    if not isinstance(value, list):
+        problems.append(Problem(key, value, f"a list of NetworkPolicy peers such as {_PEER_EXAMPLE}", fix))
+        return []
+    peers = []
+    for i, peer in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(peer, Mapping) or not peer or set(peer) - {"ipBlock", "namespaceSelector", "podSelector"} \
+                or ("ipBlock" in peer and len(peer) > 1):
+            problems.append(Problem(where, peer, "a NetworkPolicy peer: an ipBlock alone, or a namespaceSelector "
+                                    "and/or a podSelector", f"pulumi config rm --path '{where}'"))
+            continue
+        found = [_peer_problem(where, name, part) for name, part in peer.items()]
+        if any(found):
+            problems += [p for p in found if p]
+            continue
+        peers.append(json.loads(json.dumps(peer)))  # plain dicts and lists
+    return peers
+
+
+def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
+    path = f"{where}.{name}"
+    if name == "ipBlock":
+        shape = (isinstance(part, Mapping) and set(part) <= {"cidr", "except"}
+                 and isinstance(part.get("except", []), list))
+        if not shape or not all(map(_is_cidr, [part.get("cidr"), *part.get("except", [])])):
+            return Problem(path, part, "{cidr, except}: CIDRs such as 10.244.0.1/32 (host bits zero)",
+                           f"pulumi config set --path '{path}.cidr' 10.0.0.0/16")
+        return None
+    if not isinstance(part, Mapping) or set(part) - {"matchLabels", "matchExpressions"}:
+        return Problem(path, part, "a label selector {matchLabels, matchExpressions} ({} selects all)",
+                       f"pulumi config set --path '{path}.matchLabels.app' web")
+    labels, expressions = part.get("matchLabels", {}), part.get("matchExpressions", [])
+    good_labels = isinstance(labels, Mapping) and all(
+        _LABEL_KEY_RE.match(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.match(v) for k, v in labels.items())
+    good_expressions = isinstance(expressions, list) and all(
+        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"} and _LABEL_KEY_RE.match(str(e.get("key")))
+        and e.get("operator") in _SELECTOR_OPERATORS and isinstance(e.get("values", []), list)
+        and all(isinstance(v, str) for v in e.get("values", [])) for e in expressions)
+    if not good_labels or not good_expressions:
+        return Problem(path, part, "matchLabels {label: value} and matchExpressions [{key, operator: "
+                       f"{'/'.join(_SELECTOR_OPERATORS)}, values}}] with Kubernetes label keys and values",
+                       f"pulumi config set --path '{path}.matchLabels.app' web")
+    return None
+
+
+def _is_cidr(text: Any) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(text, str) and "/" in text
 
 
 class _Reader:

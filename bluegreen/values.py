@@ -34,6 +34,8 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
         "secrets": {"as": settings.secrets_as, "dir": SECRETS_DIR},
         "imagePullSecrets": [{"name": name} for name in (*settings.image_pull_secrets, settings.registry_secret)
                              if name],
+        "imagePullPolicy": settings.image_pull_policy,
+        "networkPolicy": {key: settings.network_policy[key] for key in ("enabled", "ingressController", "from")},
     }
     for slot in SLOTS:
         state = settings.slot(slot)

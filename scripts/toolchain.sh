@@ -6,16 +6,18 @@
 #   scripts/toolchain.sh --print-provider               where Pulumi finds the provider plugin
 #   scripts/toolchain.sh --print-dir TOOL               a tool's cache dir (argo-rollouts: its crds/)
 #
-# TOOL: helm pulumi langhost kubernetes-provider kube etcd kwok traefik versitygw argo-rollouts,
-# or a group:
-#   for-local     what `make up` needs with the local cluster: all but versitygw and argo-rollouts
+# TOOL: helm kube-score pulumi langhost kubernetes-provider kube etcd kwok traefik versitygw
+# argo-rollouts, or a group:
+#   chart         what the chart tier needs (make test builds it first): helm kube-score
+#   for-local     what `make up` needs with the local cluster: for-user, kwok, etcd, kube, traefik
 #   for-user      what it needs with your own cluster (KUBECONFIG): helm pulumi langhost provider
 #   e2e           the e2e tier: for-local and versitygw (an S3 gateway for Pulumi state)
 #   bench         e2e and argo-rollouts (the peer the benchmarks compare with)
 #   all           everything
 # A tool you already have is used as it is: a pulumi on PATH at the pinned version or newer (then
 # the stand-in language host is not needed: your pulumi brings its own), the provider in Pulumi's
-# plugin cache, helm/kube/kwok/traefik/versitygw/argo-rollouts on PATH at the pinned version.
+# plugin cache, helm/kube-score/kube/kwok/traefik/versitygw/argo-rollouts on PATH at the pinned
+# version.
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl. argo-rollouts = rollouts-controller and kubectl-argo-rollouts (the plugin),
 #   and its CRDs in <tool dir>/crds/.
@@ -30,7 +32,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR/..
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
-ALL_TOOLS=(helm pulumi langhost kubernetes-provider kwok etcd kube traefik versitygw argo-rollouts)
+ALL_TOOLS=(helm kube-score pulumi langhost kubernetes-provider kwok etcd kube traefik versitygw argo-rollouts)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
@@ -46,6 +48,7 @@ die() { echo "toolchain: error: $*" >&2; exit 1; }
 version_of() {
   case $1 in
     helm) echo "$HELM_VERSION" ;;
+    kube-score) echo "$KUBE_SCORE_VERSION" ;;
     pulumi | langhost) echo "$PULUMI_VERSION" ;;
     kubernetes-provider) echo "$PULUMI_KUBERNETES_VERSION" ;;
     kube) echo "$KUBERNETES_VERSION" ;;
@@ -54,7 +57,7 @@ version_of() {
     traefik) echo "$TRAEFIK_VERSION" ;;
     versitygw) echo "$VERSITYGW_VERSION" ;;
     argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
-    *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]}; groups: for-local for-user e2e bench all)" ;;
+    *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]}; groups: chart for-local for-user e2e bench all)" ;;
   esac
 }
 
@@ -62,6 +65,7 @@ version_of() {
 bins_of() {
   case $1 in
     helm) echo helm ;;
+    kube-score) echo kube-score ;;
     pulumi) echo pulumi ;;
     langhost) echo pulumi-language-python pulumi-language-python-exec ;;
     kubernetes-provider) echo pulumi-resource-kubernetes ;;
@@ -79,10 +83,12 @@ bins_of() {
 # kubernetes-provider 850, kwok 156, etcd 48, kube 543 (with kubelet, kube-proxy and kubectl),
 # traefik 542. All together: 47 min. Measured later, alone (`toolchain.sh versitygw`, then
 # `toolchain.sh argo-rollouts`, each with empty Go module and build caches, while an e2e run shared
-# the 2 cores): versitygw 200, argo-rollouts 560 (both binaries; the go1.27.3 download included).
+# the 2 cores): versitygw 200, argo-rollouts 560 (both binaries; the go1.27.3 download included);
+# kube-score 104 (`toolchain.sh kube-score`, empty Go module and build caches).
 estimate_of() {
   case $1 in
     helm) echo 4 ;;
+    kube-score) echo 3 ;;
     pulumi) echo 9 ;;
     langhost) echo 1 ;;
     kubernetes-provider) echo 17 ;;
@@ -100,6 +106,7 @@ on_path() {
   local v
   case $1 in
     helm) v=$(helm version --template '{{.Version}}' 2>/dev/null) && [[ $v == "v$HELM_VERSION" ]] ;;
+    kube-score) v=$(kube-score version 2>/dev/null) && is_kube_score_version "$v" ;;
     pulumi) v=$(pulumi version 2>/dev/null) && at_least "${v#v}" "$PULUMI_VERSION" ;;
     kubernetes-provider) [[ -x $(plugin_binary) ]] ;;
     kube)
@@ -201,6 +208,20 @@ build_helm() {
   flags+=" -X $pkg/pkg/lint/rules.k8sVersionMajor=$major -X $pkg/pkg/lint/rules.k8sVersionMinor=$minor"
   GOBIN="$1/bin" GOFLAGS=-buildvcs=false with_ticker helm go install -trimpath -ldflags "$flags" "$pkg/cmd/helm@$v"
 }
+
+# kube-score, the chart tier's static checks of the rendered chart: no replace lines, so `go install`
+# works. Ldflags like upstream's release (goreleaser's defaults, CGO_ENABLED=0): main.version is the
+# version without its "v"; main.commit and main.date keep their defaults ("N/A"), unknown outside git.
+build_kube-score() {
+  local v=$KUBE_SCORE_VERSION
+  GOBIN="$1/bin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false with_ticker kube-score \
+    go install -trimpath -ldflags "-s -w -X main.version=$v" "github.com/zegl/kube-score/cmd/kube-score@v$v"
+  local got; got=$("$1/bin/kube-score" version)
+  is_kube_score_version "$got" || die "built kube-score reports '$got', want $v"
+}
+
+# `kube-score version` prints "kube-score version: X.Y.Z, commit: ..., built: ...".
+is_kube_score_version() { [[ $1 == "kube-score version: $KUBE_SCORE_VERSION, "* ]]; }
 
 build_pulumi() {
   local v=v$PULUMI_VERSION src=$1/src
@@ -544,6 +565,7 @@ print_path() {
 
 expand() {
   case $1 in
+    chart) echo helm kube-score ;;
     for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
     for-user) echo helm pulumi langhost kubernetes-provider ;;
     e2e) echo "$(expand for-local) versitygw" ;;

@@ -30,6 +30,26 @@ def helm() -> str:
     return toolchain_tool("helm", "helm")
 
 
+@pytest.fixture(scope="session")
+def kube_score() -> str:
+    """kube-score on PATH or in the tool cache. Not built here (`scripts/toolchain.sh chart`, which
+    make test runs first, builds it): when it is missing, the tests that use it are skipped with the
+    reason in pytest's summary, or fail under BLUEGREEN_REQUIRE_E2E=1, like the e2e tier's tools."""
+    import os
+    import shutil
+    import subprocess
+
+    tool_path = subprocess.run([str(REPO_ROOT / "scripts" / "toolchain.sh"), "--print-path"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    found = shutil.which("kube-score", path=os.pathsep.join(p for p in (tool_path, os.environ.get("PATH", "")) if p))
+    if not found:
+        reason = "kube-score not built: the chart's kube-score checks did not run (scripts/toolchain.sh kube-score)"
+        if os.environ.get("BLUEGREEN_REQUIRE_E2E"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
 def build_wheel(directory: pathlib.Path) -> pathlib.Path:
     """The package's wheel, built (offline) from a copy of its sources, so that the checkout gets
     no build/ or egg-info from it."""

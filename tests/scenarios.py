@@ -6,6 +6,12 @@ plain `pulumi config set` commands, and what prod and stage must serve there.
 
 from dataclasses import dataclass
 
+import yaml
+
+from bluegreen.config import parse, project_keys
+from bluegreen.values import chart_values
+from tests.conftest import REPO_ROOT
+
 V1 = "registry.example.com/shop/web:1.4.0"
 V2 = "registry.example.com/shop/web:1.5.0"
 
@@ -64,4 +70,50 @@ BAD_CONFIGS = [
     ("typo inside a slot", {"green": {"enabeld": True, "image": V2}},
      "green.enabeld is true; allowed: keys enabled, image, replicas"),
     ("unknown top-level key", {"productoinSlot": "green"}, "productoinSlot is 'green'; allowed: one of"),
+]
+
+
+# Every mode the chart renders in, as the chart's values: the release cycle above, each feature
+# that changes what is rendered, both environments' stacks, and plain helm on the chart's own
+# defaults. One list, so a new mode is one more entry; tests/chart/test_kube_score.py holds each to
+# kube-score.
+@dataclass(frozen=True)
+class ChartMode:
+    name: str
+    values: dict
+
+
+def _config_mode(name: str, config: dict, secret_names: dict | None = None) -> ChartMode:
+    return ChartMode(name, chart_values(parse(config), secret_names))
+
+
+def _stack_mode(stack: str) -> ChartMode:
+    config = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return _config_mode(f"{stack}-stack", project_keys(config))
+
+
+_TWO_SLOTS = SCENARIOS[1].config
+_SECRETS = {"blue": "web-blue-secrets-abc123", "green": "web-green-secrets-def456"}
+_DIGEST = "@sha256:" + "0123456789abcdef" * 4
+
+CHART_MODES = [
+    *(_config_mode(s.name, s.config) for s in SCENARIOS),
+    _config_mode("secrets-as-files", {**_TWO_SLOTS, "secretsAs": "file"}, _SECRETS),
+    _config_mode("secrets-as-env", {**_TWO_SLOTS, "secretsAs": "env"}, _SECRETS),
+    _config_mode("private-registry", {**_TWO_SLOTS, "imagePullSecrets": ["regcred"], "registry": {
+        "server": "registry.example.com", "username": "ci", "password": "hunter2"}}),
+    _config_mode("tls-and-annotations", {**_TWO_SLOTS, "tlsSecret": "shop-tls",
+                                         "ingressAnnotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}),
+    _config_mode("images-by-digest", {**BASE, "blue": _slot(True, "registry.example.com/shop/web" + _DIGEST),
+                                      "green": _slot(True, "registry.example.com/shop/web:1.5.0" + _DIGEST)}),
+    _config_mode("pull-always", {**_TWO_SLOTS, "imagePullPolicy": "Always"}),
+    _config_mode("cpu-limit", {**_TWO_SLOTS, "resources": {"limits": {"cpu": "500m"}}}),
+    _config_mode("one-replica", {**BASE, "blue": _slot(True, V1, 1)}),
+    _config_mode("network-policy-off", {**_TWO_SLOTS, "networkPolicy": {"enabled": False}}),
+    _config_mode("network-policy-peers", {**_TWO_SLOTS, "networkPolicy": {
+        "ingressController": [{"ipBlock": {"cidr": "192.0.2.0/24"}}],
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),
+    _stack_mode("staging"),
+    _stack_mode("production"),
+    ChartMode("plain-helm-defaults", {"blue": {"enabled": True, "image": V1}}),
 ]

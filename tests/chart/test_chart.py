@@ -6,8 +6,9 @@ Asserts on the selectors, labels, images and hosts themselves, for every step of
 import subprocess
 
 import pytest
+import yaml
 
-from bluegreen.config import parse
+from bluegreen.config import parse, project_keys
 from bluegreen.slots import plan
 from bluegreen.values import chart_values
 from tests.chart.render import CHART, HelmError, template
@@ -73,6 +74,7 @@ def test_pods_meet_pod_security_restricted(helm):
     assert len(pods) == 3
     for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] > 10000 and pod["securityContext"]["runAsGroup"] > 10000
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod["containers"]:
             sc = container["securityContext"]
@@ -88,10 +90,13 @@ def test_probes_and_resources_follow_config(helm):
     deployment = template(helm, chart_values(parse(config))).get("Deployment", "web-blue")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
-    assert container["livenessProbe"]["httpGet"]["path"] == "/ready"
+    # Liveness only asks whether the port accepts connections: a failing health path (a database
+    # down) takes pods out of the Services; restarting them all would not help.
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in container["livenessProbe"]
     assert container["ports"][0]["containerPort"] == 9000
     # Fields not given keep their defaults, in the config layer and in Helm's merge alike.
-    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+                                      "limits": {"memory": "256Mi", "ephemeral-storage": "1Gi"}}
 
 
 def test_helm_test_hook_checks_the_stage_service(helm):
@@ -266,3 +271,85 @@ def test_a_slots_secret_reaches_its_pods_as_files_or_env(helm, mode):
         assert all(v["name"] != "secrets" for v in green["volumes"])
     assert all(v["name"] != "secrets" for v in blue["volumes"])  # blue has no secrets
     assert green["imagePullSecrets"] == blue["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_app_pods_run_as_a_high_group_that_can_read_the_secret_files(helm):
+    values = chart_values(parse({**SCENARIOS[1].config, "secretsAs": "file"}), {"green": "web-green-secrets-abc123"})
+    pod = template(helm, values).get("Deployment", "web-green")["spec"]["template"]["spec"]
+    # The secret files are mode 0440: their group (fsGroup) must be the app's.
+    assert pod["securityContext"]["runAsGroup"] == pod["securityContext"]["fsGroup"] == 10001
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert volume["secret"]["defaultMode"] == 0o440
+
+
+@pytest.mark.parametrize("policy", ["IfNotPresent", "Always"])
+def test_image_pull_policy_follows_config(helm, policy):
+    manifest = template(helm, chart_values(parse({**SCENARIOS[1].config, "imagePullPolicy": policy})))
+    containers = [d["spec"]["template"]["spec"]["containers"][0] for d in manifest.all("Deployment")]
+    containers += [manifest.get("Pod", "web-test-stage")["spec"]["containers"][0]]
+    assert [c["imagePullPolicy"] for c in containers] == [policy] * 3
+
+
+def network_policy(helm, config):
+    return template(helm, chart_values(parse({**SCENARIOS[1].config, **config}))).get("NetworkPolicy", "web")
+
+
+def test_network_policy_lets_in_only_the_ingress_controller_and_the_test_pod_by_default(helm):
+    manifest = render(helm, SCENARIOS[1])
+    spec = manifest.get("NetworkPolicy", "web")["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    # It selects both slots' pods (and the test pod, which takes no traffic).
+    pods = [d["spec"]["template"]["metadata"] for d in manifest.all("Deployment")]
+    pods += [p["metadata"] for p in manifest.all("Pod")]
+    assert len(pods) == 3
+    for pod in pods:
+        assert spec["podSelector"]["matchLabels"].items() <= pod["labels"].items(), pod
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    traefik, test_pod = rule["from"]
+    assert traefik == {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}}}
+    assert test_pod["podSelector"]["matchLabels"].items() <= manifest.get("Pod", "web-test-stage")["metadata"][
+        "labels"].items()
+    assert "namespaceSelector" not in test_pod  # this namespace's only
+    # Other pods of the release (or of another release) are not the test pod.
+    assert test_pod["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "web"
+    for deployment in manifest.all("Deployment"):
+        assert "bluegreen.dev/role" not in deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_network_policy_peers_and_port_follow_config(helm):
+    controller = [{"ipBlock": {"cidr": "10.244.0.1/32"}}]
+    extra = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app": "prometheus"}}}]
+    spec = network_policy(helm, {"containerPort": 9000, "networkPolicy": {"ingressController": controller,
+                                                                          "from": extra}})["spec"]
+    (rule,) = spec["ingress"]
+    assert rule["from"][:2] == controller + extra and len(rule["from"]) == 3
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9000}]
+
+
+def test_network_policy_can_be_turned_off(helm):
+    manifest = template(helm, chart_values(parse({**SCENARIOS[1].config, "networkPolicy": {"enabled": False}})))
+    assert manifest.all("NetworkPolicy") == []
+
+
+def test_the_staging_stacks_policy_lets_in_the_local_traefik_on_the_host(helm, repo_root):
+    """The local cluster's Traefik runs on the host and connects from bg0's address. (The local
+    CNI bridge plugin does not enforce NetworkPolicy: this is as far as it can be checked here.)"""
+    staging = yaml.safe_load((repo_root / "Pulumi.staging.yaml").read_text())["config"]
+    spec = template(helm, chart_values(parse(project_keys(staging)))).get("NetworkPolicy", "web")["spec"]
+    assert spec["ingress"][0]["from"][0] == {"ipBlock": {"cidr": "10.244.0.1/32"}}
+    assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+@pytest.mark.parametrize("peer,message", [
+    ({"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}, "ingressController/0"),
+    ({}, "ingressController/0"),
+    ({"ipBlock": {}}, "missing property 'cidr'"),
+])
+def test_schema_rejects_bad_peers(helm, peer, message):
+    values = {**chart_values(parse(SCENARIOS[1].config))}
+    values["networkPolicy"] = {**values["networkPolicy"], "ingressController": [peer]}
+    with pytest.raises(HelmError, match="values don't meet the specifications of the schema") as error:
+        template(helm, values)
+    assert message in str(error.value)

@@ -98,6 +98,7 @@ def test_image_references_rejected(image):
     ("containerPort", "http"), ("healthPath", "healthz"), ("ingressClass", ""), ("tlsSecret", "Bad Secret"),
     ("helmTimeoutSeconds", 5), ("createNamespace", "maybe"), ("readOnlyRootFilesystem", "no"),
     ("resources", {"requests": {"cpu": "lots"}}), ("resources", {"request": {"cpu": "1"}}),
+    ("resources", {"limits": {"gpu": "1"}}), ("imagePullPolicy", "Never"), ("networkPolicy", "on"),
 ])
 def test_other_keys_are_validated(key, value):
     with pytest.raises(ConfigError) as error:
@@ -109,7 +110,50 @@ def test_defaults_make_a_safe_first_deploy_once_an_image_is_given():
     settings = parse({"blue": {"image": V1}})
     assert settings.production_slot == "blue"
     assert settings.slot("green").enabled is False
-    assert settings.resources["requests"] == {"cpu": "50m", "memory": "64Mi"}
+    assert settings.resources == {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"},
+                                  "limits": {"memory": "256Mi", "ephemeral-storage": "1Gi"}}
+    assert settings.image_pull_policy == "IfNotPresent"
+    assert settings.network_policy["enabled"] is True
+
+
+def test_ephemeral_storage_is_configurable_and_other_defaults_stay():
+    resources = parse({**VALID, "resources": {"limits": {"ephemeral-storage": "2Gi", "cpu": "1"}}}).resources
+    assert resources["limits"] == {"memory": "256Mi", "ephemeral-storage": "2Gi", "cpu": "1"}
+    assert resources["requests"]["ephemeral-storage"] == "64Mi"
+
+
+def test_network_policy_fields_not_given_keep_their_defaults():
+    # `pulumi config set --path networkPolicy.from[0]...` replaces the declared default object.
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    policy = parse({**VALID, "networkPolicy": {"from": [peer]}}).network_policy
+    assert policy == {**DEFAULTS["networkPolicy"], "from": [peer]}
+    assert parse({**VALID, "networkPolicy": {"enabled": "false"}}).network_policy["enabled"] is False
+
+
+@pytest.mark.parametrize("policy,key,fragment", [
+    ({"enabled": "sometimes"}, "networkPolicy.enabled", "true or false"),
+    ({"egress": []}, "networkPolicy.egress", "keys enabled, ingressController, from"),
+    ({"from": {"ipBlock": {"cidr": "10.0.0.0/8"}}}, "networkPolicy.from", "a list of NetworkPolicy peers"),
+    ({"ingressController": []}, "networkPolicy.ingressController", "at least one peer"),
+    ({"ingressController": [{"ipBlock": {"cidr": "10.244.0.1/24"}}]}, "networkPolicy.ingressController[0].ipBlock",
+     "host bits zero"),
+    ({"ingressController": [{"ipBlock": {"cidr": "10.244.0.1"}}]}, "networkPolicy.ingressController[0].ipBlock",
+     "CIDRs"),
+    ({"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": "10.1.0.0/16"}}]}, "networkPolicy.from[0].ipBlock",
+     "CIDRs"),
+    ({"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}, "networkPolicy.from[0]", "an ipBlock alone"),
+    ({"from": [{}]}, "networkPolicy.from[0]", "an ipBlock alone"),
+    ({"from": [{"podSelector": {"matchLabels": {"app": "a b"}}}]}, "networkPolicy.from[0].podSelector",
+     "label keys and values"),
+    ({"from": [{"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Is"}]}}]},
+     "networkPolicy.from[0].namespaceSelector", "In/NotIn/Exists/DoesNotExist"),
+    ({"from": [{"podSelector": {"labels": {"app": "web"}}}]}, "networkPolicy.from[0].podSelector", "matchLabels"),
+])
+def test_network_policy_peers_are_validated(policy, key, fragment):
+    with pytest.raises(ConfigError) as error:
+        parse({**VALID, "networkPolicy": policy})
+    (problem,) = error.value.problems
+    assert problem.key == key and fragment in problem.allowed, problem
 
 
 def test_no_image_at_all_is_refused_not_guessed():

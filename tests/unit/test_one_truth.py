@@ -10,7 +10,16 @@ import re
 import pytest
 import yaml
 
-from bluegreen.config import CONTAINER_PORT, DEFAULTS, DNS_NAME_PATTERN, IMAGE_PATTERN, REPLICAS, parse
+from bluegreen.config import (
+    CONTAINER_PORT,
+    DEFAULTS,
+    DNS_NAME_PATTERN,
+    IMAGE_PATTERN,
+    IMAGE_PULL_POLICIES,
+    REPLICAS,
+    parse,
+    project_keys,
+)
 from bluegreen.values import chart_values
 from tests.conftest import REPO_ROOT
 
@@ -63,7 +72,7 @@ def test_the_charts_defaults_are_config_pys():
     """What plain helm users get without values is what a stack gets without config."""
     values = chart_values(parse({"blue": {"enabled": True, "image": "shop/web:1"}}))
     for key in ("productionSlot", "containerPort", "healthPath", "resources", "readOnlyRootFilesystem",
-                "imagePullSecrets"):
+                "imagePullSecrets", "imagePullPolicy", "networkPolicy"):
         assert VALUES[key] == values[key], key
     for key in ("className", "prodHost", "stageHost", "tlsSecretName", "annotations"):
         assert VALUES["ingress"][key] == values["ingress"][key], key
@@ -71,3 +80,18 @@ def test_the_charts_defaults_are_config_pys():
     for slot in ("blue", "green"):
         assert {k: VALUES[slot][k] for k in ("enabled", "replicas", "env")} == {
             k: values[slot][k] for k in ("enabled", "replicas", "env")}, slot
+
+
+def test_the_schema_allows_what_config_py_allows():
+    properties = SCHEMA["properties"]
+    assert tuple(properties["imagePullPolicy"]["enum"]) == IMAGE_PULL_POLICIES
+    assert set(properties["networkPolicy"]["properties"]) == set(DEFAULTS["networkPolicy"])
+
+
+def test_the_staging_stack_lets_in_the_local_ingress_controllers_real_address():
+    """The local Traefik is a host process: it reaches the pods from the bridge's gateway address,
+    scripts/node.sh's NODE_IP."""
+    node_ip = re.search(r"^NODE_IP=(\S+)", (REPO_ROOT / "scripts" / "node.sh").read_text(), re.MULTILINE)[1]
+    staging = yaml.safe_load((REPO_ROOT / "Pulumi.staging.yaml").read_text())["config"]
+    policy = parse({**project_keys(staging)}).network_policy
+    assert policy["enabled"] and policy["ingressController"] == [{"ipBlock": {"cidr": f"{node_ip}/32"}}]

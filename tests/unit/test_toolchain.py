@@ -106,11 +106,12 @@ def test_groups(installed, tmp_path):
     env = {**installed, "PULUMI_HOME": str(tmp_path / "empty-pulumi-home")}
     local = "helm pulumi langhost kubernetes-provider kwok etcd kube traefik"
     expected = {
+        "chart": "helm kube-score",
         "for-local": local,
         "for-user": "helm pulumi langhost kubernetes-provider",
         "e2e": f"{local} versitygw",
         "bench": f"{local} versitygw argo-rollouts",
-        "all": f"{local} versitygw argo-rollouts",
+        "all": f"helm kube-score {local.removeprefix('helm ')} versitygw argo-rollouts",
     }
     for group, tools in expected.items():
         done = toolchain("--budget-minutes", "0", group, env=env)
@@ -136,6 +137,17 @@ def test_versitygw_and_argo_rollouts_on_path_are_used_at_the_pinned_version_only
     fake(bin_dir, "kubectl-argo-rollouts", f"kubectl-argo-rollouts: v{argo}0+unknown")
     done = toolchain("--budget-minutes", "0", "versitygw", "argo-rollouts", env=installed)
     assert "SKIPPED (not built, see above): versitygw argo-rollouts\n" in done.stderr, done.stderr
+
+
+def test_kube_score_on_path_is_used_at_the_pinned_version_only(installed, tmp_path):
+    version = VERSIONS["KUBE_SCORE_VERSION"]
+    # What `kube-score version` prints for a release build.
+    fake(tmp_path / "bin", "kube-score", f"kube-score version: {version}, commit: abc123, built: 2025-01-01")
+    done = toolchain("--budget-minutes", "0", "kube-score", env=installed)
+    assert f"kube-score: using yours, found on PATH: {tmp_path}/bin/kube-score" in done.stderr, done.stderr
+    fake(tmp_path / "bin", "kube-score", f"kube-score version: {version}1, commit: abc123, built: 2025-01-01")
+    done = toolchain("--budget-minutes", "0", "kube-score", env=installed)
+    assert "SKIPPED (not built, see above): kube-score\n" in done.stderr, done.stderr
 
 
 def test_a_pulumi_installed_after_we_built_one_wins(installed, tmp_path):

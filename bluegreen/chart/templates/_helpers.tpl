@@ -68,3 +68,27 @@ app.kubernetes.io/version: {{ include "bluegreen.slotVersion" . }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 slot: {{ .slot }}
 {{- end }}
+
+{{/*
+The kube-score checks a pod-owning object leaves out on purpose (its kube-score/ignore
+annotation), given dict "root" $ "kind" "Deployment"|"Pod". Each is a decision written down, with
+its reason, in the README ("kube-score: deliberate decisions"); the chart tier fails on any other
+CRITICAL finding.
+*/}}
+{{- define "bluegreen.kubeScoreIgnore" -}}
+{{- $v := .root.Values }}
+{{- $checks := list }}
+{{- if ne $v.imagePullPolicy "Always" }}
+{{- $checks = append $checks "container-image-pull-policy" }}
+{{- end }}
+{{- if not $v.networkPolicy.enabled }}
+{{- $checks = append $checks "pod-networkpolicy" }}
+{{- end }}
+{{- if eq .kind "Deployment" }}
+{{- if not (dig "limits" "cpu" "" $v.resources) }}
+{{- $checks = append $checks "container-resources" }}
+{{- end }}
+{{- $checks = append $checks "deployment-has-host-podantiaffinity" }}
+{{- end }}
+{{- join "," $checks }}
+{{- end }}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from bench import argo, breakdown, flips, growth
+from bench import argo, argo_features, breakdown, flips, growth
 from bluegreen.config import parse
 from bluegreen.release.kube import KubeClient
 from bluegreen.values import chart_values
@@ -36,6 +36,7 @@ STACK, NS, HELM_NS = "bench", "bg-bench", "bg-bench-helm"
 # method runs the same release: OLD serves prod, NEW is up behind stage; a "promote" flip sends
 # prod to NEW, a "rollback" flip back to OLD. Blue runs OLD, green NEW.
 OLD, NEW = "bluegreen.local/demo:1.0.0", "bluegreen.local/demo:2.0.0"
+NEWER = "bluegreen.local/demo:3.0.0"  # a third version, for Argo's feature checks
 VERSION = {OLD: "1.0.0", NEW: "2.0.0"}
 SLOT_OF = {OLD: "blue", NEW: "green"}
 PROD_HOST, STAGE_HOST = "shop.bench.example.com", "stage.shop.bench.example.com"
@@ -61,7 +62,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10,
                         help="flips per method, alternating promote and rollback (an even number, "
                              "so each method ends where it started); default 10")
-    parser.add_argument("--skip-growth", action="store_true", help="only the flip measurements")
+    parser.add_argument("--skip-growth", action="store_true", help="without the program's cost growth")
+    parser.add_argument("--skip-features", action="store_true", help="without the checks of Argo's options")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only these phases (repeatable)")
     args = parser.parse_args()
     if args.runs < 2 or args.runs % 2:
@@ -225,6 +227,13 @@ def argo_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: s
                                  "cpu_percent_max": max(d["cpu_percent"] for d in during),
                                  "rss_mb_max": max(d["rss_mb_max"] for d in during)},
             }
+            if not args.skip_features:
+                say("==> Argo's blue-green options, tried on the running controller")
+                test_pod = next(doc for doc in rendered if doc["kind"] == "Pod")
+                argo.apply(kubeconfig, argo_features.analysis_templates(test_pod))
+                peer = argo_features.Peer(kube, kubeconfig, ingress, (PROD_HOST, STAGE_HOST),
+                                          {**VERSION, NEWER: "3.0.0"})
+                results["argo_features"] = argo_features.check_all(peer, OLD, NEW, NEWER, say)
     finally:
         say("==> removing the Rollout, the controller's CRDs")
         kube.request("DELETE", f"/api/v1/namespaces/{argo.NAMESPACE}")
@@ -238,7 +247,9 @@ PHASES: dict[str, Callable[..., None]] = {"pulumi": pulumi_phase, "helm": helm_p
 def _chart_values(namespace: str, slots: dict) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as values:
         raw = {"namespace": namespace, "prodHost": PROD_HOST, "stageHost": STAGE_HOST, **slots}
-        json.dump(chart_values(parse(raw)), values)
+        # The chart's stage check (its `helm test` pod, Argo's analysis Job) runs the demo image:
+        # the node has no registry to pull its default image from.
+        json.dump({**chart_values(parse(raw)), "tests": {"image": OLD, "command": ["/app", "check"]}}, values)
     return values.name
 
 
@@ -297,6 +308,10 @@ def _print_table(results: dict) -> None:
               f"{usage['idle']['rss_mb_max']} MB resident; during flips {usage['during_flips']['cpu_percent_median']}% "
               f"CPU (max {usage['during_flips']['cpu_percent_max']}%), {usage['during_flips']['rss_mb_max']} MB. "
               "bluegreen runs nothing in the cluster.")
+    for row in results.get("argo_features", []):
+        if row is results["argo_features"][0]:
+            print("\nArgo Rollouts' blue-green options, tried on the running controller:")
+        print(f"  {row['option']}: {row['observed']}")
     if "breakdown" in results:
         detail = results["breakdown"]
         print(f"\nOne `pulumi up` flip, {detail['total_s']:.2f} s in all (with -v=9 logging):")

@@ -32,6 +32,7 @@ from bluegreen.release.kube import KubeClient
 NAMESPACE = "bg-bench-argo"
 CONTROLLER_NAMESPACE = "argo-rollouts"  # where the controller keeps its config map and events
 NAME = "web"
+REVISION = "bench.bluegreen.dev/revision"
 KEEP_OLD_SECONDS = 3600  # scaleDownDelaySeconds: the old version stays up, like our idle slot
 
 
@@ -122,6 +123,8 @@ def rollout_manifests(rendered: list[dict], images: tuple[str, ...]) -> list[dic
     (deployment,) = by_kind["Deployment"]
     template = deployment["spec"]["template"]
     template["metadata"]["labels"].pop("slot")
+    # A revision annotation, so that each release is a new pod template (argo_features).
+    template["metadata"].setdefault("annotations", {})[REVISION] = "0"
     template["metadata"]["labels"].pop("app.kubernetes.io/version", None)
     (container,) = [c for c in template["spec"]["containers"] if c["image"] in images]
     container["image"] = images[0]
@@ -146,6 +149,7 @@ def rollout_manifests(rendered: list[dict], images: tuple[str, ...]) -> list[dic
                 "previewService": services["stage"]["metadata"]["name"],
                 "autoPromotionEnabled": False,
                 "scaleDownDelaySeconds": KEEP_OLD_SECONDS,
+                "scaleDownDelayRevisionLimit": 1,  # one old version kept up: our two slots
             }},
         },
     }
@@ -165,6 +169,13 @@ def apply(kubeconfig: str, manifests: list[dict]) -> None:
 def plugin(*args: str) -> list[str]:
     """A kubectl-argo-rollouts command on the bench's Rollout (KUBECONFIG from the environment)."""
     return ["kubectl-argo-rollouts", "-n", NAMESPACE, *args]
+
+
+def run_plugin(kubeconfig: str, *args: str) -> None:
+    done = subprocess.run(["kubectl-argo-rollouts", "--kubeconfig", kubeconfig, "-n", NAMESPACE, *args],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl argo rollouts {' '.join(args)} failed: {done.stderr.strip()[-1000:]}")
 
 
 def phase(kube: KubeClient) -> tuple[str, str, str]:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 from contextlib import contextmanager
@@ -201,6 +202,30 @@ def project_dir(tmp_path_factory) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (target / ".venv").symlink_to(REPO_ROOT / ".venv")
     return target
+
+
+class ReleaseTool:
+    """The release tool as a user runs it, `python -m bluegreen ARGS --stack S --project-dir P --json`,
+    in `env`. Calling it checks the exit code and returns the JSON it printed; its stderr (the
+    progress a user sees) is passed on to the test's output."""
+
+    def __init__(self, stack: str, project_dir: str | Path, env: dict):
+        self.stack, self.project_dir, self.env = stack, str(project_dir), env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bluegreen", *args, "--stack", self.stack, "--project-dir", self.project_dir,
+                "--json"]
+
+    def run(self, *args: str) -> tuple[int, dict]:
+        """(exit code, printed JSON), whatever the code."""
+        done = subprocess.run(self.command(*args), capture_output=True, text=True, env=self.env)
+        sys.stderr.write(done.stderr)
+        return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {"stderr": done.stderr[-3000:]}
+
+    def __call__(self, *args: str, expect: int = 0) -> dict:
+        code, printed = self.run(*args)
+        assert code == expect, f"exit {code}, expected {expect}: {printed}"
+        return printed
 
 
 def wait_until(what: str, predicate, timeout: float = 60.0, interval: float = 0.5):

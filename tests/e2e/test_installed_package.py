@@ -9,7 +9,6 @@ through a .pth file, at the versions the wheel declares (tests/unit/test_packagi
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 from pulumi import automation as auto
 
 from tests.conftest import REPO_ROOT, build_wheel
-from tests.e2e.conftest import INGRESS_CLASS, V1, V2, counted, fetch, fresh_namespace, version_of
+from tests.e2e.conftest import INGRESS_CLASS, V1, V2, ReleaseTool, counted, fetch, fresh_namespace, version_of
 
 pytestmark = pytest.mark.e2e
 
@@ -71,15 +70,7 @@ def other_project(tmp_path_factory, pulumi_env, kube, ingress):
             stack.set_config(f"{app}:{key}", auto.ConfigValue(value), path=True)
     stack.ingress = ingress
 
-    def tool(*args: str, expect: int = 0) -> dict:
-        done = subprocess.run([sys.executable, "-m", "bluegreen", *args, "--stack", STACK, "--project-dir",
-                               str(project), "--json"], capture_output=True, text=True,
-                              env={**pulumi_env, "BLUEGREEN_INGRESS": ingress})
-        sys.stderr.write(done.stderr)
-        assert done.returncode == expect, f"exit {done.returncode}, expected {expect}:\n{done.stderr[-3000:]}"
-        return json.loads(done.stdout)
-
-    stack.tool = tool
+    stack.tool = ReleaseTool(STACK, project, {**pulumi_env, "BLUEGREEN_INGRESS": ingress})
     stack.venv = venv
     yield stack
     stack.destroy(on_output=print, color="never")

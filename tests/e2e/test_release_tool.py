@@ -9,11 +9,9 @@ none may fail.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -61,14 +59,7 @@ def tool(project_dir, pulumi_env, kube, ingress, tmp_path_factory):
     # --check-url reaches the hosts through the ingress on 127.0.0.1, as in the README's shell.
     env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress, "KUBECONFIG": str(kubeconfig)}
 
-    def run(*args: str, expect: int = 0) -> dict:
-        done = subprocess.run([sys.executable, "-m", "bluegreen", *args, "--stack", STACK,
-                               "--project-dir", str(project_dir), "--json"],
-                              capture_output=True, text=True, env=env)
-        sys.stderr.write(done.stderr)
-        assert done.returncode == expect, f"exit {done.returncode}, expected {expect}:\n{done.stderr[-3000:]}"
-        return json.loads(done.stdout)
-
+    run = e2e.ReleaseTool(STACK, project_dir, env)
     run.stack = stack
     run.ingress = ingress
     run.env = env
@@ -312,13 +303,6 @@ def config_of(tool) -> dict[str, str]:
     return {key: value.value for key, value in tool.stack.get_all_config().items()}
 
 
-def status_code(tool) -> tuple[int, dict]:
-    done = subprocess.run([sys.executable, "-m", "bluegreen", "status", "--stack", STACK,
-                           "--project-dir", tool.stack.workspace.work_dir, "--json"],
-                          capture_output=True, text=True, env=tool.env)
-    return done.returncode, json.loads(done.stdout)
-
-
 @pytest.mark.parametrize("case", DRIFTS)
 def test_drift_is_detected_refused_and_repaired(tool, kube, case):
     command, code, problem = DRIFTS[case]
@@ -326,7 +310,7 @@ def test_drift_is_detected_refused_and_repaired(tool, kube, case):
     done = subprocess.run(["kubectl", "-n", NS, *command], capture_output=True, text=True, env=tool.env)
     assert done.returncode == 0, done.stderr
     # status tells, object by object (the controllers take a moment to show the effect)
-    status = wait_until(f"status exits {code}", lambda: (lambda r: r if r[0] == code else None)(status_code(tool)))[1]
+    status = wait_until(f"status exits {code}", lambda: (lambda r: r if r[0] == code else None)(tool.run("status")))[1]
     assert problem in status["error"] and "Fix: bluegreen repair" in status["error"], status["error"]
     assert status["state"]["serving"] is (code == 3)
     # a release step refuses to build on it
@@ -341,7 +325,7 @@ def test_drift_is_detected_refused_and_repaired(tool, kube, case):
 
 
 def status_says_the_namespace_is_missing(tool) -> None:
-    code, status = status_code(tool)
+    code, status = tool.run("status")
     assert code == 1 and f"Namespace {NS}: missing" in status["error"], status
     assert "Fix: bluegreen repair" in status["error"], status["error"]
 

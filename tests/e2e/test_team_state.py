@@ -23,7 +23,18 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from tests.e2e.conftest import INGRESS_CLASS, V1, V2, V3, counted, fetch, fresh_namespace, version_of, wait_until
+from tests.e2e.conftest import (
+    INGRESS_CLASS,
+    V1,
+    V2,
+    V3,
+    ReleaseTool,
+    counted,
+    fetch,
+    fresh_namespace,
+    version_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,14 +87,8 @@ class Machine:
         self.stack = auto.create_or_select_stack(
             STACK, work_dir=str(directory), opts=auto.LocalWorkspaceOptions(env_vars=env))
 
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bluegreen", *args, "--stack", STACK, "--project-dir", str(self.dir), "--json"]
-
-    def tool(self, *args: str, expect: int = 0) -> dict:
-        done = subprocess.run(self.command(*args), capture_output=True, text=True, env=self.env)
-        sys.stderr.write(done.stderr)
-        assert done.returncode == expect, f"exit {done.returncode}, expected {expect}:\n{done.stderr[-3000:]}"
-        return json.loads(done.stdout)
+        self.tool = ReleaseTool(STACK, directory, env)
+        self.command = self.tool.command
 
     def config_file(self) -> str:
         return (self.dir / f"Pulumi.{STACK}.yaml").read_text()

@@ -71,6 +71,11 @@ class BlueGreenAppArgs:
     ingress_class: pulumi.Input[str] | None = None
     ingress_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
     tls_secret: pulumi.Input[str] | None = None
+    routing: pulumi.Input[str] | None = None
+    gateway: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+    stage_access: pulumi.Input[str] | None = None
+    stage_allow_from: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    stage_auth: Mapping[str, str] | None = None
     env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
     secrets: Mapping[str, str] | None = None
     secrets_as: pulumi.Input[str] | None = None
@@ -189,10 +194,15 @@ class BlueGreenApp(pulumi.ComponentResource):
                     secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
         # A private registry's credentials as the pull secret the pods name; a new password
         # updates it in place (same name), so no pod restarts for it.
-        pull: list[pulumi.Resource] = []
+        needed: list[pulumi.Resource] = []  # Secrets the chart names: made before the Release
         if known and known.registry:
-            pull.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
+            needed.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
                                        pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+        # Basic auth in front of the stage host: the Secret Traefik's basicAuth Middleware reads
+        # (username, password); a new password updates it in place.
+        if known and known.stage_auth:
+            needed.append(StageAuthSecret(f"{name}-stage-auth", known.namespace, known.stage_auth_secret,
+                                        known.stage_auth, pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
         values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
             lambda both: chart_values(both[0], both[1]))
 
@@ -213,7 +223,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             timeout=settings.apply(lambda s: s.helm_timeout_seconds),
             # Stack config is the source of truth: values set behind Pulumi's back are not kept.
             reset_values=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *pull]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *needed]),
         )
 
         slots = settings.apply(plan)
@@ -321,6 +331,21 @@ class RegistrySecret(pulumi.CustomResource):
             "metadata": {"name": secret_name, "namespace": namespace,
                          "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
             "stringData": pulumi.Output.secret({".dockerconfigjson": config}), "data": None}, opts)
+
+
+class StageAuthSecret(pulumi.CustomResource):
+    """A kubernetes.io/basic-auth Secret (username, password) for the stage host, a Pulumi secret."""
+
+    def __init__(self, name: str, namespace: str, secret_name: str, credentials: Mapping[str, str],
+                 opts: pulumi.ResourceOptions):
+        opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
+            version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
+        super().__init__("kubernetes:core/v1:Secret", name, {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+            "metadata": {"name": secret_name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            "stringData": pulumi.Output.secret({"username": credentials["username"],
+                                                "password": credentials["password"]}), "data": None}, opts)
 
 
 def chart_path() -> str:

@@ -95,3 +95,12 @@ def test_the_production_stack_does_not_open_its_stage_to_everyone():
     raw = yaml.safe_load((REPO_ROOT / "Pulumi.production.yaml").read_text())["config"]
     settings = parse({key.removeprefix("bluegreen:"): value for key, value in raw.items()})
     assert settings.stage_access != "public"
+
+
+def test_a_url_check_of_an_internal_stage_fails_saying_why():
+    from bluegreen.release.checks import smoke_checks
+
+    said: list[str] = []
+    failures = smoke_checks("stage", "", "{url}/healthz", None, {}, said.append)
+    assert failures == ["stage has no URL (stageAccess is internal): check it in the cluster with --check-cmd "
+                        "(BLUEGREEN_SERVICE, BLUEGREEN_NAMESPACE; e.g. through kubectl port-forward)"]

@@ -197,12 +197,12 @@ class BlueGreenApp(pulumi.ComponentResource):
         needed: list[pulumi.Resource] = []  # Secrets the chart names: made before the Release
         if known and known.registry:
             needed.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
-                                       pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+                                         pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
         # Basic auth in front of the stage host: the Secret Traefik's basicAuth Middleware reads
         # (username, password); a new password updates it in place.
         if known and known.stage_auth:
             needed.append(StageAuthSecret(f"{name}-stage-auth", known.namespace, known.stage_auth_secret,
-                                        known.stage_auth, pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+                                          known.stage_auth, pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
         values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
             lambda both: chart_values(both[0], both[1]))
 

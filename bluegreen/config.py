@@ -27,9 +27,10 @@ OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotatio
                "gateway", "stageAllowFrom", "stageAuth")
 SECRETS_AS = ("file", "env")  # how pods get their secrets: files under SECRETS_DIR (the CIS benchmark's choice), or env
 SECRETS_DIR = "/etc/secrets"
-# How the hosts reach the Services: an Ingress (of ingressClass), or Gateway API HTTPRoutes
-# attached to an existing Gateway (`gateway`).
-ROUTINGS = ("ingress", "gateway")
+# How the hosts reach the Services: Ingresses (of ingressClass), or Gateway API HTTPRoutes attached
+# to an existing Gateway (`gateway`), or both at once: the step between the two, because a direct
+# switch drops requests (the controller drops the old routes before it serves the new ones).
+ROUTINGS = ("ingress", "gateway", "both")
 GATEWAY_KEYS = ("name", "namespace", "sectionName")
 # Who reaches the stage host: anyone; only allowed source ranges and/or basic auth (Traefik
 # Middlewares); or nobody from outside (no stage route: kubectl port-forward to <app>-stage).
@@ -575,11 +576,12 @@ def _routing_problems(settings: Settings) -> list[Problem]:
     """The routing keys that only make sense together."""
     problems = []
     gateway_mode = settings.routing == "gateway"
-    if gateway_mode and not settings.gateway:
-        problems.append(Problem("gateway", {}, "the Gateway the HTTPRoutes attach to while routing is gateway",
+    if settings.routing in ("gateway", "both") and not settings.gateway:
+        problems.append(Problem("gateway", {},
+                                f"the Gateway the HTTPRoutes attach to while routing is {settings.routing}",
                                 "pulumi config set --path gateway.name traefik; "
                                 "pulumi config set --path gateway.namespace kube-system"))
-    if not gateway_mode and settings.gateway:
+    if settings.routing == "ingress" and settings.gateway:
         problems.append(Problem("gateway", dict(settings.gateway), "unset while routing is ingress",
                                 "pulumi config set routing gateway, or pulumi config rm gateway"))
     if gateway_mode and settings.tls_secret:

@@ -65,6 +65,15 @@ def test_prod_host_to_prod_and_stage_host_to_stage_unless_internal(helm, mode):
     assert manifest.deployments_selected_by("web-stage") == ["web-green"]
 
 
+def test_both_routes_each_host_twice_the_step_of_a_switch_without_a_dropped_request(helm):
+    manifest = render(helm, {**GATEWAY, **BOTH, "routing": "both"})
+    assert sorted(i["metadata"]["name"] for i in manifest.all("Ingress")) == ["web", "web-stage"]
+    assert sorted(r["metadata"]["name"] for r in manifest.all("HTTPRoute")) == ["web-prod", "web-stage"]
+    assert routes(manifest) == {"shop.example.com": "web-prod", "stage.shop.example.com": "web-stage"}
+    assert manifest.get("Ingress", "web-stage")["metadata"]["annotations"][MIDDLEWARE_ANNOTATION]
+    assert manifest.get("HTTPRoute", "web-stage")["spec"]["rules"][0]["filters"]
+
+
 def test_httproutes_attach_to_the_named_gateway(helm):
     manifest = render(helm, MODES["gateway-public"])
     for role in ("prod", "stage"):
@@ -138,7 +147,7 @@ def test_lint_strict_passes(helm, mode, tmp_path):
 
 
 @pytest.mark.parametrize("sets,message", [
-    (["routing=gateway"], "routing is gateway but gateway.name is empty"),
+    (["routing=gateway"], "routing is gateway or both but gateway.name is empty"),
     (["stageAccess.mode=restricted"], "stageAccess.mode is restricted but neither stageAccess.allowFrom nor"),
 ])
 def test_plain_helm_users_get_the_same_refusals(helm, sets, message):
@@ -147,7 +156,7 @@ def test_plain_helm_users_get_the_same_refusals(helm, sets, message):
 
 
 @pytest.mark.parametrize("sets,message", [
-    (["routing=istio"], "at '/routing': value must be one of 'ingress', 'gateway'"),
+    (["routing=istio"], "at '/routing': value must be one of 'ingress', 'gateway', 'both'"),
     (["stageAccess.mode=private"], "at '/stageAccess/mode': value must be one of 'public', 'restricted', 'internal'"),
     (["gateway.nmae=x"], "additional properties 'nmae' not allowed"),
     (["gateway.name=Edge_GW"], "at '/gateway/name'"),

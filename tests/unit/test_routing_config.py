@@ -43,7 +43,8 @@ def test_an_internal_stage_has_no_url():
 
 
 @pytest.mark.parametrize("override,message", [
-    ({"routing": "istio"}, "routing is 'istio'; allowed: ingress, gateway"),
+    ({"routing": "istio"}, "routing is 'istio'; allowed: ingress, gateway, both"),
+    ({"routing": "both"}, "gateway is {}; allowed: the Gateway the HTTPRoutes attach to while routing is both"),
     ({"routing": "gateway"}, "gateway is {}; allowed: the Gateway the HTTPRoutes attach to while routing is gateway"),
     ({"gateway": {"name": "traefik", "namespace": "kube-system"}}, "allowed: unset while routing is ingress"),
     ({"routing": "gateway", "gateway": {"name": "traefik"}},

@@ -7,6 +7,9 @@
 #   scripts/ingress/traefik.sh start    apply rbac.yaml, the Traefik and Gateway API CRDs, the
 #                                       GatewayClass and Gateway; start Traefik (idempotent), wait
 #                                       for ping; prints BLUEGREEN_INGRESS=http://127.0.0.1:PORT
+#   scripts/ingress/traefik.sh apis     apply only the CRDs, the GatewayClass and the Gateway
+#                                       (scripts/cluster.sh up runs this while the node starts, then
+#                                       start with BLUEGREEN_INGRESS_APIS_APPLIED=1, which skips them)
 #   scripts/ingress/traefik.sh stop     stop it
 #   scripts/ingress/traefik.sh status   exit 0 if it runs and answers its ping, 1 if not
 #   scripts/ingress/traefik.sh url      print its address, http://127.0.0.1:PORT
@@ -31,6 +34,8 @@ SERVER=""  # apiserver URL, set by start
 # session. `start` mints a new one each time; a recreated cluster (new signing key) needs a restart.
 TOKEN_DURATION=8760h
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
+# shellcheck source-path=SCRIPTDIR/../..
+source "$REPO/scripts/versions.env"
 # The Gateway the local cluster offers to HTTPRoutes (stack config: gateway.name, gateway.namespace).
 GATEWAY_NAMESPACE=kube-system
 GATEWAY_NAME=traefik
@@ -92,7 +97,12 @@ print(int(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["exp"] -
 # 256 KiB a client-side apply may keep in an annotation), then the GatewayClass and the Gateway,
 # whose listener is Traefik's `web` entryPoint (a listener binds to the entryPoint of its port).
 install_routing_apis() {
-  local tool dir dirs=()
+  local tool dir dirs=() t0=$SECONDS applied="traefik-$TRAEFIK_VERSION gateway-api-$GATEWAY_API_VERSION port-$PORT"
+  # The Gateway is applied last and records what was applied: then there is nothing to do.
+  if [[ $(kc get gateway -n "$GATEWAY_NAMESPACE" "$GATEWAY_NAME" --ignore-not-found \
+            -o jsonpath='{.metadata.annotations.bluegreen\.dev/applied}' 2>/dev/null) == "$applied" ]]; then
+    return 0
+  fi
   for tool in traefik-crds gateway-api; do
     dir=$("$REPO/scripts/toolchain.sh" --print-dir "$tool")/crds
     compgen -G "$dir/*.yaml" >/dev/null || die "no CRDs in $dir; fetch them with: scripts/toolchain.sh $tool"
@@ -115,6 +125,8 @@ kind: Gateway
 metadata:
   name: $GATEWAY_NAME
   namespace: $GATEWAY_NAMESPACE
+  annotations:
+    bluegreen.dev/applied: $applied
 spec:
   gatewayClassName: traefik
   listeners:
@@ -125,6 +137,7 @@ spec:
         namespaces:
           from: All   # each app's HTTPRoutes live in the app's own namespace
 EOF
+  say "Traefik and Gateway API CRDs, GatewayClass traefik, Gateway $GATEWAY_NAMESPACE/$GATEWAY_NAME applied ($((SECONDS - t0)) s)"
 }
 
 # Traefik's static configuration. Routes come only from the Kubernetes providers.
@@ -220,7 +233,7 @@ start() {
     stop
   fi
   kc apply -f "$HERE/rbac.yaml" >/dev/null
-  install_routing_apis
+  [[ ${BLUEGREEN_INGRESS_APIS_APPLIED:-} == 1 ]] || install_routing_apis
   echo "$facts" >"$STATE/cluster"
   SERVER=$(sed -n 1p <<<"$facts")
   sed -n 2p <<<"$facts" | base64 -d >"$STATE/ca.crt"
@@ -268,5 +281,6 @@ url() { echo "http://127.0.0.1:$PORT"; }
 
 case ${1:-} in
   start | stop | status | url) "$1" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  apis) need kubectl kube; install_routing_apis ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -89,7 +89,8 @@ class BlueGreenAppArgs:
     """What each slot ran after the stack's last update (this component's `slots` output, read
     back with `last_update_outputs`). Given, the production slot may only get what a slot already
     ran: a changed prod image or variable is refused (config.parse), unless allow_prod_change.
-    With the last update's `secretDigests` output under "secretDigests", secrets are held too."""
+    With the last update's `secretDigests` output under "secretDigests", secrets are held too; with
+    its `routing` output under "routing", routing changes only through both."""
     encrypted: Collection[str] | None = None
     """The config keys Pulumi keeps encrypted (config.encrypted_keys); given, secrets kept in plain
     text are refused."""
@@ -156,6 +157,7 @@ class BlueGreenApp(pulumi.ComponentResource):
     secret_digests: pulumi.Output[dict]  # per slot, {secret name: digest of its value}, a Pulumi secret
     prod_url: pulumi.Output[str]
     stage_url: pulumi.Output[str]
+    routing: pulumi.Output[str]  # how the hosts were routed: the routing guard's record
     revision: pulumi.Output[int | None]  # ReleaseStatus.revision is Optional: None if Helm reported none
     status: pulumi.Output[str]
     outputs: dict[str, pulumi.Output[Any]]
@@ -238,6 +240,7 @@ class BlueGreenApp(pulumi.ComponentResource):
                                                                              for slot in SLOTS}))
         self.prod_url = settings.apply(lambda s: s.url("prod"))
         self.stage_url = settings.apply(lambda s: s.url("stage"))
+        self.routing = settings.apply(lambda s: s.routing)
         self.revision = self.release.status.apply(lambda s: s.revision)
         self.status = self.release.status.apply(lambda s: s.status)
         self.outputs = {
@@ -250,6 +253,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             "secretDigests": self.secret_digests,
             "prodUrl": self.prod_url,
             "stageUrl": self.stage_url,
+            "routing": self.routing,
             "releaseName": self.release.name,
             "namespace": self.release.namespace,
             "revision": self.revision,

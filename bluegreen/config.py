@@ -242,8 +242,9 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
     """Turn raw stack config (keys without the `bluegreen:` prefix) into Settings.
 
     `before`: what each slot ran after the stack's last update (its `slots` output, with the
-    `secretDigests` output under the key "secretDigests"), if any; then the production slot may
-    only get what a slot already ran (see _prod_change_problems).
+    `secretDigests` output under the key "secretDigests" and the `routing` output under "routing"),
+    if any; then the production slot may only get what a slot already ran (see
+    _prod_change_problems), and routing changes only through both (see _routing_switch_problems).
     `encrypted`: the keys Pulumi keeps encrypted (set with --secret), when known; then secrets
     stored in plain text are refused.
     Collects every problem before raising, so one `pulumi up` shows them all.
@@ -306,7 +307,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
     if production_slot in SLOTS:
         problems += _production_slot_problems(production_slot, slots[production_slot])
     if not problems and before is not None:
-        problems += _prod_change_problems(settings, before)
+        problems += _prod_change_problems(settings, before) + _routing_switch_problems(settings, before)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -605,6 +606,17 @@ def _routing_problems(settings: Settings) -> list[Problem]:
                                     f"unset while stageAccess is {settings.stage_access}",
                                     f"pulumi config set stageAccess restricted, or pulumi config rm {key}"))
     return problems
+
+
+def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> list[Problem]:
+    """From Ingresses straight to HTTPRoutes (or back) in one update drops requests: the controller
+    removes the old routes before it serves the new ones. The switch goes through both."""
+    was, now = before.get("routing"), settings.routing
+    if was in ("ingress", "gateway") and now in ("ingress", "gateway") and was != now:
+        return [Problem("routing", now, f"{was} or both (the last update routed with {was}; switching straight "
+                        "to the other drops requests while the controller swaps the routes)",
+                        f"pulumi config set routing both; pulumi up; then pulumi config set routing {now}; pulumi up")]
+    return []
 
 
 def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:

@@ -41,3 +41,13 @@ def test_gateway_routing_reaches_the_release():
     values = run.release.inputs["values"]
     assert values["routing"] == "gateway" and values["gateway"] == {"name": "traefik", "namespace": "kube-system"}
     assert run.outputs["stageUrl"] == ""
+
+
+def test_a_direct_switch_from_the_last_updates_routing_is_refused_before_any_resource():
+    first = run_program(SCENARIOS[0].config)
+    assert first.outputs["routing"] == "ingress"
+    mocks = RecordingMocks(last_outputs=first.outputs)
+    with pytest.raises(pulumi.RunError, match="routing is 'gateway'; allowed: ingress or both"):
+        run_program({**SCENARIOS[0].config, "routing": "gateway",
+                     "gateway": {"name": "traefik", "namespace": "kube-system"}}, mocks=mocks)
+    assert mocks.registered == []

@@ -118,10 +118,20 @@ def test_prod_and_stage_serve_and_a_restricted_or_internal_stage_refuses(app, ku
     if routing == "gateway":
         # From Ingresses to HTTPRoutes on the Gateway through `both` (a direct switch dropped 37 of
         # 1170 prod requests with 404: Traefik removed the Ingress routes before it served the
-        # HTTPRoutes), each step under counted prod traffic, not one request may fail.
+        # HTTPRoutes; the program now refuses it), each step under counted prod traffic, not one
+        # request may fail.
         configure(app, "public")
         for key, value in GATEWAY.items():
             app.set_config(key, auto.ConfigValue(value), path=True)
+        # Straight to gateway: refused by the program before anything changes.
+        app.set_config("routing", auto.ConfigValue("gateway"))
+        revision, ingresses = kube.helm_releases(NS, "web")[0]["revision"], routes(kube, "Ingress")
+        with pytest.raises(auto.CommandError) as refused:
+            app.up(color="never")
+        assert "routing is 'gateway'; allowed: ingress or both" in str(refused.value), str(refused.value)[-2000:]
+        assert kube.helm_releases(NS, "web")[0]["revision"] == revision
+        assert routes(kube, "Ingress") == ingresses == ["web"]  # as the ingress case left them (internal stage)
+        assert routes(kube, "HTTPRoute") == []
         app.set_config("routing", auto.ConfigValue("both"))
         with counted("routing: ingress -> both", app.ingress, PROD_HOST, version_of(V1)):
             app.up(on_output=print, color="never")

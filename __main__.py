@@ -10,8 +10,9 @@ try:
     # What the slots ran after the last update: prod may only get what a slot already ran.
     args = BlueGreenAppArgs.from_config(config)
     args.encrypted = encrypted_keys()
-    last = last_update_outputs("slots", "secretDigests")
-    args.deployed_slots = {**last["slots"], "secretDigests": last["secretDigests"]} if last["slots"] else None
+    last = last_update_outputs("slots", "secretDigests", "routing")
+    args.deployed_slots = ({**last["slots"], "secretDigests": last["secretDigests"], "routing": last["routing"]}
+                           if last["slots"] else None)
     app = BlueGreenApp(config.get("appName", DEFAULTS["appName"]), args)
 except ConfigError as error:
     # RunError: the message alone, no traceback, and no resource registered.

@@ -115,8 +115,10 @@ class Controller:
 
 
 def rollout_manifests(rendered: list[dict], images: tuple[str, ...]) -> list[dict]:
-    """The chart's render (one slot deployed, prod on it) as Argo objects: a Rollout, the two
-    Services without the slot selector, the Ingress unchanged. `images[0]` is deployed first."""
+    """The chart's render (one slot deployed, prod on it) as Argo objects: the Deployment as a
+    Rollout, the two Services without the slot selector, the routes and the NetworkPolicy as they
+    are. Left out: the per-slot PodDisruptionBudget (it selects a slot) and the `helm test` pod.
+    `images[0]` is deployed first."""
     by_kind: dict[str, list[dict]] = {}
     for doc in rendered:
         by_kind.setdefault(doc["kind"], []).append(doc)
@@ -138,7 +140,7 @@ def rollout_manifests(rendered: list[dict], images: tuple[str, ...]) -> list[dic
         service["spec"]["selector"].pop("slot")
     rollout = {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": NAME, "labels": deployment["metadata"]["labels"]},
+        "metadata": {"name": NAME, "labels": template["metadata"]["labels"]},
         "spec": {
             "replicas": deployment["spec"]["replicas"],
             "revisionHistoryLimit": 4,
@@ -153,7 +155,9 @@ def rollout_manifests(rendered: list[dict], images: tuple[str, ...]) -> list[dic
             }},
         },
     }
-    return [*services.values(), *by_kind["Ingress"], rollout]
+    kept = [doc for kind, docs in by_kind.items() if kind not in ("Deployment", "Service", "PodDisruptionBudget", "Pod")
+            for doc in docs]
+    return [*services.values(), *kept, rollout]
 
 
 def container_name(manifests: list[dict]) -> str:

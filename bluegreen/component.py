@@ -71,6 +71,11 @@ class BlueGreenAppArgs:
     ingress_class: pulumi.Input[str] | None = None
     ingress_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
     tls_secret: pulumi.Input[str] | None = None
+    routing: pulumi.Input[str] | None = None
+    gateway: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+    stage_access: pulumi.Input[str] | None = None
+    stage_allow_from: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    stage_auth: Mapping[str, str] | None = None
     env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
     secrets: Mapping[str, str] | None = None
     secrets_as: pulumi.Input[str] | None = None
@@ -86,7 +91,8 @@ class BlueGreenAppArgs:
     """What each slot ran after the stack's last update (this component's `slots` output, read
     back with `last_update_outputs`). Given, the production slot may only get what a slot already
     ran: a changed prod image or variable is refused (config.parse), unless allow_prod_change.
-    With the last update's `secretDigests` output under "secretDigests", secrets are held too."""
+    With the last update's `secretDigests` output under "secretDigests", secrets are held too; with
+    its `routing` output under "routing", routing changes only through both."""
     encrypted: Collection[str] | None = None
     """The config keys Pulumi keeps encrypted (config.encrypted_keys); given, secrets kept in plain
     text are refused."""
@@ -153,6 +159,7 @@ class BlueGreenApp(pulumi.ComponentResource):
     secret_digests: pulumi.Output[dict]  # per slot, {secret name: digest of its value}, a Pulumi secret
     prod_url: pulumi.Output[str]
     stage_url: pulumi.Output[str]
+    routing: pulumi.Output[str]  # how the hosts were routed: the routing guard's record
     revision: pulumi.Output[int | None]  # ReleaseStatus.revision is Optional: None if Helm reported none
     status: pulumi.Output[str]
     outputs: dict[str, pulumi.Output[Any]]
@@ -191,10 +198,15 @@ class BlueGreenApp(pulumi.ComponentResource):
                     secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
         # A private registry's credentials as the pull secret the pods name; a new password
         # updates it in place (same name), so no pod restarts for it.
-        pull: list[pulumi.Resource] = []
+        needed: list[pulumi.Resource] = []  # Secrets the chart names: made before the Release
         if known and known.registry:
-            pull.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
-                                       pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+            needed.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
+                                         pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+        # Basic auth in front of the stage host: the Secret Traefik's basicAuth Middleware reads
+        # (username, password); a new password updates it in place.
+        if known and known.stage_auth:
+            needed.append(StageAuthSecret(f"{name}-stage-auth", known.namespace, known.stage_auth_secret,
+                                          known.stage_auth, pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
         values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
             lambda both: chart_values(both[0], both[1]))
 
@@ -220,7 +232,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             # are validated (config.py, values.schema.json, the chart tier's kube-score); the API
             # server still validates every object it receives.
             disable_openapi_validation=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *pull]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *needed]),
         )
 
         slots = settings.apply(plan)
@@ -235,6 +247,7 @@ class BlueGreenApp(pulumi.ComponentResource):
                                                                              for slot in SLOTS}))
         self.prod_url = settings.apply(lambda s: s.url("prod"))
         self.stage_url = settings.apply(lambda s: s.url("stage"))
+        self.routing = settings.apply(lambda s: s.routing)
         self.revision = self.release.status.apply(lambda s: s.revision)
         self.status = self.release.status.apply(lambda s: s.status)
         self.outputs = {
@@ -247,6 +260,7 @@ class BlueGreenApp(pulumi.ComponentResource):
             "secretDigests": self.secret_digests,
             "prodUrl": self.prod_url,
             "stageUrl": self.stage_url,
+            "routing": self.routing,
             "releaseName": self.release.name,
             "namespace": self.release.namespace,
             "revision": self.revision,
@@ -328,6 +342,21 @@ class RegistrySecret(pulumi.CustomResource):
             "metadata": {"name": secret_name, "namespace": namespace,
                          "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
             "stringData": pulumi.Output.secret({".dockerconfigjson": config}), "data": None}, opts)
+
+
+class StageAuthSecret(pulumi.CustomResource):
+    """A kubernetes.io/basic-auth Secret (username, password) for the stage host, a Pulumi secret."""
+
+    def __init__(self, name: str, namespace: str, secret_name: str, credentials: Mapping[str, str],
+                 opts: pulumi.ResourceOptions):
+        opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
+            version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
+        super().__init__("kubernetes:core/v1:Secret", name, {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+            "metadata": {"name": secret_name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            "stringData": pulumi.Output.secret({"username": credentials["username"],
+                                                "password": credentials["password"]}), "data": None}, opts)
 
 
 def chart_path() -> str:

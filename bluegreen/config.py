@@ -24,9 +24,17 @@ COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found t
 SLOTS = ("blue", "green")
 # Set with `pulumi config set --path KEY.FIELD ...`; Pulumi hands them over as JSON text.
 OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets", "registry",
-               "networkPolicy")
+               "networkPolicy", "gateway", "stageAllowFrom", "stageAuth")
 SECRETS_AS = ("file", "env")  # how pods get their secrets: files under SECRETS_DIR (the CIS benchmark's choice), or env
 SECRETS_DIR = "/etc/secrets"
+# How the hosts reach the Services: Ingresses (of ingressClass), or Gateway API HTTPRoutes attached
+# to an existing Gateway (`gateway`), or both at once: the step between the two, because a direct
+# switch drops requests (the controller drops the old routes before it serves the new ones).
+ROUTINGS = ("ingress", "gateway", "both")
+GATEWAY_KEYS = ("name", "namespace", "sectionName")
+# Who reaches the stage host: anyone; only allowed source ranges and/or basic auth (Traefik
+# Middlewares); or nobody from outside (no stage route: kubectl port-forward to <app>-stage).
+STAGE_ACCESS = ("public", "restricted", "internal")
 
 
 class SlotDefaults(TypedDict):
@@ -80,6 +88,12 @@ DEFAULTS: dict[str, Any] = {
     "ingressClass": "traefik",
     "ingressAnnotations": {},
     "tlsSecret": "",
+    "routing": "ingress",
+    "gateway": {},
+    # Today's behaviour, and what a dev or staging stack wants; Pulumi.production.yaml sets internal.
+    "stageAccess": "public",
+    "stageAllowFrom": [],
+    "stageAuth": {},
     "env": {},
     "secrets": {},
     "secretsAs": "file",
@@ -184,6 +198,16 @@ class Settings:
     registry: Mapping[str, str] = field(default_factory=dict, repr=False)  # {server, username, password} or {}
     image_pull_policy: str = "IfNotPresent"
     network_policy: Mapping[str, Any] = field(default_factory=lambda: NETWORK_POLICY_DEFAULT)
+    routing: str = "ingress"
+    gateway: Mapping[str, str] = field(default_factory=dict)  # {name, namespace, sectionName?} under gateway
+    stage_access: str = "public"
+    stage_allow_from: tuple[str, ...] = ()
+    stage_auth: Mapping[str, str] = field(default_factory=dict, repr=False)  # {username, password} or {}
+
+    @property
+    def stage_auth_secret(self) -> str:
+        """The name of the kubernetes.io/basic-auth Secret the stack makes from `stageAuth`; empty without one."""
+        return f"{self.app_name}-stage-auth" if self.stage_auth else ""
 
     @property
     def registry_secret(self) -> str:
@@ -219,7 +243,9 @@ class Settings:
         return {"image": state.image, "env": self.slot_env(name)} if state.enabled else None
 
     def url(self, role: str) -> str:
-        """Where the Ingress serves `role` ("prod" or "stage")."""
+        """Where the Ingress or the Gateway serves `role` ("prod" or "stage"); empty for an internal stage."""
+        if role == "stage" and self.stage_access == "internal":
+            return ""
         host = self.prod_host if role == "prod" else self.stage_host
         return f"{'https' if self.tls_secret else 'http'}://{host}/"
 
@@ -236,8 +262,9 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
     """Turn raw stack config (keys without the `bluegreen:` prefix) into Settings.
 
     `before`: what each slot ran after the stack's last update (its `slots` output, with the
-    `secretDigests` output under the key "secretDigests"), if any; then the production slot may
-    only get what a slot already ran (see _prod_change_problems).
+    `secretDigests` output under the key "secretDigests" and the `routing` output under "routing"),
+    if any; then the production slot may only get what a slot already ran (see
+    _prod_change_problems), and routing changes only through both (see _routing_switch_problems).
     `encrypted`: the keys Pulumi keeps encrypted (set with --secret), when known; then secrets
     stored in plain text are refused.
     Collects every problem before raising, so one `pulumi up` shows them all.
@@ -290,13 +317,19 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
         registry=_parse_registry(raw.get("registry", {}), problems),
         image_pull_policy=get.one_of("imagePullPolicy", IMAGE_PULL_POLICIES),
         network_policy=_parse_network_policy(raw.get("networkPolicy", NETWORK_POLICY_DEFAULT), problems),
+        routing=get.one_of("routing", ROUTINGS),
+        gateway=_parse_gateway(raw.get("gateway", {}), problems),
+        stage_access=get.one_of("stageAccess", STAGE_ACCESS),
+        stage_allow_from=_parse_allow_from(raw.get("stageAllowFrom", []), problems),
+        stage_auth=_parse_stage_auth(raw.get("stageAuth", {}), problems),
     )
+    problems += _routing_problems(settings)
     if encrypted is not None:
         problems += _plaintext_secret_problems(raw, encrypted)
     if production_slot in SLOTS:
         problems += _production_slot_problems(production_slot, slots[production_slot])
     if not problems and before is not None:
-        problems += _prod_change_problems(settings, before)
+        problems += _prod_change_problems(settings, before) + _routing_switch_problems(settings, before)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -446,8 +479,9 @@ def _parse_secrets(key: str, value: Any, problems: list[Problem]) -> dict[str, s
     return found
 
 
-# Where secrets live in the stack config: the shared ones, each slot's own, the registry password.
-SECRET_PATHS = ("secrets", *(f"{slot}.secrets" for slot in SLOTS), "registry.password")
+# Where secrets live in the stack config: the shared ones, each slot's own, the registry password,
+# the stage's basic auth password.
+SECRET_PATHS = ("secrets", *(f"{slot}.secrets" for slot in SLOTS), "registry.password", "stageAuth.password")
 
 
 def is_secret_path(path: str) -> bool:
@@ -472,7 +506,7 @@ def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str
     problems = []
     for path, value in secret_values(raw):
         if value and path.split(".")[0] not in encrypted:
-            again = f"{path} VALUE" if path == "registry.password" else f"{path}.NAME VALUE for each"
+            again = f"{path} VALUE" if path.endswith(".password") else f"{path}.NAME VALUE for each"
             problems.append(Problem(path, "(hidden)", "values set with --secret (encrypted in the stack config)",
                                     f"pulumi config rm --path {path}; then pulumi config set --secret --path {again}"))
     return problems
@@ -497,6 +531,114 @@ def _parse_registry(value: Any, problems: list[Problem]) -> dict[str, str]:
             problems.append(Problem(f"registry.{key}", "(hidden)" if key == "password" else value[key],
                                     "non-empty text", fix))
     return {key: str(value[key]) for key in ("server", "username", "password")}
+
+
+def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
+    """The Gateway the HTTPRoutes attach to: {name, namespace, sectionName (a listener; optional)}."""
+    fix = "pulumi config set --path gateway.name traefik; pulumi config set --path gateway.namespace kube-system"
+    if value in ({}, None):
+        return {}
+    if not isinstance(value, Mapping) or not {"name", "namespace"} <= set(value) <= set(GATEWAY_KEYS):
+        shown = sorted(value) if isinstance(value, Mapping) else value
+        problems.append(Problem("gateway", shown, "an object with name and namespace, and optionally sectionName "
+                                "(a listener of that Gateway)", fix))
+        return {}
+    found = {}
+    for key in GATEWAY_KEYS:
+        if key not in value:
+            continue
+        item = value[key]
+        pattern = _DNS_LABEL_RE if key == "namespace" else _DNS_NAME_RE
+        if not isinstance(item, str) or not pattern.match(item):
+            problems.append(Problem(f"gateway.{key}", item, "a lowercase DNS name" if key != "namespace" else
+                                    "a namespace name (a DNS label)", f"pulumi config set --path gateway.{key} ..."))
+        else:
+            found[key] = item
+    return found
+
+
+def _parse_allow_from(value: Any, problems: list[Problem]) -> tuple[str, ...]:
+    """Source ranges allowed to reach the stage host: IP addresses or CIDRs (IPv4 or IPv6)."""
+    fix = "pulumi config set --path 'stageAllowFrom[0]' 10.0.0.0/8"
+    if not isinstance(value, list):
+        problems.append(Problem("stageAllowFrom", value, "a list of IP addresses or CIDRs", fix))
+        return ()
+    found = []
+    for index, item in enumerate(value):
+        try:
+            if not isinstance(item, str):
+                raise ValueError(item)
+            ipaddress.ip_network(item, strict=True)
+            found.append(item)
+        except ValueError:
+            problems.append(Problem(f"stageAllowFrom[{index}]", item,
+                                    "an IP address or a CIDR without host bits, such as 203.0.113.0/24",
+                                    f"pulumi config set --path 'stageAllowFrom[{index}]' 203.0.113.0/24"))
+    return tuple(found)
+
+
+def _parse_stage_auth(value: Any, problems: list[Problem]) -> dict[str, str]:
+    """Basic auth in front of the stage host: {username, password}, the password set with --secret.
+    The stack turns them into a kubernetes.io/basic-auth Secret <app>-stage-auth."""
+    fix = "pulumi config set --path stageAuth.username tester; pulumi config set --secret --path stageAuth.password ..."
+    if value in ({}, None):
+        return {}
+    if not isinstance(value, Mapping) or set(value) != {"username", "password"}:
+        shown = sorted(value) if isinstance(value, Mapping) else "(hidden)"
+        problems.append(Problem("stageAuth", shown, "an object with exactly username and password", fix))
+        return {}
+    username, password = value["username"], value["password"]
+    if not isinstance(username, str) or not username or ":" in username or any(c.isspace() for c in username):
+        problems.append(Problem("stageAuth.username", username, "non-empty text without ':' or spaces", fix))
+    if not isinstance(password, str) or not password:
+        problems.append(Problem("stageAuth.password", "(hidden)", "non-empty text", fix))
+    return {"username": str(username), "password": str(password)}
+
+
+def _routing_problems(settings: Settings) -> list[Problem]:
+    """The routing keys that only make sense together."""
+    problems = []
+    gateway_mode = settings.routing == "gateway"
+    if settings.routing in ("gateway", "both") and not settings.gateway:
+        problems.append(Problem("gateway", {},
+                                f"the Gateway the HTTPRoutes attach to while routing is {settings.routing}",
+                                "pulumi config set --path gateway.name traefik; "
+                                "pulumi config set --path gateway.namespace kube-system"))
+    if settings.routing == "ingress" and settings.gateway:
+        problems.append(Problem("gateway", dict(settings.gateway), "unset while routing is ingress",
+                                "pulumi config set routing gateway, or pulumi config rm gateway"))
+    if gateway_mode and settings.tls_secret:
+        problems.append(Problem("tlsSecret", settings.tls_secret,
+                                "empty while routing is gateway (TLS is the Gateway listener's)",
+                                "pulumi config rm tlsSecret; put the certificate on the Gateway's HTTPS listener"))
+    if gateway_mode and settings.ingress_annotations:
+        problems.append(Problem("ingressAnnotations", dict(settings.ingress_annotations),
+                                "empty while routing is gateway (there is no Ingress)",
+                                "pulumi config rm ingressAnnotations"))
+    restricted = settings.stage_access == "restricted"
+    if restricted and not settings.stage_allow_from and not settings.stage_auth:
+        problems.append(Problem("stageAccess", "restricted", "restricted with stageAllowFrom and/or stageAuth set "
+                                "(or public, or internal)",
+                                "pulumi config set --path 'stageAllowFrom[0]' 10.0.0.0/8, and/or "
+                                "pulumi config set --path stageAuth.username tester; "
+                                "pulumi config set --secret --path stageAuth.password ..."))
+    for key, value in (("stageAllowFrom", list(settings.stage_allow_from)), ("stageAuth", settings.stage_auth)):
+        if value and not restricted:
+            problems.append(Problem(key, "(hidden)" if key == "stageAuth" else value,
+                                    f"unset while stageAccess is {settings.stage_access}",
+                                    f"pulumi config set stageAccess restricted, or pulumi config rm {key}"))
+    return problems
+
+
+def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> list[Problem]:
+    """From Ingresses straight to HTTPRoutes (or back) in one update drops requests: the controller
+    removes the old routes before it serves the new ones. The switch goes through both."""
+    was, now = before.get("routing"), settings.routing
+    if was in ("ingress", "gateway") and now in ("ingress", "gateway") and was != now:
+        return [Problem("routing", now, f"{was} or both (the last update routed with {was}; switching straight "
+                        "to the other drops requests while the controller swaps the routes)",
+                        f"pulumi config set routing both; pulumi up; then pulumi config set routing {now}; pulumi up")]
+    return []
 
 
 def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:

@@ -31,6 +31,10 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
             "tlsSecretName": settings.tls_secret,
             "annotations": dict(settings.ingress_annotations),
         },
+        "routing": settings.routing,
+        "gateway": dict(settings.gateway),
+        "stageAccess": {"mode": settings.stage_access, "allowFrom": list(settings.stage_allow_from),
+                        "basicAuthSecret": settings.stage_auth_secret},
         "secrets": {"as": settings.secrets_as, "dir": SECRETS_DIR},
         "imagePullSecrets": [{"name": name} for name in (*settings.image_pull_secrets, settings.registry_secret)
                              if name],

@@ -164,12 +164,18 @@ up() {
   # The rest is quick when it is already done; it also repairs a half-finished earlier `up`.
   [[ -f $KUBECONFIG_OUT ]] || write_kubeconfig
   wait_for "apiserver ready" 120 apiserver_ready
+  # The ingress controller's CRDs, GatewayClass and Gateway (about 4 s, mostly the apiserver taking
+  # in new CRDs) while the node starts.
+  local apis
+  "$REPO/scripts/ingress/traefik.sh" apis &
+  apis=$!
   start_node
   wait_for "node(s) Ready" 120 nodes_ready
   # Pods need the default ServiceAccount, which kube-controller-manager creates.
   wait_for "default ServiceAccount present" 120 default_sa
+  wait "$apis" || die "applying the ingress controller's CRDs and Gateway failed (see above)"
   if [[ $(cat "$NODE_MODE_FILE") == real ]]; then
-    "$REPO/scripts/ingress/traefik.sh" start >/dev/null
+    BLUEGREEN_INGRESS_APIS_APPLIED=1 "$REPO/scripts/ingress/traefik.sh" start >/dev/null
   else
     # Simulated pods have made-up IPs that are not on this machine: no requests may go there.
     say "no ingress controller: a simulated node has no pods to route requests to"

@@ -4,12 +4,13 @@
 #   scripts/toolchain.sh [--budget-minutes N] TOOL...   build what is missing
 #   scripts/toolchain.sh --print-path                   PATH entries of the cached bin dirs
 #   scripts/toolchain.sh --print-provider               where Pulumi finds the provider plugin
-#   scripts/toolchain.sh --print-dir TOOL               a tool's cache dir (argo-rollouts: its crds/)
+#   scripts/toolchain.sh --print-dir TOOL               a tool's cache dir, built or not (CRD tools: crds/)
 #
-# TOOL: helm kube-score pulumi langhost kubernetes-provider kube etcd kwok traefik versitygw
-# argo-rollouts, or a group:
+# TOOL: helm kube-score pulumi langhost kubernetes-provider kube etcd kwok traefik traefik-crds
+# gateway-api versitygw argo-rollouts, or a group:
 #   chart         what the chart tier needs (make test builds it first): helm kube-score
-#   for-local     what `make up` needs with the local cluster: for-user, kwok, etcd, kube, traefik
+#   for-local     what `make up` needs with the local cluster: for-user, kwok, etcd, kube, traefik,
+#                 traefik-crds, gateway-api
 #   for-user      what it needs with your own cluster (KUBECONFIG): helm pulumi langhost provider
 #   e2e           the e2e tier: for-local and versitygw (an S3 gateway for Pulumi state)
 #   bench         e2e and argo-rollouts (the peer the benchmarks compare with)
@@ -20,7 +21,9 @@
 # version.
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl. argo-rollouts = rollouts-controller and kubectl-argo-rollouts (the plugin),
-#   and its CRDs in <tool dir>/crds/.
+#   and its CRDs in <tool dir>/crds/. traefik-crds and gateway-api are CRDs only (<tool dir>/crds/):
+#   Traefik's own (Middleware, ...) and the Gateway API's standard channel, which the local Traefik
+#   serves (scripts/ingress/traefik.sh applies them).
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
 # SC2317 off for the whole file: the builders and post-steps are called by name ("build_$tool",
 # "post_$tool"), so ShellCheck takes them, and the helpers only they use, for unreachable code.
@@ -32,7 +35,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR/..
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
-ALL_TOOLS=(helm kube-score pulumi langhost kubernetes-provider kwok etcd kube traefik versitygw argo-rollouts)
+ALL_TOOLS=(helm kube-score pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api
+  versitygw argo-rollouts)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
@@ -54,7 +58,8 @@ version_of() {
     kube) echo "$KUBERNETES_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     etcd) echo "${ETCD_VERSION:-debian}" ;;
-    traefik) echo "$TRAEFIK_VERSION" ;;
+    traefik | traefik-crds) echo "$TRAEFIK_VERSION" ;;
+    gateway-api) echo "$GATEWAY_API_VERSION" ;;
     versitygw) echo "$VERSITYGW_VERSION" ;;
     argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]}; groups: chart for-local for-user e2e bench all)" ;;
@@ -75,8 +80,12 @@ bins_of() {
     traefik) echo traefik ;;
     versitygw) echo versitygw ;;
     argo-rollouts) echo rollouts-controller kubectl-argo-rollouts ;;
+    traefik-crds | gateway-api) ;; # CRDs only: see has_crds
   esac
 }
+
+# Tools whose cache entry must hold CRDs in crds/ (a tool of CRDs only is never "on PATH").
+has_crds() { [[ $1 == traefik-crds || $1 == gateway-api || $1 == argo-rollouts ]]; }
 
 # Cold build estimate in minutes, about 1.2x what was measured here (2 cores, empty Go build and
 # module caches, `toolchain.sh e2e` in this order; seconds): helm 191, pulumi 436, langhost 24,
@@ -98,6 +107,7 @@ estimate_of() {
     traefik) echo 11 ;;
     versitygw) echo 4 ;;
     argo-rollouts) echo 12 ;;
+    traefik-crds | gateway-api) echo 1 ;; # a module download (seconds when the module is cached)
   esac
 }
 
@@ -363,6 +373,29 @@ build_traefik() {
   [[ $got =~ Version:[[:space:]]+$v$'\n' ]] || die "built traefik reports '$got', want $v"
 }
 
+# Traefik's CRDs (Middleware, IngressRoute, ...), which its kubernetesCRD provider watches: all of
+# them, or the provider cannot start its informers. One file in the module's docs, generated from
+# the same types as the binary.
+build_traefik-crds() {
+  local src
+  src=$(mod_dir "github.com/traefik/traefik/v3@v$TRAEFIK_VERSION")
+  mkdir -p "$1/crds"
+  cp "$src/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml" "$1/crds/traefik.yaml"
+}
+
+# The Gateway API's standard-channel CRDs (GatewayClass, Gateway, HTTPRoute, ...) at the version
+# Traefik is built with (its go.mod), from the module's config/crd/standard.
+build_gateway-api() {
+  local src wanted
+  wanted=$(awk '$1 == "sigs.k8s.io/gateway-api" {print $2; exit}' \
+    "$(mod_dir "github.com/traefik/traefik/v3@v$TRAEFIK_VERSION")/go.mod")
+  [[ $wanted == "v$GATEWAY_API_VERSION" ]] ||
+    die "gateway-api: traefik $TRAEFIK_VERSION requires sigs.k8s.io/gateway-api $wanted; set GATEWAY_API_VERSION to match"
+  src=$(mod_dir "sigs.k8s.io/gateway-api@v$GATEWAY_API_VERSION")
+  mkdir -p "$1/crds"
+  cp "$src"/config/crd/standard/*.yaml "$1/crds/"
+}
+
 # versitygw, the S3 gateway e2e tests keep Pulumi state in: no replace lines, so `go install` works.
 # Ldflags like upstream's Makefile and Dockerfile (CGO_ENABLED=0; main.Version is the tag). Its
 # main.Build is the git commit, unknown outside git: it keeps its default, "norev".
@@ -451,6 +484,7 @@ is_argo_version() { [[ $1 == "v$ARGO_ROLLOUTS_VERSION" || $1 == "v$ARGO_ROLLOUTS
 cached() {
   local tool=$1 dir=$2 b
   for b in $(bins_of "$tool"); do [[ -x $dir/bin/$b ]] || return 1; done
+  ! has_crds "$tool" || compgen -G "$dir/crds/*.yaml" >/dev/null
 }
 
 ensure() {
@@ -556,6 +590,7 @@ print_path() {
   users_pulumi && skip_pulumi=1
   for tool in "${ALL_TOOLS[@]}"; do
     [[ $tool == kubernetes-provider || $tool == langhost ]] && continue
+    [[ -z $(bins_of "$tool") ]] && continue
     [[ $tool == pulumi && -n $skip_pulumi ]] && continue
     dir=$TOOLS_DIR/$tool-$(version_of "$tool")/bin
     [[ -d $dir ]] && out+="${out:+:}$dir"
@@ -566,7 +601,7 @@ print_path() {
 expand() {
   case $1 in
     chart) echo helm kube-score ;;
-    for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik ;;
+    for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api ;;
     for-user) echo helm pulumi langhost kubernetes-provider ;;
     e2e) echo "$(expand for-local) versitygw" ;;
     bench) echo "$(expand e2e) argo-rollouts" ;;

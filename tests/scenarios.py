@@ -73,6 +73,23 @@ BAD_CONFIGS = [
 ]
 
 
+# How the hosts reach the Services and who reaches the stage: every (routing, stageAccess) pair a
+# stack can render, one config each (tests/chart/test_routing.py), and the step between ingress and
+# gateway.
+GATEWAY = {"routing": "gateway", "gateway": {"name": "public", "namespace": "edge"}}
+ALLOW = {"stageAccess": "restricted", "stageAllowFrom": ["10.0.0.0/8", "2001:db8::/32"]}
+AUTH = {"stageAccess": "restricted", "stageAuth": {"username": "tester", "password": "not-in-values"}}
+BOTH = {**ALLOW, **AUTH}
+ROUTING_MODES = {
+    "ingress-public": {},
+    "ingress-restricted": BOTH,
+    "ingress-internal": {"stageAccess": "internal"},
+    "gateway-public": GATEWAY,
+    "gateway-restricted": {**GATEWAY, **BOTH},
+    "gateway-internal": {**GATEWAY, "stageAccess": "internal"},
+}
+
+
 # Every mode the chart renders in, as the chart's values: the release cycle above, each feature
 # that changes what is rendered, both environments' stacks, and plain helm on the chart's own
 # defaults. One list, so a new mode is one more entry; tests/chart/test_kube_score.py holds each to
@@ -113,6 +130,8 @@ CHART_MODES = [
     _config_mode("network-policy-peers", {**_TWO_SLOTS, "networkPolicy": {
         "ingressController": [{"ipBlock": {"cidr": "192.0.2.0/24"}}],
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),
+    *(_config_mode(f"routing-{name}", {**_TWO_SLOTS, **extra}) for name, extra in ROUTING_MODES.items()),
+    _config_mode("routing-both-restricted", {**_TWO_SLOTS, **GATEWAY, **BOTH, "routing": "both"}),
     _stack_mode("staging"),
     _stack_mode("production"),
     ChartMode("plain-helm-defaults", {"blue": {"enabled": True, "image": V1}}),

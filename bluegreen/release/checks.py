@@ -101,7 +101,11 @@ def smoke_checks(target: str, url: str, check_url: str | None, check_cmd: str | 
     """
     failures = []
     base = url.rstrip("/")
-    if check_url:
+    if check_url and "{url}" in check_url and not base:
+        # stageAccess internal: the stage host has no route, so there is no URL to put in.
+        failures.append(f"{target} has no URL (stageAccess is internal): check it in the cluster with --check-cmd "
+                        "(BLUEGREEN_SERVICE, BLUEGREEN_NAMESPACE; e.g. through kubectl port-forward)")
+    elif check_url:
         address = check_url.replace("{url}", base)
         ingress = os.environ.get("BLUEGREEN_INGRESS")
         say(f"    check {target}: GET {address}" + (f" (through {ingress})" if ingress else ""))

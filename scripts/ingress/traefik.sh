@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Traefik as the local cluster's ingress controller: a host process on 127.0.0.1 that watches the
-# apiserver as ServiceAccount kube-system/traefik and serves Ingresses of class `traefik`.
+# apiserver as ServiceAccount kube-system/traefik and serves, on one port, Ingresses of class
+# `traefik`, Gateway API HTTPRoutes attached to Gateway kube-system/traefik (GatewayClass
+# `traefik`), and Traefik's own CRDs (Middlewares: the stage's IP allow list and basic auth).
 #
-#   scripts/ingress/traefik.sh start    apply rbac.yaml, start Traefik (idempotent), wait for ping;
-#                                       prints BLUEGREEN_INGRESS=http://127.0.0.1:PORT
+#   scripts/ingress/traefik.sh start    apply rbac.yaml, the Traefik and Gateway API CRDs, the
+#                                       GatewayClass and Gateway; start Traefik (idempotent), wait
+#                                       for ping; prints BLUEGREEN_INGRESS=http://127.0.0.1:PORT
+#   scripts/ingress/traefik.sh apis     apply only the CRDs, the GatewayClass and the Gateway
+#                                       (scripts/cluster.sh up runs this while the node starts, then
+#                                       start with BLUEGREEN_INGRESS_APIS_APPLIED=1, which skips them)
 #   scripts/ingress/traefik.sh stop     stop it
 #   scripts/ingress/traefik.sh status   exit 0 if it runs and answers its ping, 1 if not
 #   scripts/ingress/traefik.sh url      print its address, http://127.0.0.1:PORT
@@ -12,7 +18,6 @@
 # up), never the KUBECONFIG of the calling shell, which may be your own cluster's.
 # Env: STATE (default <repo>/.state/ingress: config, token, pid, logs),
 #      PORT (default $BLUEGREEN_INGRESS_PORT or 18080), PING_PORT (default PORT+1),
-#      BLUEGREEN_INGRESS_GATEWAY=1 also enables the Gateway API provider (needs its CRDs),
 #      BLUEGREEN_INGRESS_LOG_LEVEL (default INFO).
 set -euo pipefail
 
@@ -22,7 +27,6 @@ KUBECONFIG=$REPO/.state/kubeconfig
 STATE=${STATE:-$REPO/.state/ingress}
 PORT=${PORT:-${BLUEGREEN_INGRESS_PORT:-18080}}
 PING_PORT=${PING_PORT:-$((PORT + 1))}
-GATEWAY=${BLUEGREEN_INGRESS_GATEWAY:-0}
 LOG_LEVEL=${BLUEGREEN_INGRESS_LOG_LEVEL:-INFO}  # DEBUG logs every configuration change
 PIDFILE=$STATE/traefik.pid
 SERVER=""  # apiserver URL, set by start
@@ -30,6 +34,11 @@ SERVER=""  # apiserver URL, set by start
 # session. `start` mints a new one each time; a recreated cluster (new signing key) needs a restart.
 TOKEN_DURATION=8760h
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
+# shellcheck source-path=SCRIPTDIR/../..
+source "$REPO/scripts/versions.env"
+# The Gateway the local cluster offers to HTTPRoutes (stack config: gateway.name, gateway.namespace).
+GATEWAY_NAMESPACE=kube-system
+GATEWAY_NAME=traefik
 export KUBECONFIG
 
 say() { echo "==> $*" >&2; }
@@ -83,6 +92,54 @@ print(int(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["exp"] -
   ((exp > 86400)) || say "warning: the apiserver gave Traefik a token valid for only ${exp}s; restart Traefik before it expires"
 }
 
+# The CRDs Traefik's kubernetesCRD and kubernetesGateway providers watch (scripts/toolchain.sh
+# traefik-crds gateway-api caches them from the Go modules), applied server-side (some are over the
+# 256 KiB a client-side apply may keep in an annotation), then the GatewayClass and the Gateway,
+# whose listener is Traefik's `web` entryPoint (a listener binds to the entryPoint of its port).
+install_routing_apis() {
+  local tool dir dirs=() t0=$SECONDS applied="traefik-$TRAEFIK_VERSION gateway-api-$GATEWAY_API_VERSION port-$PORT"
+  # The Gateway is applied last and records what was applied: then there is nothing to do.
+  if [[ $(kc get gateway -n "$GATEWAY_NAMESPACE" "$GATEWAY_NAME" --ignore-not-found \
+            -o jsonpath='{.metadata.annotations.bluegreen\.dev/applied}' 2>/dev/null) == "$applied" ]]; then
+    return 0
+  fi
+  for tool in traefik-crds gateway-api; do
+    dir=$("$REPO/scripts/toolchain.sh" --print-dir "$tool")/crds
+    compgen -G "$dir/*.yaml" >/dev/null || die "no CRDs in $dir; fetch them with: scripts/toolchain.sh $tool"
+    dirs+=(-f "$dir")
+  done
+  kc apply --server-side --force-conflicts --field-manager=bluegreen-local "${dirs[@]}" >/dev/null
+  kc wait --for condition=established --timeout=60s \
+    crd/middlewares.traefik.io crd/gatewayclasses.gateway.networking.k8s.io \
+    crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io >/dev/null
+  kc apply -f - >/dev/null <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: traefik
+spec:
+  controllerName: traefik.io/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: $GATEWAY_NAME
+  namespace: $GATEWAY_NAMESPACE
+  annotations:
+    bluegreen.dev/applied: $applied
+spec:
+  gatewayClassName: traefik
+  listeners:
+    - name: web
+      protocol: HTTP
+      port: $PORT
+      allowedRoutes:
+        namespaces:
+          from: All   # each app's HTTPRoutes live in the app's own namespace
+EOF
+  say "Traefik and Gateway API CRDs, GatewayClass traefik, Gateway $GATEWAY_NAMESPACE/$GATEWAY_NAME applied ($((SECONDS - t0)) s)"
+}
+
 # Traefik's static configuration. Routes come only from the Kubernetes providers.
 write_config() {
   cat >"$STATE/traefik.yaml" <<EOF
@@ -128,17 +185,19 @@ providers:
     # A backend Service without ready endpoints keeps its route and answers 503, instead of the
     # route vanishing (404, like an unknown host).
     allowEmptyServices: true
-EOF
-  if [[ $GATEWAY == 1 ]]; then
-    # Gateway listeners bind to the entryPoint with the same port (web: $PORT); the GatewayClass
-    # needs controllerName traefik.io/gateway-controller.
-    cat >>"$STATE/traefik.yaml" <<EOF
+  # Middlewares (traefik.io/v1alpha1), named by Ingress annotations and HTTPRoute ExtensionRef
+  # filters; Gateway API ExtensionRefs resolve through this provider.
+  kubernetesCRD:
+    endpoint: $SERVER
+    token: $STATE/token
+    certAuthFilePath: $STATE/ca.crt
+    allowEmptyServices: true
+  # HTTPRoutes of Gateways of class traefik (controllerName traefik.io/gateway-controller).
   kubernetesGateway:
     endpoint: $SERVER
     token: $STATE/token
     certAuthFilePath: $STATE/ca.crt
 EOF
-  fi
 }
 
 wait_ready() {
@@ -174,6 +233,7 @@ start() {
     stop
   fi
   kc apply -f "$HERE/rbac.yaml" >/dev/null
+  [[ ${BLUEGREEN_INGRESS_APIS_APPLIED:-} == 1 ]] || install_routing_apis
   echo "$facts" >"$STATE/cluster"
   SERVER=$(sed -n 1p <<<"$facts")
   sed -n 2p <<<"$facts" | base64 -d >"$STATE/ca.crt"
@@ -221,5 +281,6 @@ url() { echo "http://127.0.0.1:$PORT"; }
 
 case ${1:-} in
   start | stop | status | url) "$1" ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  apis) need kubectl kube; install_routing_apis ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

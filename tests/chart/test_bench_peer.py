@@ -21,7 +21,7 @@ def test_the_rollout_runs_the_charts_pods_behind_the_charts_services_and_hosts(h
     manifests = rollout_manifests(copy.deepcopy(rendered), (OLD, NEW))
 
     kinds = sorted(m["kind"] for m in manifests)
-    assert kinds == ["Ingress", "Rollout", "Service", "Service"]
+    assert kinds == ["Ingress", "Ingress", "NetworkPolicy", "Rollout", "Service", "Service"]
     rollout = next(m for m in manifests if m["kind"] == "Rollout")
     strategy = rollout["spec"]["strategy"]["blueGreen"]
     assert (strategy["activeService"], strategy["previewService"]) == ("web-prod", "web-stage")
@@ -44,5 +44,5 @@ def test_the_rollout_runs_the_charts_pods_behind_the_charts_services_and_hosts(h
     for service in (m for m in manifests if m["kind"] == "Service"):
         assert "slot" not in service["spec"]["selector"]
         assert service["spec"]["selector"].items() <= theirs["metadata"]["labels"].items()
-    ingress = next(m for m in manifests if m["kind"] == "Ingress")
-    assert ingress == next(o for o in rendered if o["kind"] == "Ingress")
+    for kind in ("Ingress", "NetworkPolicy"):
+        assert [m for m in manifests if m["kind"] == kind] == [o for o in rendered if o["kind"] == kind]

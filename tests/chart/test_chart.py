@@ -53,18 +53,27 @@ def test_one_deployment_per_enabled_slot(helm, scenario):
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_ingress_routes_prod_host_to_prod_and_stage_host_to_stage(helm, scenario):
-    ingress = render(helm, scenario).get("Ingress", "web")
-    assert ingress["apiVersion"] == "networking.k8s.io/v1"
-    routes = {rule["host"]: rule["http"]["paths"][0]["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]}
+    # One Ingress per host: the stage's access rules (stageAccess) must not touch prod's route.
+    manifest = render(helm, scenario)
+    routes = {}
+    for name in ("web", "web-stage"):
+        ingress = manifest.get("Ingress", name)
+        assert ingress["apiVersion"] == "networking.k8s.io/v1"
+        assert ingress["spec"]["ingressClassName"] == "traefik"
+        assert "tls" not in ingress["spec"]
+        assert "annotations" not in ingress["metadata"]  # public stage: no Middlewares
+        routes.update({rule["host"]: rule["http"]["paths"][0]["backend"]["service"]["name"]
+                       for rule in ingress["spec"]["rules"]})
     assert routes == {"shop.example.com": "web-prod", "stage.shop.example.com": "web-stage"}
-    assert ingress["spec"]["ingressClassName"] == "traefik"
-    assert "tls" not in ingress["spec"]
+    assert len(manifest.all("Ingress")) == 2 and not manifest.all("HTTPRoute")
 
 
-def test_tls_covers_both_hosts(helm):
+def test_tls_covers_each_host(helm):
     values = chart_values(parse({**SCENARIOS[0].config, "tlsSecret": "shop-tls"}))
-    tls = template(helm, values).get("Ingress", "web")["spec"]["tls"]
-    assert tls == [{"hosts": ["shop.example.com", "stage.shop.example.com"], "secretName": "shop-tls"}]
+    manifest = template(helm, values)
+    assert manifest.get("Ingress", "web")["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
+    assert manifest.get("Ingress", "web-stage")["spec"]["tls"] == [
+        {"hosts": ["stage.shop.example.com"], "secretName": "shop-tls"}]
 
 
 def test_pods_meet_pod_security_restricted(helm):

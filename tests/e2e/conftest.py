@@ -57,6 +57,7 @@ def e2e_path() -> str:
         missing.append("pulumi-language-python")
     if not provider_plugin_installed(path):
         missing.append("pulumi-resource-kubernetes")
+    missing += [f"{tool} (CRDs)" for tool in CRD_TOOLS if not crds_cached(tool)]
     if missing:
         reason = (f"e2e tier: {', '.join(missing)} not built (scripts/toolchain.sh e2e builds them; "
                   f"CI skips what does not fit its time budget)")
@@ -64,6 +65,16 @@ def e2e_path() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+# CRDs the local Traefik serves (scripts/ingress/traefik.sh applies them from the tool cache).
+CRD_TOOLS = ("traefik-crds", "gateway-api")
+
+
+def crds_cached(tool: str) -> bool:
+    directory = subprocess.run([str(SCRIPTS / "toolchain.sh"), "--print-dir", tool], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    return any(Path(directory, "crds").glob("*.yaml"))
 
 
 def provider_plugin_installed(path: str) -> bool:

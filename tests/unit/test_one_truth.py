@@ -14,9 +14,12 @@ from bluegreen.config import (
     CONTAINER_PORT,
     DEFAULTS,
     DNS_NAME_PATTERN,
+    GATEWAY_KEYS,
     IMAGE_PATTERN,
     IMAGE_PULL_POLICIES,
     REPLICAS,
+    ROUTINGS,
+    STAGE_ACCESS,
     parse,
     project_keys,
 )
@@ -39,6 +42,14 @@ def test_the_schema_holds_config_pys_patterns_and_bounds_verbatim():
     assert (SLOT["replicas"]["minimum"], SLOT["replicas"]["maximum"]) == REPLICAS
     port = SCHEMA["properties"]["containerPort"]
     assert (port["minimum"], port["maximum"]) == CONTAINER_PORT
+
+
+def test_the_schema_holds_config_pys_routing_and_stage_access_choices():
+    assert tuple(SCHEMA["properties"]["routing"]["enum"]) == ROUTINGS
+    assert tuple(SCHEMA["properties"]["stageAccess"]["properties"]["mode"]["enum"]) == STAGE_ACCESS
+    gateway = SCHEMA["properties"]["gateway"]["properties"]
+    assert tuple(gateway) == GATEWAY_KEYS
+    assert gateway["name"]["pattern"] == gateway["sectionName"]["pattern"] == "^$|" + DNS_NAME_PATTERN
 
 
 @pytest.mark.parametrize("image", [
@@ -65,6 +76,8 @@ def test_the_schema_knows_every_value_the_program_sets_and_nothing_else_gets_thr
     for slot in ("blue", "green"):
         assert set(values[slot]) <= set(SLOT), set(values[slot]) - set(SLOT)
     assert set(values["ingress"]) <= set(SCHEMA["properties"]["ingress"]["properties"])
+    assert set(values["stageAccess"]) <= set(SCHEMA["properties"]["stageAccess"]["properties"])
+    assert set(VALUES["gateway"]) == set(GATEWAY_KEYS)
     assert set(VALUES) <= set(SCHEMA["properties"])
 
 
@@ -77,6 +90,8 @@ def test_the_charts_defaults_are_config_pys():
     for key in ("className", "prodHost", "stageHost", "tlsSecretName", "annotations"):
         assert VALUES["ingress"][key] == values["ingress"][key], key
     assert VALUES["secrets"]["as"] == values["secrets"]["as"]
+    assert VALUES["routing"] == values["routing"]
+    assert VALUES["stageAccess"] == values["stageAccess"]
     for slot in ("blue", "green"):
         assert {k: VALUES[slot][k] for k in ("enabled", "replicas", "env")} == {
             k: values[slot][k] for k in ("enabled", "replicas", "env")}, slot

@@ -104,7 +104,7 @@ def test_groups(installed, tmp_path):
     for name in ("pulumi", "helm"):
         (tmp_path / "bin" / name).unlink()
     env = {**installed, "PULUMI_HOME": str(tmp_path / "empty-pulumi-home")}
-    local = "helm pulumi langhost kubernetes-provider kwok etcd kube traefik"
+    local = "helm pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api"
     expected = {
         "chart": "helm kube-score",
         "for-local": local,

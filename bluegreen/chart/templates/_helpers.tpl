@@ -92,3 +92,27 @@ CRITICAL finding.
 {{- end }}
 {{- join "," $checks }}
 {{- end }}
+
+{{/*
+The Traefik Middlewares in front of the stage host (stage-access.yaml), in order, comma separated:
+the source range allow list, then basic auth. Empty unless stageAccess.mode is restricted.
+*/}}
+{{- define "bluegreen.stageMiddlewares" -}}
+{{- $fullname := include "bluegreen.fullname" . }}
+{{- $names := list }}
+{{- if eq .Values.stageAccess.mode "restricted" }}
+{{- if .Values.stageAccess.allowFrom }}{{ $names = append $names (printf "%s-stage-allow" $fullname) }}{{ end }}
+{{- if .Values.stageAccess.basicAuthSecret }}{{ $names = append $names (printf "%s-stage-auth" $fullname) }}{{ end }}
+{{- if not $names }}
+{{- fail "stageAccess.mode is restricted but neither stageAccess.allowFrom nor stageAccess.basicAuthSecret is set: nobody could reach the stage; set one, or mode public or internal" }}
+{{- end }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/* The hosts, checked: stage needs its own host. */}}
+{{- define "bluegreen.checkHosts" -}}
+{{- if eq .Values.ingress.prodHost .Values.ingress.stageHost }}
+{{- fail (printf "ingress.prodHost and ingress.stageHost are both %q; stage needs its own host" .Values.ingress.prodHost) }}
+{{- end }}
+{{- end }}

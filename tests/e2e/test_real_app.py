@@ -74,11 +74,26 @@ def running(kube, slot: str) -> list[dict]:
 
 
 def seen_by(pod: dict) -> tuple[dict[str, str], str]:
-    """(environment, DB_PASSWORD file) of the pod's container process."""
+    """(environment, DB_PASSWORD file) of the pod's container process. We read them as root; the
+    file must also be readable by the process itself (its user, group and supplementary groups)."""
     pid = e2e.container_pid(pod)
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
-    return env, Path(f"/proc/{pid}/root/etc/secrets/DB_PASSWORD").read_text()
+    secret = Path(f"/proc/{pid}/root/etc/secrets/DB_PASSWORD")
+    assert readable_by(pid, secret), f"{secret} is not readable by the app's process"
+    return env, secret.read_text()
+
+
+def readable_by(pid: int, path: Path) -> bool:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    uid, gid = int(status["Uid"].split()[1]), int(status["Gid"].split()[1])  # effective ids
+    groups = {gid, *map(int, status["Groups"].split())}
+    found = path.stat()  # through the projected volume's symlink
+    if found.st_uid == uid:
+        return bool(found.st_mode & 0o400)
+    if found.st_gid in groups:
+        return bool(found.st_mode & 0o040)
+    return bool(found.st_mode & 0o004)
 
 
 def helm_values(kube) -> str:

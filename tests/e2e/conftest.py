@@ -220,12 +220,12 @@ class ReleaseTool:
     in `env`. Calling it checks the exit code and returns the JSON it printed; its stderr (the
     progress a user sees) is passed on to the test's output."""
 
-    def __init__(self, stack: str, project_dir: str | Path, env: dict):
-        self.stack, self.project_dir, self.env = stack, str(project_dir), env
+    def __init__(self, stack_name: str, project_dir: str | Path, env: dict):
+        self.stack_name, self.project_dir, self.env = stack_name, str(project_dir), env
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bluegreen", *args, "--stack", self.stack, "--project-dir", self.project_dir,
-                "--json"]
+        return [sys.executable, "-m", "bluegreen", *args, "--stack", self.stack_name, "--project-dir",
+                self.project_dir, "--json"]
 
     def run(self, *args: str) -> tuple[int, dict]:
         """(exit code, printed JSON), whatever the code."""

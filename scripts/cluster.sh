@@ -10,6 +10,8 @@
 #   scripts/cluster.sh status   say whether it is up (exit 0 if up, 1 if not)
 #
 #   BLUEGREEN_NODE=simulated    kwok's simulated nodes even where real pods could run
+#   BLUEGREEN_NETWORK_POLICY=1  enforce NetworkPolicies on the real node (scripts/netpol.sh: kube-router's
+#                               firewall, built by scripts/toolchain.sh kube-router); the CNI bridge does not
 #
 # State: <repo>/.state/cluster/ (certs, etcd data, logs); kubeconfig: <repo>/.state/kubeconfig;
 # <repo>/.state/node-mode says "real" or "simulated: <why>".
@@ -176,6 +178,11 @@ up() {
   wait "$apis" || die "applying the ingress controller's CRDs and Gateway failed (see above)"
   if [[ $(cat "$NODE_MODE_FILE") == real ]]; then
     BLUEGREEN_INGRESS_APIS_APPLIED=1 "$REPO/scripts/ingress/traefik.sh" start >/dev/null
+    if [[ ${BLUEGREEN_NETWORK_POLICY:-} == 1 ]]; then
+      "$REPO/scripts/netpol.sh" start
+    else
+      say "NetworkPolicies are not enforced (the CNI bridge does not; BLUEGREEN_NETWORK_POLICY=1 runs an enforcer)"
+    fi
   else
     # Simulated pods have made-up IPs that are not on this machine: no requests may go there.
     say "no ingress controller: a simulated node has no pods to route requests to"
@@ -185,6 +192,7 @@ up() {
 
 down() {
   "$REPO/scripts/ingress/traefik.sh" stop
+  "$REPO/scripts/netpol.sh" stop
   "$REPO/scripts/node.sh" down
   rm -f "$NODE_MODE_FILE"
   if [[ -d $CLUSTER_DIR ]]; then

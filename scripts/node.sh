@@ -392,6 +392,8 @@ down() {
 }
 
 sweep() {
+  # The NetworkPolicy enforcer, if one runs: its chains and ipsets (before the chains below).
+  "$REPO/scripts/netpol.sh" stop
   # Shims outlive containerd: kill those of our containerd, with their containers.
   local pid
   for pid in $(pgrep -f "containerd-shim.*-address $SOCK" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
@@ -449,6 +451,7 @@ snapshot() {
     iptables-save 2>/dev/null | grep -vE '^#|^:.*\[|^COMMIT' | sed 's/^/iptables /'
     ip6tables-save 2>/dev/null | grep -vE '^#|^:.*\[|^COMMIT' | sed 's/^/ip6tables /'
     nft list tables 2>/dev/null | sed 's/^/nft /'
+    ipset list -n 2>/dev/null | sed 's/^/ipset /'
     awk '{print "mount " $2 " " $3}' /proc/self/mounts
     find /sys/fs/cgroup -maxdepth 2 -type d -name "${CGROUP_ROOT#/}*" 2>/dev/null | sed 's/^/cgroup /'
     for s in "${SYSCTLS[@]}"; do echo "sysctl $s=$(sysctl -n "$s")"; done
@@ -457,7 +460,7 @@ snapshot() {
     done
     # Process names (comm, at most 15 characters) of the node, the control plane and the ingress.
     # (Not zombies: a process that has exited waits there until PID 1 reaps it.)
-    ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|pause|app' | sed 's/^/process /'
+    ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-router|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|pause|app' | sed 's/^/process /'
   } | sort
 }
 

@@ -7,7 +7,7 @@
 #   scripts/toolchain.sh --print-dir TOOL               a tool's cache dir, built or not (CRD tools: crds/)
 #
 # TOOL: helm kube-score pulumi langhost kubernetes-provider kube etcd kwok traefik traefik-crds
-# gateway-api versitygw argo-rollouts, or a group:
+# gateway-api versitygw argo-rollouts kube-router, or a group:
 #   chart         what the chart tier needs (make test builds it first): helm kube-score
 #   for-local     what `make up` needs with the local cluster: for-user, kwok, etcd, kube, traefik,
 #                 traefik-crds, gateway-api
@@ -21,7 +21,8 @@
 # version.
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl. argo-rollouts = rollouts-controller and kubectl-argo-rollouts (the plugin),
-#   and its CRDs in <tool dir>/crds/. traefik-crds and gateway-api are CRDs only (<tool dir>/crds/):
+#   and its CRDs in <tool dir>/crds/. kube-router = the local node's optional NetworkPolicy enforcer
+#   (scripts/netpol.sh), in no group but all. traefik-crds and gateway-api are CRDs only (<tool dir>/crds/):
 #   Traefik's own (Middleware, ...) and the Gateway API's standard channel, which the local Traefik
 #   serves (scripts/ingress/traefik.sh applies them).
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
@@ -36,7 +37,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
 ALL_TOOLS=(helm kube-score pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api
-  versitygw argo-rollouts)
+  versitygw argo-rollouts kube-router)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
@@ -62,6 +63,7 @@ version_of() {
     gateway-api) echo "$GATEWAY_API_VERSION" ;;
     versitygw) echo "$VERSITYGW_VERSION" ;;
     argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
+    kube-router) echo "$KUBE_ROUTER_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]}; groups: chart for-local for-user e2e bench all)" ;;
   esac
 }
@@ -80,6 +82,7 @@ bins_of() {
     traefik) echo traefik ;;
     versitygw) echo versitygw ;;
     argo-rollouts) echo rollouts-controller kubectl-argo-rollouts ;;
+    kube-router) echo kube-router ;;
     traefik-crds | gateway-api) ;; # CRDs only: see has_crds
   esac
 }
@@ -107,6 +110,7 @@ estimate_of() {
     traefik) echo 11 ;;
     versitygw) echo 4 ;;
     argo-rollouts) echo 12 ;;
+    kube-router) echo 6 ;;
     traefik-crds | gateway-api) echo 1 ;; # a module download (seconds when the module is cached)
   esac
 }
@@ -129,6 +133,7 @@ on_path() {
       done ;;
     traefik) v=$(traefik version 2>/dev/null) && [[ $v =~ Version:[[:space:]]+v?$TRAEFIK_VERSION$'\n' ]] ;;
     versitygw) v=$(versitygw --version 2>/dev/null) && is_versitygw_version "$v" ;;
+    kube-router) v=$(kube-router --version 2>&1) && is_kube_router_version "$v" ;;
     argo-rollouts)
       v=$(rollouts-controller --version 2>/dev/null) && is_argo_version "$v" || return 1
       v=$(kubectl-argo-rollouts version --short 2>/dev/null) && is_argo_version "${v#kubectl-argo-rollouts: }" ;;
@@ -478,6 +483,22 @@ build_argo-rollouts() {
 
 # vX.Y.Z, or vX.Y.Z+<commit or "unknown">: what Argo Rollouts binaries print for the pinned version.
 is_argo_version() { [[ $1 == "v$ARGO_ROLLOUTS_VERSION" || $1 == "v$ARGO_ROLLOUTS_VERSION+"* ]]; }
+
+# kube-router, the local node's optional NetworkPolicy enforcer (scripts/netpol.sh runs its firewall
+# only). No replace lines: `go install` works. Ldflags like upstream's Makefile: pkg/version.Version
+# (the tag there; git describe) and BuildDate.
+build_kube-router() {
+  local v=v$KUBE_ROUTER_VERSION pkg=github.com/cloudnativelabs/kube-router/v2
+  GOBIN="$1/bin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false with_ticker kube-router \
+    go install -trimpath \
+    -ldflags "-s -w -X $pkg/pkg/version.Version=$v -X $pkg/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "$pkg/cmd/kube-router@$v"
+  local got; got=$("$1/bin/kube-router" --version 2>&1)
+  is_kube_router_version "$got" || die "built kube-router reports '$got', want $v"
+}
+
+# `kube-router --version` prints "Running <path> version vX.Y.Z, built on <date>, <go version>".
+is_kube_router_version() { [[ $1 == *" version v$KUBE_ROUTER_VERSION, "* ]]; }
 
 # --- driver ----------------------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ def test_groups(installed, tmp_path):
         "for-user": "helm pulumi langhost kubernetes-provider",
         "e2e": f"{local} versitygw",
         "bench": f"{local} versitygw argo-rollouts",
-        "all": f"helm kube-score {local.removeprefix('helm ')} versitygw argo-rollouts",
+        "all": f"helm kube-score {local.removeprefix('helm ')} versitygw argo-rollouts kube-router",
     }
     for group, tools in expected.items():
         done = toolchain("--budget-minutes", "0", group, env=env)
@@ -148,6 +148,17 @@ def test_kube_score_on_path_is_used_at_the_pinned_version_only(installed, tmp_pa
     fake(tmp_path / "bin", "kube-score", f"kube-score version: {version}1, commit: abc123, built: 2025-01-01")
     done = toolchain("--budget-minutes", "0", "kube-score", env=installed)
     assert "SKIPPED (not built, see above): kube-score\n" in done.stderr, done.stderr
+
+
+def test_kube_router_on_path_is_used_at_the_pinned_version_only(installed, tmp_path):
+    version = VERSIONS["KUBE_ROUTER_VERSION"]
+    # What `kube-router --version` prints for a build with upstream's ldflags.
+    fake(tmp_path / "bin", "kube-router", f"Running kube-router version v{version}, built on 2026-01-01, go1.26.8")
+    done = toolchain("--budget-minutes", "0", "kube-router", env=installed)
+    assert f"kube-router: using yours, found on PATH: {tmp_path}/bin/kube-router" in done.stderr, done.stderr
+    fake(tmp_path / "bin", "kube-router", f"Running kube-router version v{version}1, built on 2026-01-01, go1.26.8")
+    done = toolchain("--budget-minutes", "0", "kube-router", env=installed)
+    assert "SKIPPED (not built, see above): kube-router\n" in done.stderr, done.stderr
 
 
 def test_a_pulumi_installed_after_we_built_one_wins(installed, tmp_path):

@@ -12,7 +12,8 @@
 #   for-local     what `make up` needs with the local cluster: for-user, kwok, etcd, kube, traefik,
 #                 traefik-crds, gateway-api
 #   for-user      what it needs with your own cluster (KUBECONFIG): helm pulumi langhost provider
-#   e2e           the e2e tier: for-local and versitygw (an S3 gateway for Pulumi state)
+#   e2e           the e2e tier: for-local, versitygw (an S3 gateway for Pulumi state) and
+#                 kube-router (enforces NetworkPolicies on the local node for their test)
 #   bench         e2e and argo-rollouts (the peer the benchmarks compare with)
 #   all           everything
 # A tool you already have is used as it is: a pulumi on PATH at the pinned version or newer (then
@@ -22,7 +23,7 @@
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl. argo-rollouts = rollouts-controller and kubectl-argo-rollouts (the plugin),
 #   and its CRDs in <tool dir>/crds/. kube-router = the local node's optional NetworkPolicy enforcer
-#   (scripts/netpol.sh), in no group but all. traefik-crds and gateway-api are CRDs only (<tool dir>/crds/):
+#   (scripts/netpol.sh), in the e2e group. traefik-crds and gateway-api are CRDs only (<tool dir>/crds/):
 #   Traefik's own (Middleware, ...) and the Gateway API's standard channel, which the local Traefik
 #   serves (scripts/ingress/traefik.sh applies them).
 # Cache: ${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools/<tool>-<version>/bin/
@@ -624,7 +625,7 @@ expand() {
     chart) echo helm kube-score ;;
     for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api ;;
     for-user) echo helm pulumi langhost kubernetes-provider ;;
-    e2e) echo "$(expand for-local) versitygw" ;;
+    e2e) echo "$(expand for-local) versitygw kube-router" ;;
     bench) echo "$(expand e2e) argo-rollouts" ;;
     all) echo "${ALL_TOOLS[*]}" ;;
     *) version_of "$1" >/dev/null && echo "$1" ;;

@@ -109,8 +109,8 @@ def test_groups(installed, tmp_path):
         "chart": "helm kube-score",
         "for-local": local,
         "for-user": "helm pulumi langhost kubernetes-provider",
-        "e2e": f"{local} versitygw",
-        "bench": f"{local} versitygw argo-rollouts",
+        "e2e": f"{local} versitygw kube-router",
+        "bench": f"{local} versitygw kube-router argo-rollouts",
         "all": f"helm kube-score {local.removeprefix('helm ')} versitygw argo-rollouts kube-router",
     }
     for group, tools in expected.items():

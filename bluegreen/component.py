@@ -192,21 +192,26 @@ class BlueGreenApp(pulumi.ComponentResource):
             for slot in SLOTS:
                 data = known.slot_secrets(slot)
                 if known.slot(slot).enabled and data:
-                    secret = SlotSecret(f"{name}-{slot}-secrets", known.namespace, data,
-                                        {"app.kubernetes.io/name": known.app_name, "slot": slot},
-                                        pulumi.ResourceOptions(parent=self, depends_on=depends_on))
+                    secret = StackSecret(f"{name}-{slot}-secrets", known.namespace, "Opaque", data,
+                                         pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+                                         labels={"app.kubernetes.io/name": known.app_name, "slot": slot},
+                                         immutable=True)
                     secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
         # A private registry's credentials as the pull secret the pods name; a new password
         # updates it in place (same name), so no pod restarts for it.
         needed: list[pulumi.Resource] = []  # Secrets the chart names: made before the Release
         if known and known.registry:
-            needed.append(RegistrySecret(f"{name}-registry", known.namespace, known.registry_secret, known.registry,
-                                         pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+            needed.append(StackSecret(f"{name}-registry", known.namespace, "kubernetes.io/dockerconfigjson",
+                                      docker_config(known.registry),
+                                      pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+                                      secret_name=known.registry_secret))
         # Basic auth in front of the stage host: the Secret Traefik's basicAuth Middleware reads
         # (username, password); a new password updates it in place.
         if known and known.stage_auth:
-            needed.append(StageAuthSecret(f"{name}-stage-auth", known.namespace, known.stage_auth_secret,
-                                          known.stage_auth, pulumi.ResourceOptions(parent=self, depends_on=depends_on)))
+            needed.append(StackSecret(f"{name}-stage-auth", known.namespace, "kubernetes.io/basic-auth",
+                                      {key: known.stage_auth[key] for key in ("username", "password")},
+                                      pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+                                      secret_name=known.stage_auth_secret))
         values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
             lambda both: chart_values(both[0], both[1]))
 
@@ -310,53 +315,34 @@ class RestrictedNamespace(pulumi.CustomResource):
                          opts)
 
 
-class SlotSecret(pulumi.CustomResource):
-    """A kubernetes:core/v1:Secret of one slot, immutable, named by Pulumi (prefix + random suffix),
-    its values a Pulumi secret (encrypted in the state, masked in every preview and update).
-    Declared by hand for the same reason as RestrictedNamespace."""
+class StackSecret(pulumi.CustomResource):
+    """A kubernetes:core/v1:Secret the stack owns, its values a Pulumi secret (encrypted in the
+    state, masked in every preview and update). Named `secret_name`, or by Pulumi (prefix + random
+    suffix) without one. Declared by hand for the same reason as RestrictedNamespace."""
 
     metadata: pulumi.Output[dict]
 
-    def __init__(self, name: str, namespace: str, data: Mapping[str, str], labels: Mapping[str, str],
-                 opts: pulumi.ResourceOptions):
+    def __init__(self, name: str, namespace: str, kind: str, string_data: Mapping[str, str],
+                 opts: pulumi.ResourceOptions, secret_name: str | None = None,
+                 labels: Mapping[str, str] | None = None, immutable: bool = False):
+        metadata: dict[str, Any] = {"namespace": namespace,
+                                    "labels": {**(labels or {}), "app.kubernetes.io/managed-by": "pulumi"}}
+        if secret_name:
+            metadata["name"] = secret_name
+        props: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": metadata,
+                                 "stringData": pulumi.Output.secret(dict(string_data)), "data": None}
+        if immutable:
+            props["immutable"] = True
         opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
             version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
-        super().__init__("kubernetes:core/v1:Secret", name, {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
-            "metadata": {"namespace": namespace, "labels": {**labels, "app.kubernetes.io/managed-by": "pulumi"}},
-            "stringData": pulumi.Output.secret(dict(data)), "data": None}, opts)
+        super().__init__("kubernetes:core/v1:Secret", name, props, opts)
 
 
-class RegistrySecret(pulumi.CustomResource):
-    """A kubernetes.io/dockerconfigjson Secret with one registry's credentials, a Pulumi secret."""
-
-    def __init__(self, name: str, namespace: str, secret_name: str, registry: Mapping[str, str],
-                 opts: pulumi.ResourceOptions):
-        auth = base64.b64encode(f"{registry['username']}:{registry['password']}".encode()).decode()
-        config = json.dumps({"auths": {registry["server"]: {"username": registry["username"],
-                                                             "password": registry["password"], "auth": auth}}})
-        opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
-            version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
-        super().__init__("kubernetes:core/v1:Secret", name, {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": secret_name, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
-            "stringData": pulumi.Output.secret({".dockerconfigjson": config}), "data": None}, opts)
-
-
-class StageAuthSecret(pulumi.CustomResource):
-    """A kubernetes.io/basic-auth Secret (username, password) for the stage host, a Pulumi secret."""
-
-    def __init__(self, name: str, namespace: str, secret_name: str, credentials: Mapping[str, str],
-                 opts: pulumi.ResourceOptions):
-        opts = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
-            version=PROVIDER_VERSION, additional_secret_outputs=["data", "stringData"]), opts)
-        super().__init__("kubernetes:core/v1:Secret", name, {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
-            "metadata": {"name": secret_name, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
-            "stringData": pulumi.Output.secret({"username": credentials["username"],
-                                                "password": credentials["password"]}), "data": None}, opts)
+def docker_config(registry: Mapping[str, str]) -> dict[str, str]:
+    """A kubernetes.io/dockerconfigjson Secret's data for one registry's credentials."""
+    auth = base64.b64encode(f"{registry['username']}:{registry['password']}".encode()).decode()
+    return {".dockerconfigjson": json.dumps({"auths": {registry["server"]: {
+        "username": registry["username"], "password": registry["password"], "auth": auth}}})}
 
 
 def chart_path() -> str:

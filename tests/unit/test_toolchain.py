@@ -139,26 +139,23 @@ def test_versitygw_and_argo_rollouts_on_path_are_used_at_the_pinned_version_only
     assert "SKIPPED (not built, see above): versitygw argo-rollouts\n" in done.stderr, done.stderr
 
 
-def test_kube_score_on_path_is_used_at_the_pinned_version_only(installed, tmp_path):
-    version = VERSIONS["KUBE_SCORE_VERSION"]
-    # What `kube-score version` prints for a release build.
-    fake(tmp_path / "bin", "kube-score", f"kube-score version: {version}, commit: abc123, built: 2025-01-01")
-    done = toolchain("--budget-minutes", "0", "kube-score", env=installed)
-    assert f"kube-score: using yours, found on PATH: {tmp_path}/bin/kube-score" in done.stderr, done.stderr
-    fake(tmp_path / "bin", "kube-score", f"kube-score version: {version}1, commit: abc123, built: 2025-01-01")
-    done = toolchain("--budget-minutes", "0", "kube-score", env=installed)
-    assert "SKIPPED (not built, see above): kube-score\n" in done.stderr, done.stderr
+# A tool's version output, as a release build prints it, with {v} for its version.
+VERSION_OUTPUT = {
+    "kube-score": ("KUBE_SCORE_VERSION", "kube-score version: {v}, commit: abc123, built: 2025-01-01"),
+    "kube-router": ("KUBE_ROUTER_VERSION", "Running kube-router version v{v}, built on 2026-01-01, go1.26.8"),
+}
 
 
-def test_kube_router_on_path_is_used_at_the_pinned_version_only(installed, tmp_path):
-    version = VERSIONS["KUBE_ROUTER_VERSION"]
-    # What `kube-router --version` prints for a build with upstream's ldflags.
-    fake(tmp_path / "bin", "kube-router", f"Running kube-router version v{version}, built on 2026-01-01, go1.26.8")
-    done = toolchain("--budget-minutes", "0", "kube-router", env=installed)
-    assert f"kube-router: using yours, found on PATH: {tmp_path}/bin/kube-router" in done.stderr, done.stderr
-    fake(tmp_path / "bin", "kube-router", f"Running kube-router version v{version}1, built on 2026-01-01, go1.26.8")
-    done = toolchain("--budget-minutes", "0", "kube-router", env=installed)
-    assert "SKIPPED (not built, see above): kube-router\n" in done.stderr, done.stderr
+@pytest.mark.parametrize("tool", VERSION_OUTPUT)
+def test_a_tool_on_path_is_used_at_the_pinned_version_only(installed, tmp_path, tool):
+    key, output = VERSION_OUTPUT[tool]
+    version = VERSIONS[key]
+    fake(tmp_path / "bin", tool, output.format(v=version))
+    done = toolchain("--budget-minutes", "0", tool, env=installed)
+    assert f"{tool}: using yours, found on PATH: {tmp_path}/bin/{tool}" in done.stderr, done.stderr
+    fake(tmp_path / "bin", tool, output.format(v=f"{version}1"))
+    done = toolchain("--budget-minutes", "0", tool, env=installed)
+    assert f"SKIPPED (not built, see above): {tool}\n" in done.stderr, done.stderr
 
 
 def test_a_pulumi_installed_after_we_built_one_wins(installed, tmp_path):

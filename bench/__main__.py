@@ -75,8 +75,9 @@ def main() -> int:
                          "Unset KUBECONFIG and source scripts/activate again.")
     cluster = os.path.join(REPO, "scripts", "cluster.sh")
     started_here = subprocess.run([cluster, "status"], capture_output=True).returncode != 0
-    if started_here:
-        subprocess.run([cluster, "up"], check=True, env=env)
+    if started_here and subprocess.run([cluster, "up"], env=env).returncode != 0:
+        subprocess.run([cluster, "down"], env=env)
+        raise SystemExit("bench: error: scripts/cluster.sh up failed (its output is above)")
     try:
         results = measure(args, env)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as error:  # KubeError is a RuntimeError

@@ -633,7 +633,8 @@ def _routing_problems(settings: Settings) -> list[Problem]:
 def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> list[Problem]:
     """From Ingresses straight to HTTPRoutes (or back) in one update drops requests: the controller
     removes the old routes before it serves the new ones. The switch goes through both."""
-    was, now = before.get("routing"), settings.routing
+    # A stack last updated before `routing` existed routed with Ingresses.
+    was, now = before.get("routing") or "ingress", settings.routing
     if was in ("ingress", "gateway") and now in ("ingress", "gateway") and was != now:
         return [Problem("routing", now, f"{was} or both (the last update routed with {was}; switching straight "
                         "to the other drops requests while the controller swaps the routes)",

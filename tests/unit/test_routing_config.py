@@ -119,7 +119,10 @@ def test_routing_switches_only_through_both():
         "  Fix: pulumi config set routing both; pulumi up; then pulumi config set routing gateway; pulumi up")
     with pytest.raises(ConfigError, match="routing is 'ingress'; allowed: gateway or both"):
         parse(VALID, before={**ran, "routing": "gateway"})
+    # A stack last updated before the routing output existed routed with Ingresses.
+    with pytest.raises(ConfigError, match="routing is 'gateway'; allowed: ingress or both"):
+        parse({**VALID, **GATEWAY}, before={**ran, "routing": None})
     for was, now in (("ingress", "both"), ("both", "gateway"), ("gateway", "both"), ("both", "ingress"),
-                     (None, "gateway"), ("gateway", "gateway")):
+                     (None, "both"), (None, "ingress"), ("gateway", "gateway")):
         config = VALID if now == "ingress" else {**VALID, **GATEWAY, "routing": now}
         assert parse(config, before={**ran, "routing": was}).routing == now

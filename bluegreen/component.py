@@ -209,7 +209,7 @@ class BlueGreenApp(pulumi.ComponentResource):
         # (username, password); a new password updates it in place.
         if known and known.stage_auth:
             needed.append(StackSecret(f"{name}-stage-auth", known.namespace, "kubernetes.io/basic-auth",
-                                      {key: known.stage_auth[key] for key in ("username", "password")},
+                                      known.stage_auth,
                                       pulumi.ResourceOptions(parent=self, depends_on=depends_on),
                                       secret_name=known.stage_auth_secret))
         values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(

@@ -533,15 +533,19 @@ def _parse_registry(value: Any, problems: list[Problem]) -> dict[str, str]:
     return {key: str(value[key]) for key in ("server", "username", "password")}
 
 
+_GATEWAY_FIX = "pulumi config set --path gateway.name traefik; pulumi config set --path gateway.namespace kube-system"
+_STAGE_AUTH_FIX = ("pulumi config set --path stageAuth.username tester; "
+                   "pulumi config set --secret --path stageAuth.password ...")
+
+
 def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
     """The Gateway the HTTPRoutes attach to: {name, namespace, sectionName (a listener; optional)}."""
-    fix = "pulumi config set --path gateway.name traefik; pulumi config set --path gateway.namespace kube-system"
     if value in ({}, None):
         return {}
     if not isinstance(value, Mapping) or not {"name", "namespace"} <= set(value) <= set(GATEWAY_KEYS):
         shown = sorted(value) if isinstance(value, Mapping) else value
         problems.append(Problem("gateway", shown, "an object with name and namespace, and optionally sectionName "
-                                "(a listener of that Gateway)", fix))
+                                "(a listener of that Gateway)", _GATEWAY_FIX))
         return {}
     found = {}
     for key in GATEWAY_KEYS:
@@ -565,12 +569,9 @@ def _parse_allow_from(value: Any, problems: list[Problem]) -> tuple[str, ...]:
         return ()
     found = []
     for index, item in enumerate(value):
-        try:
-            if not isinstance(item, str):
-                raise ValueError(item)
-            ipaddress.ip_network(item, strict=True)
+        if _is_network(item):
             found.append(item)
-        except ValueError:
+        else:
             problems.append(Problem(f"stageAllowFrom[{index}]", item,
                                     "an IP address or a CIDR without host bits, such as 203.0.113.0/24",
                                     f"pulumi config set --path 'stageAllowFrom[{index}]' 203.0.113.0/24"))
@@ -580,7 +581,7 @@ def _parse_allow_from(value: Any, problems: list[Problem]) -> tuple[str, ...]:
 def _parse_stage_auth(value: Any, problems: list[Problem]) -> dict[str, str]:
     """Basic auth in front of the stage host: {username, password}, the password set with --secret.
     The stack turns them into a kubernetes.io/basic-auth Secret <app>-stage-auth."""
-    fix = "pulumi config set --path stageAuth.username tester; pulumi config set --secret --path stageAuth.password ..."
+    fix = _STAGE_AUTH_FIX
     if value in ({}, None):
         return {}
     if not isinstance(value, Mapping) or set(value) != {"username", "password"}:
@@ -602,8 +603,7 @@ def _routing_problems(settings: Settings) -> list[Problem]:
     if settings.routing in ("gateway", "both") and not settings.gateway:
         problems.append(Problem("gateway", {},
                                 f"the Gateway the HTTPRoutes attach to while routing is {settings.routing}",
-                                "pulumi config set --path gateway.name traefik; "
-                                "pulumi config set --path gateway.namespace kube-system"))
+                                _GATEWAY_FIX))
     if settings.routing == "ingress" and settings.gateway:
         problems.append(Problem("gateway", dict(settings.gateway), "unset while routing is ingress",
                                 "pulumi config set routing gateway, or pulumi config rm gateway"))
@@ -619,9 +619,7 @@ def _routing_problems(settings: Settings) -> list[Problem]:
     if restricted and not settings.stage_allow_from and not settings.stage_auth:
         problems.append(Problem("stageAccess", "restricted", "restricted with stageAllowFrom and/or stageAuth set "
                                 "(or public, or internal)",
-                                "pulumi config set --path 'stageAllowFrom[0]' 10.0.0.0/8, and/or "
-                                "pulumi config set --path stageAuth.username tester; "
-                                "pulumi config set --secret --path stageAuth.password ..."))
+                                "pulumi config set --path 'stageAllowFrom[0]' 10.0.0.0/8, and/or " + _STAGE_AUTH_FIX))
     for key, value in (("stageAllowFrom", list(settings.stage_allow_from)), ("stageAuth", settings.stage_auth)):
         if value and not restricted:
             problems.append(Problem(key, "(hidden)" if key == "stageAuth" else value,
@@ -779,7 +777,7 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
     if name == "ipBlock":
         shape = (isinstance(part, Mapping) and set(part) <= {"cidr", "except"}
                  and isinstance(part.get("except", []), list))
-        if not shape or not all(map(_is_cidr, [part.get("cidr"), *part.get("except", [])])):
+        if not shape or not all(map(_is_cidr_block, [part.get("cidr"), *part.get("except", [])])):
             return Problem(path, part, "{cidr, except}: CIDRs such as 10.244.0.1/32 (host bits zero)",
                            f"pulumi config set --path '{path}.cidr' 10.0.0.0/16")
         return None
@@ -800,12 +798,18 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
     return None
 
 
-def _is_cidr(text: Any) -> bool:
+def _is_network(text: Any) -> bool:
+    """An IP address or a CIDR with no host bits set (IPv4 or IPv6)."""
     try:
         ipaddress.ip_network(text, strict=True)
     except (TypeError, ValueError):
         return False
-    return isinstance(text, str) and "/" in text
+    return isinstance(text, str)
+
+
+def _is_cidr_block(text: Any) -> bool:
+    """A CIDR, prefix written out (what a NetworkPolicy ipBlock takes)."""
+    return _is_network(text) and "/" in text
 
 
 class _Reader:

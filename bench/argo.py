@@ -17,11 +17,13 @@ Promotion and rollback go through Argo's API with its own kubectl plugin, as its
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +56,9 @@ class Controller:
     def __enter__(self) -> Controller:
         crds = os.path.join(tool_dir(self.repo), "crds")
         # Each CRD is over the 256 KB a client-side apply keeps in its annotation.
-        _kubectl(self.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", crds)
-        _kubectl(self.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
-        _kubectl(self.kubeconfig, "create", "namespace", CONTROLLER_NAMESPACE, ok_if="AlreadyExists")
+        kubectl(self.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", crds)
+        kubectl(self.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+        kubectl(self.kubeconfig, "create", "namespace", CONTROLLER_NAMESPACE, ok_if="AlreadyExists")
         metrics, healthz = _free_port(), _free_port()
         self._log = open(self.log_path, "w")
         # Both ports bind every interface (the controller has no flag to choose one); nothing of
@@ -89,9 +91,9 @@ class Controller:
         self._log.close()
 
     def remove_crds(self) -> None:
-        _kubectl(self.kubeconfig, "delete", "--ignore-not-found", "--wait=true", "-f",
+        kubectl(self.kubeconfig, "delete", "--ignore-not-found", "--wait=true", "-f",
                  os.path.join(tool_dir(self.repo), "crds"))
-        _kubectl(self.kubeconfig, "delete", "namespace", CONTROLLER_NAMESPACE, "--ignore-not-found", "--wait=false")
+        kubectl(self.kubeconfig, "delete", "namespace", CONTROLLER_NAMESPACE, "--ignore-not-found", "--wait=false")
 
     def _sample(self) -> None:
         ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
@@ -166,8 +168,8 @@ def container_name(manifests: list[dict]) -> str:
 
 
 def apply(kubeconfig: str, manifests: list[dict]) -> None:
-    _kubectl(kubeconfig, "create", "namespace", NAMESPACE, ok_if="AlreadyExists")
-    _kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", "-", stdin=yaml.safe_dump_all(manifests))
+    kubectl(kubeconfig, "create", "namespace", NAMESPACE, ok_if="AlreadyExists")
+    kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", "-", stdin=yaml.safe_dump_all(manifests))
 
 
 def plugin(*args: str) -> list[str]:
@@ -182,27 +184,34 @@ def run_plugin(kubeconfig: str, *args: str) -> None:
         raise RuntimeError(f"kubectl argo rollouts {' '.join(args)} failed: {done.stderr.strip()[-1000:]}")
 
 
-def phase(kube: KubeClient) -> tuple[str, str, str]:
-    """(phase, the pod-template hash the spec wants, the stable hash prod serves)."""
+def status(kube: KubeClient) -> dict:
     rollout = kube.get(f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/rollouts/{NAME}") or {}
-    status = rollout.get("status", {})
-    return status.get("phase", ""), status.get("currentPodHash", ""), status.get("stableRS", "")
+    return rollout.get("status", {})
 
 
-def wait_for(kube: KubeClient, wanted: str, timeout: float = 120) -> None:
-    """Until the Rollout is `Healthy` (all on one version) or `Paused` (a new version is up
-    behind the preview Service, waiting for a promotion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now, desired, stable = phase(kube)
-        if now == wanted and (wanted != "Paused" or desired != stable):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the Rollout is {now or 'unknown'} after {timeout:.0f} s, not {wanted}")
+def in_phase(kube: KubeClient, wanted: str) -> bool:
+    """The Rollout is `Healthy` (all on one version), or `Paused` with a new version up behind the
+    preview Service, waiting for a promotion."""
+    now = status(kube)
+    return now.get("phase") == wanted and (wanted != "Paused" or now.get("currentPodHash") != now.get("stableRS"))
+
+
+def wait_until(kube: KubeClient, what: str, predicate: Callable[[], Any], timeout: float = 180) -> float:
+    """Seconds until `predicate()` is true; an error with the Rollout's status after `timeout`."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"Argo Rollouts: no {what} after {timeout:.0f} s; rollout status: "
+                               f"{json.dumps(status(kube))[:800]}")
         time.sleep(0.1)
+    return round(time.monotonic() - started, 2)
 
 
-def _kubectl(kubeconfig: str, *args: str, stdin: str | None = None, ok_if: str = "") -> None:
+def wait_for(kube: KubeClient, wanted: str, timeout: float = 120) -> float:
+    return wait_until(kube, wanted, lambda: in_phase(kube, wanted), timeout)
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, ok_if: str = "") -> None:
     done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True,
                           text=True)
     if done.returncode != 0 and not (ok_if and ok_if in done.stderr):

@@ -49,31 +49,23 @@ class Peer:
         argo.run_plugin(self.kubeconfig, *args, argo.NAME)
 
     def _patch(self, kind: str, body: Any) -> None:
-        argo._kubectl(self.kubeconfig, "patch", "rollout", argo.NAME, "-n", argo.NAMESPACE, "--type", kind,
+        argo.kubectl(self.kubeconfig, "patch", "rollout", argo.NAME, "-n", argo.NAMESPACE, "--type", kind,
                       "-p", json.dumps(body))
 
     # --- observing it ---------------------------------------------------------------------------
 
     def status(self) -> dict:
-        path = f"/apis/argoproj.io/v1alpha1/namespaces/{argo.NAMESPACE}/rollouts/{argo.NAME}"
-        return (self.kube.get(path) or {}).get("status", {})
+        return argo.status(self.kube)
 
     def wait(self, what: str, predicate: Callable[[], Any], timeout: float = 180) -> float:
         """Seconds until `predicate()` is true."""
-        started = time.monotonic()
-        while not predicate():
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"Argo feature check: no {what} after {timeout:.0f} s; rollout status: "
-                                   f"{json.dumps(self.status())[:800]}")
-            time.sleep(0.1)
-        return round(time.monotonic() - started, 2)
+        return argo.wait_until(self.kube, what, predicate, timeout)
 
     def paused(self) -> bool:
-        status = self.status()
-        return status.get("phase") == "Paused" and status.get("currentPodHash") != status.get("stableRS")
+        return argo.in_phase(self.kube, "Paused")
 
     def healthy(self) -> bool:
-        return self.status().get("phase") == "Healthy"
+        return argo.in_phase(self.kube, "Healthy")
 
     def replica_sets(self) -> dict[str, tuple[int, int]]:
         """pod-template hash -> (desired, ready) replicas, for this Rollout's ReplicaSets."""

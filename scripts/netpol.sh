@@ -47,12 +47,8 @@ chains_ready() {
 
 start() {
   command -v kube-router >/dev/null || die "kube-router not found; build it with: scripts/toolchain.sh kube-router"
-  if ! command -v ipset >/dev/null; then
-    command -v apt-get >/dev/null || die "ipset not found and no apt-get to install it (Debian: apt-get install ipset)"
-    say "installing Debian package: ipset"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ipset >&2
-  fi
+  # scripts/node.sh up installs it with the node's other Debian packages.
+  command -v ipset >/dev/null || die "ipset not found; scripts/node.sh up installs it (apt-get install ipset)"
   [[ -f $KUBECONFIG_OUT ]] || die "no local cluster ($KUBECONFIG_OUT); scripts/cluster.sh up starts it"
   if live_pid >/dev/null; then
     say "kube-router (NetworkPolicy enforcer) is already running"

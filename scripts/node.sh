@@ -35,7 +35,7 @@ NO_REGISTRY=http://127.0.0.1:9
 KUBELET_PORT=20250 KUBELET_HEALTHZ_PORT=20248 PROXY_HEALTHZ_PORT=20256 PROXY_METRICS_PORT=20249
 # kubelet changes these (it needs them for its OOM and panic policy); `down` restores them.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2)
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset)
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
 
 say() { echo "==> $*" >&2; }
@@ -71,7 +71,7 @@ check() {
 install_packages() {
   local missing=() bin
   for bin in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-    iptables:iptables conntrack:conntrack nft:nftables ip:iproute2; do
+    iptables:iptables conntrack:conntrack nft:nftables ip:iproute2 ipset:ipset; do
     [[ -x ${bin%%:*} ]] || command -v "${bin%%:*}" >/dev/null || missing+=("${bin#*:}")
   done
   ((${#missing[@]})) || return 0

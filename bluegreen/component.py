@@ -26,7 +26,8 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release
 
-from .config import COMPONENT_TYPE, DEFAULTS, SLOTS, ConfigError, Problem, Settings, parse, secret_values
+from .config import DEFAULTS, ConfigError, Settings, bad, parse, secret_values
+from .contract import COMPONENT_TYPE, SLOTS
 from .slots import plan
 from .values import CHART_DIR, chart_values
 
@@ -170,7 +171,7 @@ class BlueGreenApp(pulumi.ComponentResource):
         before = args.deployed_slots
         known = parse(raw, before, args.encrypted) if not _waits(raw) else None
         if not known and _has_secrets(raw):
-            raise ConfigError([Problem("secrets", "(hidden)", "secrets with settings known when the program runs",
+            raise ConfigError([bad("secrets", "(hidden)", "secrets with settings known when the program runs",
                                        "pass plain values (not Outputs) to an app with secrets")])
         create_namespace = known.create_namespace if known else _plain_bool("createNamespace", args.create_namespace)
         super().__init__(COMPONENT_TYPE, name, {}, opts)
@@ -292,7 +293,7 @@ def _plain_bool(key: str, value: Any) -> bool:
         return bool(DEFAULTS[key])
     if isinstance(value, bool) or value in ("true", "false"):
         return value in (True, "true")
-    raise ConfigError([Problem(key, value, "true or false, known when the program runs (not an Output)",
+    raise ConfigError([bad(key, value, "true or false, known when the program runs (not an Output)",
                                f"pass {key}=True or False")])
 
 

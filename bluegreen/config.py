@@ -19,9 +19,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-PROJECT = "bluegreen"
-COMPONENT_TYPE = f"{PROJECT}:index:BlueGreenApp"  # in the Pulumi state, found there by the release tool
-SLOTS = ("blue", "green")
+from .contract import PROJECT, SLOTS, Problem, other_slot
+
 # Set with `pulumi config set --path KEY.FIELD ...`; Pulumi hands them over as JSON text.
 OBJECT_KEYS = ("blue", "green", "resources", "env", "secrets", "ingressAnnotations", "imagePullSecrets", "registry",
                "networkPolicy", "gateway", "stageAllowFrom", "stageAuth")
@@ -137,17 +136,9 @@ _ANNOTATION_RE = re.compile(  # [DNS subdomain/]name, name of at most 63 charact
     rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One bad config value: what it is, what is allowed, and the command that fixes it."""
-
-    key: str
-    value: Any
-    allowed: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.key} is {_show(self.value)}; allowed: {self.allowed}.\n  Fix: {self.fix}"
+def bad(key: str, value: Any, allowed: str, fix: str) -> Problem:
+    """One bad config value: the key, the value it got, what is allowed, and the command that fixes it."""
+    return Problem(key, f"is {_show(value)}; allowed: {allowed}.", fix)
 
 
 class ConfigError(ValueError):
@@ -250,13 +241,6 @@ class Settings:
         return f"{'https' if self.tls_secret else 'http'}://{host}/"
 
 
-def other_slot(slot: str) -> str:
-    """The slot that is not `slot`: stage when given prod, prod when given stage."""
-    if slot not in SLOTS:
-        raise ValueError(f"slot is {slot!r}; allowed: {', '.join(SLOTS)}")
-    return SLOTS[1 - SLOTS.index(slot)]
-
-
 def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
           encrypted: Collection[str] | None = None) -> Settings:
     """Turn raw stack config (keys without the `bluegreen:` prefix) into Settings.
@@ -271,7 +255,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
     """
     problems: list[Problem] = []
     for key in sorted(set(raw) - set(DEFAULTS)):
-        problems.append(Problem(key, raw[key], "one of " + ", ".join(DEFAULTS), f"pulumi config rm {key}"))
+        problems.append(bad(key, raw[key], "one of " + ", ".join(DEFAULTS), f"pulumi config rm {key}"))
     get = _Reader(raw, problems)
 
     app_name = get.matching("appName", _APP_NAME_RE,
@@ -282,15 +266,15 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
     prod_host = get.matching("prodHost", _DNS_NAME_RE, "a lowercase DNS name such as www.example.com")
     stage_host = get.matching("stageHost", _DNS_NAME_RE, "a lowercase DNS name such as stage.example.com")
     if prod_host and prod_host == stage_host:
-        problems.append(Problem("stageHost", stage_host, f"a host other than prodHost ({prod_host})",
+        problems.append(bad("stageHost", stage_host, f"a host other than prodHost ({prod_host})",
                                 f"pulumi config set stageHost stage.{prod_host}"))
     tls_secret = get.text("tlsSecret")
     if tls_secret and not _DNS_NAME_RE.match(tls_secret):
-        problems.append(Problem("tlsSecret", tls_secret, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
+        problems.append(bad("tlsSecret", tls_secret, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
                                 "pulumi config set tlsSecret web-tls"))
     health_path = get.text("healthPath")
     if not health_path.startswith("/") or any(c.isspace() for c in health_path):
-        problems.append(Problem("healthPath", health_path, "an HTTP path starting with '/'",
+        problems.append(bad("healthPath", health_path, "an HTTP path starting with '/'",
                                 "pulumi config set healthPath /healthz"))
 
     settings = Settings(
@@ -372,15 +356,15 @@ def _production_slot_problems(slot: str, settings: SlotSettings) -> list[Problem
     """Prod must have pods to send traffic to: promoting to an empty slot is an outage."""
     problems = []
     if not settings.enabled:
-        problems.append(Problem(f"{slot}.enabled", False,
+        problems.append(bad(f"{slot}.enabled", False,
                                 f"true while productionSlot is {slot} (prod would have no pods)",
                                 f"pulumi config set --path {slot}.enabled true, "
                                 f"or pulumi config set productionSlot {other_slot(slot)}"))
     if settings.enabled and not settings.image:
-        problems.append(Problem(f"{slot}.image", "", f"an image while productionSlot is {slot}",
+        problems.append(bad(f"{slot}.image", "", f"an image while productionSlot is {slot}",
                                 f"pulumi config set --path {slot}.image registry/name:tag"))
     if settings.enabled and settings.replicas == 0:
-        problems.append(Problem(f"{slot}.replicas", 0, f"at least 1 while productionSlot is {slot}",
+        problems.append(bad(f"{slot}.replicas", 0, f"at least 1 while productionSlot is {slot}",
                                 f"pulumi config set --path {slot}.replicas 2"))
     return problems
 
@@ -396,14 +380,14 @@ def _prod_change_problems(settings: Settings, before: Mapping[str, Any]) -> list
         return []
     hotfix = "or, for a deliberate hotfix of prod in place: pulumi config set allowProdChange true (then rm it)"
     if was is None:
-        return [Problem("productionSlot", prod, f"a slot that already runs (the last update did not deploy {prod}: "
+        return [bad("productionSlot", prod, f"a slot that already runs (the last update did not deploy {prod}: "
                         "deploying it and sending prod to it at once skips stage)",
                         f"pulumi config set productionSlot {stage}; pulumi up (deploys {prod} as stage); "
                         f"then pulumi config set productionSlot {prod}; {hotfix}")]
     problems = []
     into_stage = f"deploy it into the idle slot {stage} instead and promote it; {hotfix}"
     if was.get("image") != now["image"]:
-        problems.append(Problem(f"{prod}.image", now["image"], f"{was.get('image')}, what prod ({prod}) runs",
+        problems.append(bad(f"{prod}.image", now["image"], f"{was.get('image')}, what prod ({prod}) runs",
                                 f"pulumi config set --path {prod}.image {was.get('image')}; {into_stage}"))
     old_env = was.get("env")
     if old_env is not None:  # a stack deployed before slots exported their env compares images only
@@ -412,7 +396,7 @@ def _prod_change_problems(settings: Settings, before: Mapping[str, Any]) -> list
             if old_env.get(var) != now["env"].get(var):
                 key = f"{prod}.env.{var}" if var in own or var not in settings.env else f"env.{var}"
                 shown = now["env"].get(var, "(unset)")
-                problems.append(Problem(key, shown, f"{old_env.get(var, '(unset)')!r}, what prod ({prod}) runs",
+                problems.append(bad(key, shown, f"{old_env.get(var, '(unset)')!r}, what prod ({prod}) runs",
                                         f"put it back; set it as {stage}.env.{var} in the idle slot {stage}, deploy "
                                         f"and promote it; {hotfix}"))
     old_secrets = (before.get("secretDigests") or {}).get(prod)
@@ -422,7 +406,7 @@ def _prod_change_problems(settings: Settings, before: Mapping[str, Any]) -> list
         for name in sorted(set(old_secrets) | set(now_secrets)):
             if old_secrets.get(name) != now_secrets.get(name):
                 key = f"{prod}.secrets.{name}" if name in own or name not in settings.secrets else f"secrets.{name}"
-                problems.append(Problem(key, "(hidden)", f"the value of what prod ({prod}) runs",
+                problems.append(bad(key, "(hidden)", f"the value of what prod ({prod}) runs",
                                         f"put it back; a rotation goes through stage like code: set it with --secret "
                                         f"as {stage}.secrets.{name} in the idle slot {stage}, deploy and promote it; "
                                         f"{hotfix}"))
@@ -441,20 +425,20 @@ _VARIABLE_NAME = f"letters, digits and '_', not starting with a digit or {RESERV
 def _parse_env(key: str, value: Any, problems: list[Problem]) -> dict[str, str]:
     """Environment variables: NAME -> text. Numbers and booleans become their text."""
     if not isinstance(value, Mapping):
-        problems.append(Problem(key, value, "an object of variables {NAME: value}",
+        problems.append(bad(key, value, "an object of variables {NAME: value}",
                                 f"pulumi config set --path {key}.LOG_LEVEL info"))
         return {}
     env = {}
     for name, item in value.items():
         if not _variable_name(name):
-            problems.append(Problem(f"{key}.{name}", item, f"a variable name of {_VARIABLE_NAME} (the chart's own)",
+            problems.append(bad(f"{key}.{name}", item, f"a variable name of {_VARIABLE_NAME} (the chart's own)",
                                     f"pulumi config rm --path {key}.{name}"))
         elif isinstance(item, bool):
             env[str(name)] = "true" if item else "false"
         elif isinstance(item, (str, int, float)):
             env[str(name)] = str(item)
         else:
-            problems.append(Problem(f"{key}.{name}", item, "text (a number or true/false is taken as text)",
+            problems.append(bad(f"{key}.{name}", item, "text (a number or true/false is taken as text)",
                                     f"pulumi config set --path {key}.{name} VALUE"))
     return env
 
@@ -463,16 +447,16 @@ def _parse_secrets(key: str, value: Any, problems: list[Problem]) -> dict[str, s
     """Secrets: NAME -> text, set with `pulumi config set --secret --path KEY.NAME ...`. A name
     is a file name under SECRETS_DIR or a variable name, so both rules apply."""
     if not isinstance(value, Mapping):
-        problems.append(Problem(key, "(hidden)", "an object of secrets {NAME: value}",
+        problems.append(bad(key, "(hidden)", "an object of secrets {NAME: value}",
                                 f"pulumi config set --secret --path {key}.DB_PASSWORD ..."))
         return {}
     found = {}
     for name, item in value.items():
         if not _variable_name(name):
-            problems.append(Problem(f"{key}.{name}", "(hidden)", f"a name of {_VARIABLE_NAME}",
+            problems.append(bad(f"{key}.{name}", "(hidden)", f"a name of {_VARIABLE_NAME}",
                                     f"pulumi config rm --path {key}.{name}"))
         elif not isinstance(item, str) or not item:
-            problems.append(Problem(f"{key}.{name}", "(hidden)", "non-empty text",
+            problems.append(bad(f"{key}.{name}", "(hidden)", "non-empty text",
                                     f"pulumi config set --secret --path {key}.{name} ..."))
         else:
             found[str(name)] = item
@@ -507,7 +491,7 @@ def _plaintext_secret_problems(raw: Mapping[str, Any], encrypted: Collection[str
     for path, value in secret_values(raw):
         if value and path.split(".")[0] not in encrypted:
             again = f"{path} VALUE" if path.endswith(".password") else f"{path}.NAME VALUE for each"
-            problems.append(Problem(path, "(hidden)", "values set with --secret (encrypted in the stack config)",
+            problems.append(bad(path, "(hidden)", "values set with --secret (encrypted in the stack config)",
                                     f"pulumi config rm --path {path}; then pulumi config set --secret --path {again}"))
     return problems
 
@@ -521,14 +505,14 @@ def _parse_registry(value: Any, problems: list[Problem]) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping) or set(value) != {"server", "username", "password"}:
         shown = sorted(value) if isinstance(value, Mapping) else value
-        problems.append(Problem("registry", shown, "an object with exactly server, username and password", fix))
+        problems.append(bad("registry", shown, "an object with exactly server, username and password", fix))
         return {}
     server = value["server"]
     if not isinstance(server, str) or not _REGISTRY_SERVER_RE.match(server):
-        problems.append(Problem("registry.server", server, "a registry host, with a port if needed", fix))
+        problems.append(bad("registry.server", server, "a registry host, with a port if needed", fix))
     for key in ("username", "password"):
         if not isinstance(value[key], str) or not value[key]:
-            problems.append(Problem(f"registry.{key}", "(hidden)" if key == "password" else value[key],
+            problems.append(bad(f"registry.{key}", "(hidden)" if key == "password" else value[key],
                                     "non-empty text", fix))
     return {key: str(value[key]) for key in ("server", "username", "password")}
 
@@ -544,7 +528,7 @@ def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping) or not {"name", "namespace"} <= set(value) <= set(GATEWAY_KEYS):
         shown = sorted(value) if isinstance(value, Mapping) else value
-        problems.append(Problem("gateway", shown, "an object with name and namespace, and optionally sectionName "
+        problems.append(bad("gateway", shown, "an object with name and namespace, and optionally sectionName "
                                 "(a listener of that Gateway)", _GATEWAY_FIX))
         return {}
     found = {}
@@ -554,7 +538,7 @@ def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
         item = value[key]
         pattern = _DNS_LABEL_RE if key == "namespace" else _DNS_NAME_RE
         if not isinstance(item, str) or not pattern.match(item):
-            problems.append(Problem(f"gateway.{key}", item, "a lowercase DNS name" if key != "namespace" else
+            problems.append(bad(f"gateway.{key}", item, "a lowercase DNS name" if key != "namespace" else
                                     "a namespace name (a DNS label)", f"pulumi config set --path gateway.{key} ..."))
         else:
             found[key] = item
@@ -565,14 +549,14 @@ def _parse_allow_from(value: Any, problems: list[Problem]) -> tuple[str, ...]:
     """Source ranges allowed to reach the stage host: IP addresses or CIDRs (IPv4 or IPv6)."""
     fix = "pulumi config set --path 'stageAllowFrom[0]' 10.0.0.0/8"
     if not isinstance(value, list):
-        problems.append(Problem("stageAllowFrom", value, "a list of IP addresses or CIDRs", fix))
+        problems.append(bad("stageAllowFrom", value, "a list of IP addresses or CIDRs", fix))
         return ()
     found = []
     for index, item in enumerate(value):
         if _is_network(item):
             found.append(item)
         else:
-            problems.append(Problem(f"stageAllowFrom[{index}]", item,
+            problems.append(bad(f"stageAllowFrom[{index}]", item,
                                     "an IP address or a CIDR without host bits, such as 203.0.113.0/24",
                                     f"pulumi config set --path 'stageAllowFrom[{index}]' 203.0.113.0/24"))
     return tuple(found)
@@ -586,13 +570,13 @@ def _parse_stage_auth(value: Any, problems: list[Problem]) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping) or set(value) != {"username", "password"}:
         shown = sorted(value) if isinstance(value, Mapping) else "(hidden)"
-        problems.append(Problem("stageAuth", shown, "an object with exactly username and password", fix))
+        problems.append(bad("stageAuth", shown, "an object with exactly username and password", fix))
         return {}
     username, password = value["username"], value["password"]
     if not isinstance(username, str) or not username or ":" in username or any(c.isspace() for c in username):
-        problems.append(Problem("stageAuth.username", username, "non-empty text without ':' or spaces", fix))
+        problems.append(bad("stageAuth.username", username, "non-empty text without ':' or spaces", fix))
     if not isinstance(password, str) or not password:
-        problems.append(Problem("stageAuth.password", "(hidden)", "non-empty text", fix))
+        problems.append(bad("stageAuth.password", "(hidden)", "non-empty text", fix))
     return {"username": str(username), "password": str(password)}
 
 
@@ -601,28 +585,28 @@ def _routing_problems(settings: Settings) -> list[Problem]:
     problems = []
     gateway_mode = settings.routing == "gateway"
     if settings.routing in ("gateway", "both") and not settings.gateway:
-        problems.append(Problem("gateway", {},
+        problems.append(bad("gateway", {},
                                 f"the Gateway the HTTPRoutes attach to while routing is {settings.routing}",
                                 _GATEWAY_FIX))
     if settings.routing == "ingress" and settings.gateway:
-        problems.append(Problem("gateway", dict(settings.gateway), "unset while routing is ingress",
+        problems.append(bad("gateway", dict(settings.gateway), "unset while routing is ingress",
                                 "pulumi config set routing gateway, or pulumi config rm gateway"))
     if gateway_mode and settings.tls_secret:
-        problems.append(Problem("tlsSecret", settings.tls_secret,
+        problems.append(bad("tlsSecret", settings.tls_secret,
                                 "empty while routing is gateway (TLS is the Gateway listener's)",
                                 "pulumi config rm tlsSecret; put the certificate on the Gateway's HTTPS listener"))
     if gateway_mode and settings.ingress_annotations:
-        problems.append(Problem("ingressAnnotations", dict(settings.ingress_annotations),
+        problems.append(bad("ingressAnnotations", dict(settings.ingress_annotations),
                                 "empty while routing is gateway (there is no Ingress)",
                                 "pulumi config rm ingressAnnotations"))
     restricted = settings.stage_access == "restricted"
     if restricted and not settings.stage_allow_from and not settings.stage_auth:
-        problems.append(Problem("stageAccess", "restricted", "restricted with stageAllowFrom and/or stageAuth set "
+        problems.append(bad("stageAccess", "restricted", "restricted with stageAllowFrom and/or stageAuth set "
                                 "(or public, or internal)",
                                 "pulumi config set --path 'stageAllowFrom[0]' 10.0.0.0/8, and/or " + _STAGE_AUTH_FIX))
     for key, value in (("stageAllowFrom", list(settings.stage_allow_from)), ("stageAuth", settings.stage_auth)):
         if value and not restricted:
-            problems.append(Problem(key, "(hidden)" if key == "stageAuth" else value,
+            problems.append(bad(key, "(hidden)" if key == "stageAuth" else value,
                                     f"unset while stageAccess is {settings.stage_access}",
                                     f"pulumi config set stageAccess restricted, or pulumi config rm {key}"))
     return problems
@@ -634,7 +618,7 @@ def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> l
     # A stack last updated before `routing` existed routed with Ingresses.
     was, now = before.get("routing") or "ingress", settings.routing
     if was in ("ingress", "gateway") and now in ("ingress", "gateway") and was != now:
-        return [Problem("routing", now, f"{was} or both (the last update routed with {was}; switching straight "
+        return [bad("routing", now, f"{was} or both (the last update routed with {was}; switching straight "
                         "to the other drops requests while the controller swaps the routes)",
                         f"pulumi config set routing both; pulumi up; then pulumi config set routing {now}; pulumi up")]
     return []
@@ -643,7 +627,7 @@ def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> l
 def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
     """Names of existing kubernetes.io/dockerconfigjson Secrets in the namespace."""
     if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_NAME_RE.match(v) for v in value):
-        problems.append(Problem("imagePullSecrets", value, "a list of Secret names",
+        problems.append(bad("imagePullSecrets", value, "a list of Secret names",
                                 "pulumi config set --path 'imagePullSecrets[0]' registry-credentials"))
         return ()
     return tuple(value)
@@ -652,14 +636,14 @@ def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
 def _parse_annotations(value: Any, problems: list[Problem]) -> dict[str, str]:
     """Annotations for the Ingress (cert-manager, controller settings): key -> text."""
     if not isinstance(value, Mapping):
-        problems.append(Problem("ingressAnnotations", value, "an object {annotation: value}",
+        problems.append(bad("ingressAnnotations", value, "an object {annotation: value}",
                                 "pulumi config set --path 'ingressAnnotations[\"cert-manager.io/cluster-issuer\"]' "
                                 "letsencrypt"))
         return {}
     found = {}
     for key, item in value.items():
         if not _ANNOTATION_RE.match(str(key)) or not isinstance(item, (str, int, float, bool)):
-            problems.append(Problem(f"ingressAnnotations.{key}", item,
+            problems.append(bad(f"ingressAnnotations.{key}", item,
                                     "an annotation key ([prefix/]name, a name of at most 63 characters) with text",
                                     f"pulumi config rm --path 'ingressAnnotations[\"{key}\"]'"))
             continue
@@ -671,21 +655,21 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     defaults = SLOT_DEFAULTS[name]
     keys = ", ".join(defaults)
     if not isinstance(value, Mapping):
-        problems.append(Problem(name, value, f"an object with keys {keys}",
+        problems.append(bad(name, value, f"an object with keys {keys}",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
         return SlotSettings(enabled=defaults["enabled"], image=defaults["image"], replicas=defaults["replicas"])
     for key in sorted(set(value) - set(defaults)):
-        problems.append(Problem(f"{name}.{key}", value[key], f"keys {keys}",
+        problems.append(bad(f"{name}.{key}", value[key], f"keys {keys}",
                                 f"pulumi config rm --path {name}.{key}"))
     get = _Reader({**defaults, **value}, problems, prefix=f"{name}.")
     enabled = get.boolean("enabled")
     image = get.text("image")
     if image and not _IMAGE_RE.match(image):
-        problems.append(Problem(f"{name}.image", image,
+        problems.append(bad(f"{name}.image", image,
                                 "an image reference with a tag or digest, such as registry/name:1.2.3",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
     elif enabled and not image:
-        problems.append(Problem(f"{name}.image", image, f"an image while {name}.enabled is true",
+        problems.append(bad(f"{name}.image", image, f"an image while {name}.enabled is true",
                                 f"pulumi config set --path {name}.image registry/name:tag, "
                                 f"or pulumi config set --path {name}.enabled false"))
     return SlotSettings(enabled=enabled, image=image, replicas=get.integer("replicas", *REPLICAS),
@@ -698,19 +682,19 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
     allowed = f"an object {{requests: {{{names}}}, limits: {{{names}}}}} of Kubernetes quantities"
     fix = "pulumi config set --path resources.requests.cpu 100m"
     if not isinstance(value, Mapping):
-        problems.append(Problem("resources", value, allowed, fix))
+        problems.append(bad("resources", value, allowed, fix))
         return RESOURCES_DEFAULT
     # Like the slots (and like Helm's own values merge), fields not given keep their defaults.
     result = {kind: dict(quantities) for kind, quantities in RESOURCES_DEFAULT.items()}
     for kind, quantities in value.items():
         if kind not in ("requests", "limits") or not isinstance(quantities, Mapping):
-            problems.append(Problem(f"resources.{kind}", quantities, allowed,
+            problems.append(bad(f"resources.{kind}", quantities, allowed,
                                     f"pulumi config rm --path resources.{kind}"))
             continue
         result.setdefault(kind, {})
         for resource, quantity in quantities.items():
             if resource not in RESOURCE_NAMES or not _QUANTITY_RE.match(str(quantity)):
-                problems.append(Problem(f"resources.{kind}.{resource}", quantity,
+                problems.append(bad(f"resources.{kind}.{resource}", quantity,
                                         f"one of {names}, as a quantity such as 100m or 128Mi", fix))
                 continue
             result[kind][resource] = str(quantity)
@@ -721,11 +705,11 @@ def _parse_network_policy(value: Any, problems: list[Problem]) -> dict[str, Any]
     """{enabled, ingressController, from}: fields not given keep their defaults."""
     keys = ", ".join(NETWORK_POLICY_DEFAULT)
     if not isinstance(value, Mapping):
-        problems.append(Problem("networkPolicy", value, f"an object with keys {keys}",
+        problems.append(bad("networkPolicy", value, f"an object with keys {keys}",
                                 "pulumi config set --path networkPolicy.enabled true"))
         return NETWORK_POLICY_DEFAULT
     for key in sorted(set(value) - set(NETWORK_POLICY_DEFAULT)):
-        problems.append(Problem(f"networkPolicy.{key}", value[key], f"keys {keys}",
+        problems.append(bad(f"networkPolicy.{key}", value[key], f"keys {keys}",
                                 f"pulumi config rm --path networkPolicy.{key}"))
     merged = {**NETWORK_POLICY_DEFAULT, **value}
     enabled = _Reader(merged, problems, prefix="networkPolicy.").boolean("enabled")
@@ -734,7 +718,7 @@ def _parse_network_policy(value: Any, problems: list[Problem]) -> dict[str, Any]
         # The Ingress is always made: without its controller, prod would be cut off where the
         # policy is enforced. (An empty list would also not reach the chart: the provider drops
         # empty lists from a Release's values, and the chart's default would apply.)
-        problems.append(Problem("networkPolicy.ingressController", [], "at least one peer: the ingress "
+        problems.append(bad("networkPolicy.ingressController", [], "at least one peer: the ingress "
                                 "controller's pods, or ipBlock CIDRs for one outside the cluster",
                                 "pulumi config set --path 'networkPolicy.ingressController[0].ipBlock.cidr' "
                                 "10.0.0.0/16, or pulumi config set --path networkPolicy.enabled false"))
@@ -754,14 +738,14 @@ def _parse_peers(key: str, value: Any, problems: list[Problem]) -> list[dict[str
     podSelector ({matchLabels, matchExpressions}), as Kubernetes takes them."""
     fix = f"pulumi config set --path '{key}[0].ipBlock.cidr' 10.0.0.0/16"
     if not isinstance(value, list):
-        problems.append(Problem(key, value, f"a list of NetworkPolicy peers such as {_PEER_EXAMPLE}", fix))
+        problems.append(bad(key, value, f"a list of NetworkPolicy peers such as {_PEER_EXAMPLE}", fix))
         return []
     peers = []
     for i, peer in enumerate(value):
         where = f"{key}[{i}]"
         if not isinstance(peer, Mapping) or not peer or set(peer) - {"ipBlock", "namespaceSelector", "podSelector"} \
                 or ("ipBlock" in peer and len(peer) > 1):
-            problems.append(Problem(where, peer, "a NetworkPolicy peer: an ipBlock alone, or a namespaceSelector "
+            problems.append(bad(where, peer, "a NetworkPolicy peer: an ipBlock alone, or a namespaceSelector "
                                     "and/or a podSelector", f"pulumi config rm --path '{where}'"))
             continue
         found = [_peer_problem(where, name, part) for name, part in peer.items()]
@@ -778,11 +762,11 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
         shape = (isinstance(part, Mapping) and set(part) <= {"cidr", "except"}
                  and isinstance(part.get("except", []), list))
         if not shape or not all(map(_is_cidr_block, [part.get("cidr"), *part.get("except", [])])):
-            return Problem(path, part, "{cidr, except}: CIDRs such as 10.244.0.1/32 (host bits zero)",
+            return bad(path, part, "{cidr, except}: CIDRs such as 10.244.0.1/32 (host bits zero)",
                            f"pulumi config set --path '{path}.cidr' 10.0.0.0/16")
         return None
     if not isinstance(part, Mapping) or set(part) - {"matchLabels", "matchExpressions"}:
-        return Problem(path, part, "a label selector {matchLabels, matchExpressions} ({} selects all)",
+        return bad(path, part, "a label selector {matchLabels, matchExpressions} ({} selects all)",
                        f"pulumi config set --path '{path}.matchLabels.app' web")
     labels, expressions = part.get("matchLabels", {}), part.get("matchExpressions", [])
     good_labels = isinstance(labels, Mapping) and all(
@@ -792,7 +776,7 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
         and e.get("operator") in _SELECTOR_OPERATORS and isinstance(e.get("values", []), list)
         and all(isinstance(v, str) for v in e.get("values", [])) for e in expressions)
     if not good_labels or not good_expressions:
-        return Problem(path, part, "matchLabels {label: value} and matchExpressions [{key, operator: "
+        return bad(path, part, "matchLabels {label: value} and matchExpressions [{key, operator: "
                        f"{'/'.join(_SELECTOR_OPERATORS)}, values}}] with Kubernetes label keys and values",
                        f"pulumi config set --path '{path}.matchLabels.app' web")
     return None
@@ -824,7 +808,7 @@ class _Reader:
     def _bad(self, key: str, value: Any, allowed: str, example: Any) -> None:
         path = self.prefix + key
         flag = "--path " if self.prefix else ""
-        self.problems.append(Problem(path, value, allowed, f"pulumi config set {flag}{path} {example}"))
+        self.problems.append(bad(path, value, allowed, f"pulumi config set {flag}{path} {example}"))
 
     def text(self, key: str) -> str:
         value = self._get(key)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import SLOTS, Settings, SlotSettings, other_slot
+from .config import Settings, SlotSettings
+from .contract import other_slot, pod_selector
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,6 @@ class SlotPlan:
         state = self.slots[slot]
         return state.image if state.enabled else None
 
-    @property
-    def deployed_slots(self) -> list[str]:
-        return [slot for slot in SLOTS if self.slots[slot].enabled]
-
-
-def pod_selector(app_name: str, slot: str) -> dict[str, str]:
-    """The labels of one slot's pods, which a Service selects (the chart's selectorLabels + slot;
-    values.py makes the chart's name and release name both the app name)."""
-    return {"app.kubernetes.io/name": app_name, "app.kubernetes.io/instance": app_name, "slot": slot}
 
 
 def plan(settings: Settings) -> SlotPlan:

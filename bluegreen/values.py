@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .config import SECRETS_DIR, SLOTS, Settings
+from .config import SECRETS_DIR, Settings
+from .contract import SLOTS
 
 # The chart these values are for (the component deploys it; `bluegreen repair` upgrades with it).
 CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chart")

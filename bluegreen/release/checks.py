@@ -9,32 +9,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 
-from ..config import Settings
-from ..slots import pod_selector
+from ..contract import Names, selected_slot
 from .kube import KubeClient, KubeError, deployment_ready
-
-
-@dataclass(frozen=True)
-class Names:
-    """Object names the chart gives one app (release name == app name, see values.py)."""
-
-    namespace: str
-    app: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> Names:
-        return cls(settings.namespace, settings.app_name)
-
-    def service(self, role: str) -> str:
-        return f"{self.app}-{role}"
-
-    def deployment(self, slot: str) -> str:
-        return f"{self.app}-{slot}"
-
-    def pod_selector(self, slot: str) -> dict[str, str]:
-        return pod_selector(self.app, slot)
 
 
 def slot_readiness(kube: KubeClient, names: Names, slot: str) -> tuple[int, int]:
@@ -73,7 +50,7 @@ def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout
     while True:
         try:
             service = kube.service(names.namespace, names.service(role))
-            selected = ((service or {}).get("spec", {}).get("selector") or {}).get("slot")
+            selected = selected_slot(service)
             endpoints = kube.endpoints(names.namespace, names.service(role)).ready
             pods = ready_pod_ips(kube, names, slot)
             if selected != slot:

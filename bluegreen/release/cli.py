@@ -22,9 +22,10 @@ from dataclasses import asdict
 from typing import Any
 
 from ..config import SLOTS, ConfigError, parse
+from ..contract import Names
 from ..values import CHART_DIR, chart_values
 from . import drift, plan
-from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
+from .checks import slot_readiness, smoke_checks, verify_serving, wait_available
 from .kube import EndpointWatch, KubeClient, KubeError
 from .locks import StackLocked, alive_here, command_lock, held_by, this_command
 from .stacks import NoSuchStack, StackSession, say
@@ -99,7 +100,7 @@ class Release:
         self.session = StackSession(args.stack, args.project_dir, args.app)
         self.raw = self.session.config_at_start
         self.settings = parse(self.raw)
-        self.names = Names.of(self.settings)
+        self.names = Names(self.settings.namespace, self.settings.app_name)
         self.kube = KubeClient(args.kubeconfig)
         self.report: dict[str, Any] = {}  # the command's result fields, filled in as it goes
 

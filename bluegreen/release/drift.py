@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SLOTS, other_slot
-from .checks import Names, ready_pod_ips
+from ..contract import SLOTS, Names, other_slot, selected_slot
+from .checks import ready_pod_ips
 from .kube import KubeClient
 
 REPAIR = "bluegreen repair"
@@ -90,10 +90,6 @@ def newest_release(kube: KubeClient, names: Names) -> dict | None:
     payload = (secret.get("data") or {}).get("release")
     values = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(payload)))).get("config") if payload else None
     return {**records[0], "values": values or {}}
-
-
-def selected_slot(service: dict | None) -> str | None:
-    return ((service or {}).get("spec", {}).get("selector") or {}).get("slot")
 
 
 def prod_serves(deployed: Deployed, cluster: Cluster) -> bool:

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from ..contract import selected_slot
+
 
 class KubeError(RuntimeError):
     pass
@@ -253,7 +255,7 @@ class EndpointWatch:
             started = time.monotonic()
             try:
                 service = self.client.service(self.namespace, self.service)
-                slot = ((service or {}).get("spec", {}).get("selector") or {}).get("slot")
+                slot = selected_slot(service)
                 endpoints = self.client.endpoints(self.namespace, self.service)
                 self.polls.append((time.time(), slot, tuple(endpoints.ready), len(endpoints.not_ready)))
             except KubeError as error:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from ..config import COMPONENT_TYPE, PROJECT, is_secret_path, project_keys
+from ..config import is_secret_path, project_keys
+from ..contract import COMPONENT_TYPE, PROJECT
 from .locks import backend_locks, held_by, pulumi_lock_error
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"

@@ -39,7 +39,7 @@ def test_error_shows_the_fixing_command():
 def test_all_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as error:
         parse({**VALID, "productionSlot": "purple", "stageHost": BASE["prodHost"], "green": {"enabeld": True}})
-    keys = [p.key for p in error.value.problems]
+    keys = [p.subject for p in error.value.problems]
     assert keys == ["productionSlot", "green.enabeld", "stageHost"]
 
 
@@ -103,7 +103,7 @@ def test_image_references_rejected(image):
 def test_other_keys_are_validated(key, value):
     with pytest.raises(ConfigError) as error:
         parse({**VALID, key: value})
-    assert error.value.problems[0].key.startswith(key)
+    assert error.value.problems[0].subject.startswith(key)
 
 
 def test_defaults_make_a_safe_first_deploy_once_an_image_is_given():
@@ -153,7 +153,7 @@ def test_network_policy_peers_are_validated(policy, key, fragment):
     with pytest.raises(ConfigError) as error:
         parse({**VALID, "networkPolicy": policy})
     (problem,) = error.value.problems
-    assert problem.key == key and fragment in problem.allowed, problem
+    assert problem.subject == key and fragment in problem.problem, problem
 
 
 def test_no_image_at_all_is_refused_not_guessed():

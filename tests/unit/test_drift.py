@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from bluegreen.config import parse
-from bluegreen.release.checks import Names
+from bluegreen.contract import Names
 from bluegreen.release.drift import Cluster, Deployed, differences, prod_serves
 from bluegreen.values import chart_values
 from tests.scenarios import SCENARIOS

@@ -23,7 +23,6 @@ def test_plan_for_each_release_step(scenario):
                                "slot": scenario.prod}
     assert p.stage_selector["slot"] == scenario.stage
     assert {slot: p.image(slot) for slot in ("blue", "green")} == scenario.images
-    assert p.deployed_slots == [s for s in ("blue", "green") if scenario.images[s]]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)

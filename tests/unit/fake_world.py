@@ -1,7 +1,8 @@
 """A stack and a cluster in memory, for the release tool's orchestration tests.
 
 FakeStack stands in for StackSession: stack config with `pulumi config set --path` semantics, and
-`up`, which renders the config the way the chart does (values.chart_values) into FakeCluster:
+`up(changes)`, which renders the config with the step's changes the way the chart does
+(values.chart_values) into FakeCluster and, once it succeeded, records the changes in the config:
 a Deployment per enabled slot with Ready pods, the prod and stage Services and their endpoints,
 and a Helm release record. FakeCluster answers the KubeClient calls the tool makes. Failures are
 injected by the tests (`up_fails`, `locked_by`, `after_up`).
@@ -15,8 +16,9 @@ import gzip
 import json
 from typing import Any
 
-from bluegreen.config import SLOTS, parse
-from bluegreen.release import plan
+from bluegreen.config import parse
+from bluegreen.contract import RELEASE_TYPE, SLOTS
+from bluegreen.release import steps
 from bluegreen.release.kube import Endpoints
 from bluegreen.release.locks import held_by, pulumi_lock_error
 from bluegreen.release.stacks import Change, Run
@@ -106,8 +108,9 @@ class FakeStack:
         self.cluster, self.name, self.project_dir, self.app = cluster, name, "/nonexistent/project", None
         self.config = copy.deepcopy(config or CONFIG)
         self.deployed: dict | None = None  # the Release's values in the state
-        self.touched: set[str] = set()
         self.updates: list[dict] = []  # the config of each successful up
+        self.messages: list[str] = []  # the message of each successful up
+        self.recorded: list[dict] = []  # the changes written into the stack config, in order
         self.up_fails: str | None = None  # the error of the next up
         self.locked_by: str | None = None  # Pulumi's lock error text, for every up/refresh
         self.after_up = None  # called after each successful up (to break the cluster)
@@ -118,42 +121,40 @@ class FakeStack:
         if self.backend_locks:
             raise held_by(self.backend_locks, self.name)
 
+    def locks(self):
+        return self.backend_locks
+
     def raw_config(self):
         return copy.deepcopy(self.config)
 
-    @property
-    def config_at_start(self):
-        return self.raw_config()
+    def record(self, changes):
+        if not changes:
+            return
+        self.recorded.append(dict(changes))
+        self.config = steps.apply_changes(self.config, changes)
 
-    def set_config(self, changes):
-        self.touched.update(path.split(".")[0] for path in changes)
-        self.config = plan.apply_changes(self.config, changes)
-
-    def restore_config(self, raw, keys):
-        for key in list(keys):
-            self.config.pop(key, None)
-            if key in raw:
-                self.config[key] = copy.deepcopy(raw[key])
-            self.touched.discard(key)
-
-    def preview(self) -> Run:
-        values = chart_values(parse(self.config))
+    def preview(self, changes=None) -> Run:
+        values = chart_values(parse(steps.apply_changes(self.config, changes or {})))
         changed = sorted(f"values.{k}" for k in values if self.deployed is None or values[k] != self.deployed[k])
-        changes = [Change("urn:release", "kubernetes:helm.sh/v3:Release", "update" if changed else "same", changed)]
+        changes_seen = [Change("urn:release", RELEASE_TYPE, "update" if changed else "same", changed)]
         if self.extra_preview_change:
-            changes.append(self.extra_preview_change)
-        return Run(True, 0.1, changes, "preview output")
+            changes_seen.append(self.extra_preview_change)
+        return Run(True, 0.1, changes_seen, "preview output")
 
-    def up(self) -> Run:
+    def up(self, changes=None, message="", record=True) -> Run:
         if self.locked_by:
             raise pulumi_lock_error(self.locked_by, self.name)
         if self.up_fails:
             error, self.up_fails = self.up_fails, None
             return Run(False, 0.1, [], "", error)
-        settings = parse(self.config)
+        config = steps.apply_changes(self.config, changes or {})
+        settings = parse(config)
         self.deployed = chart_values(settings)
         self.cluster.apply(settings.namespace, settings.app_name, self.deployed)
-        self.updates.append(copy.deepcopy(self.config))
+        self.updates.append(copy.deepcopy(config))
+        self.messages.append(message)
+        if record:
+            self.record(changes or {})
         if self.after_up:
             self.after_up(self)
         return Run(True, 0.1, [], "up output")
@@ -162,6 +163,12 @@ class FakeStack:
         if self.locked_by:
             raise pulumi_lock_error(self.locked_by, self.name)
         return Run(True, 0.1, [], "")
+
+    def cancel(self):
+        pass
+
+    def clear_pending_operations(self):
+        return 0
 
     def deployed_values(self, app_name):
         return copy.deepcopy(self.deployed)
@@ -174,8 +181,8 @@ class FakeStack:
                 "prodUrl": "http://shop.example.com/", "stageUrl": "http://stage.shop.example.com/"}
 
     def history(self, limit=5):
-        return [{"kind": "update", "result": "succeeded", "started": "", "productionSlot": u["productionSlot"]}
-                for u in reversed(self.updates)][:limit]
+        return [{"kind": "update", "result": "succeeded", "started": "", "productionSlot": u["productionSlot"],
+                 "message": m} for u, m in reversed(list(zip(self.updates, self.messages, strict=True)))][:limit]
 
 
 def _deployment(app, slot, image, replicas):

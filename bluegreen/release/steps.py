@@ -1,6 +1,7 @@
-"""Pure release planning: for each command, the slot it acts on, its preconditions, and the stack
-config edits it makes. No Pulumi, no cluster: the CLI applies these edits with
-`pulumi config set --path` semantics and runs an ordinary `pulumi up`.
+"""Pure decisions of the release tool: for each command, the slot it acts on, its preconditions, the
+stack config edits it makes and the message its update carries into `pulumi stack history`; and
+what a preview may show for a flip. No Pulumi, no cluster: the commands apply these edits with
+`pulumi config set --path` semantics and run an ordinary `pulumi up`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import SLOTS, ConfigError, Settings, other_slot, parse
+from ..config import ConfigError, Settings, parse
+from ..contract import RELEASE_TYPE, SLOTS, other_slot
 
 
 class Refused(Exception):
@@ -25,6 +27,7 @@ class Step:
     slot: str
     summary: str
     changes: Mapping[str, Any] = field(default_factory=dict)  # config path -> new value
+    message: str = ""  # the update's message in `pulumi stack history`
 
     def apply(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """The raw stack config after this step's edits (paths like "green.image")."""
@@ -47,7 +50,8 @@ def deploy(settings: Settings, image: str, replace: bool = False, replicas: int 
     changes: dict[str, Any] = {f"{idle}.enabled": True, f"{idle}.image": image,
                                f"{idle}.replicas": live.replicas if replicas is None else replicas}
     return Step("deploy", idle, f"deploy {image} into the idle slot {idle}; prod stays on "
-                                f"{settings.production_slot} ({live.image})", changes)
+                                f"{settings.production_slot} ({live.image})", changes,
+                f"bluegreen deploy: {image} into {idle} (stage); prod stays {settings.production_slot} ({live.image})")
 
 
 def promote(settings: Settings) -> Step:
@@ -59,9 +63,10 @@ def promote(settings: Settings) -> Step:
     if state.replicas == 0:
         raise Refused(f"{target} is scaled to 0 replicas; "
                       f"deploy it again before promoting: bluegreen deploy {state.image} --replace")
-    return Step("promote", target,
-                f"promote {target} ({state.image}) to prod; {settings.production_slot} stays deployed for rollback",
-                {"productionSlot": target})
+    was = settings.production_slot
+    return Step("promote", target, f"promote {target} ({state.image}) to prod; {was} stays deployed for rollback",
+                {"productionSlot": target},
+                f"bluegreen promote: {target} ({state.image}) to prod; was {was} ({settings.slot(was).image})")
 
 
 def rollback(settings: Settings) -> Step:
@@ -72,7 +77,9 @@ def rollback(settings: Settings) -> Step:
         raise Refused(f"cannot roll back: the previous slot {target} was retired ({target}.enabled is "
                       f"{'true' if state.enabled else 'false'}, replicas {state.replicas}). "
                       f"Redeploy the old version with: bluegreen deploy IMAGE, then bluegreen promote")
-    return Step("rollback", target, f"roll prod back to {target} ({state.image})", {"productionSlot": target})
+    was = settings.production_slot
+    return Step("rollback", target, f"roll prod back to {target} ({state.image})", {"productionSlot": target},
+                f"bluegreen rollback: prod back to {target} ({state.image}); was {was} ({settings.slot(was).image})")
 
 
 def retire(settings: Settings, slot: str | None = None, keep_replicas: int | None = None) -> Step:
@@ -88,11 +95,12 @@ def retire(settings: Settings, slot: str | None = None, keep_replicas: int | Non
         if keep_replicas < 0:
             raise Refused(f"--keep-replicas is {keep_replicas}; allowed: 0 or more")
         return Step("retire", target, f"scale the old slot {target} down to {keep_replicas} replica(s)",
-                    {f"{target}.replicas": keep_replicas})
+                    {f"{target}.replicas": keep_replicas},
+                    f"bluegreen retire: {target} ({state.image}) scaled to {keep_replicas}")
     if not state.enabled:
         raise Refused(f"{target} is already retired ({target}.enabled is false)")
     return Step("retire", target, f"retire the old slot {target} ({state.image}): its Deployment is removed",
-                {f"{target}.enabled": False})
+                {f"{target}.enabled": False}, f"bluegreen retire: {target} ({state.image}) removed")
 
 
 def checked(raw: Mapping[str, Any], step: Step) -> Settings:
@@ -116,7 +124,7 @@ def unexpected_changes(changes: list[tuple[str, str, list[str]]]) -> list[str]:
     for typ, op, paths in changes:
         if op in ("same", "read"):
             continue
-        if typ == "kubernetes:helm.sh/v3:Release" and op == "update":
+        if typ == RELEASE_TYPE and op == "update":
             extra = sorted(set(paths) - FLIP_RELEASE_PATHS)
             if extra:
                 problems.append(f"{typ} update also changes {', '.join(extra)}")
@@ -140,3 +148,17 @@ def apply_changes(raw: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[st
         else:
             result[head] = value
     return result
+
+
+def reached(deployed: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> bool:
+    """Whether the deployed chart values hold every config edit of a step: the update that makes them
+    got through. The chart's values mirror these paths (productionSlot, <slot>.enabled|image|replicas)."""
+    if deployed is None or not changes:
+        return False
+    for path, value in changes.items():
+        node: Any = deployed
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node != value:
+            return False
+    return True

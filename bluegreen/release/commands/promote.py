@@ -1,0 +1,61 @@
+"""`bluegreen promote`: stage checked, a preview that may show only the flip, the flip, prod verified;
+on any failure after the flip, prod goes back to the previous slot by itself."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import steps
+from ..checks import verify_serving
+from ..session import Failed, Session, tail
+from ..stacks import say
+
+NAME = "promote"
+HELP = "check the stage, flip prod to it, verify"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")
+    parser.add_argument("--check-cmd", help="run this shell command, expect exit 0; BLUEGREEN_TARGET=stage|prod")
+
+
+def run(session: Session, args: argparse.Namespace) -> None:
+    step = session.plan(steps.promote(session.settings))
+    session.require_true_cluster(NAME)
+    previous = session.settings.production_slot
+    session.require_available(step.slot, NAME)
+    session.smoke("stage", step.slot)
+    say("==> preview: only productionSlot and what follows from it may change")
+    session.journal.phase("preview")
+    preview = session.stack.preview(step.changes)
+    unexpected = steps.unexpected_changes([(c.type, c.op, c.paths) for c in preview.changes])
+    if not preview.ok or unexpected:
+        reason = preview.error if not preview.ok else "; ".join(unexpected)
+        raise steps.Refused(f"the preview shows more than the flip: {reason}\n{preview.output}")
+    with session.watch_prod():
+        # The stack config records the flip only once prod is verified: a promote killed before
+        # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
+        update = session.up(step.changes, step.message, record=False)
+        problem = _verified(session, step.slot, update)
+        if problem:
+            say(f"==> verification failed: {problem}")
+            say(f"==> automatic rollback: prod back to {previous}")
+            session.journal.phase("rollback")
+            back = session.up({}, f"bluegreen promote: automatic rollback to {previous} ({problem})"[:500])
+            still = verify_serving(session.kube, session.names, "prod", previous) if back.ok else tail(back.error)
+            raise Failed(f"promotion of {step.slot} failed ({problem}); "
+                         + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
+        session.journal.phase("record")
+        session.stack.record(step.changes)
+
+
+def _verified(session: Session, slot: str, update) -> str | None:
+    """None when the update succeeded, prod selects `slot` with exactly its ready pods, and the
+    user's checks pass against prod; otherwise what failed."""
+    if not update.ok:
+        return f"pulumi up failed: {tail(update.error)}"
+    problem = verify_serving(session.kube, session.names, "prod", slot)
+    if problem:
+        return problem
+    failures = session.smoke("prod", slot, raise_on_failure=False)
+    return "; ".join(failures) if failures else None

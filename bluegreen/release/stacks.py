@@ -16,11 +16,14 @@ things make it cheaper and safer than those two commands:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import importlib
 import json
 import os
 import runpy
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,6 +80,13 @@ class StackSession:
         self.project_dir = os.path.abspath(project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT)
         program = inline_program(self.project_dir)
         self.inline = program is not None
+        # While the Automation API starts (`pulumi version`, `pulumi stack select`), the state is read
+        # and the program's imports are made: every command needs the one, every update the other.
+        background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bluegreen")
+        self._exported: concurrent.futures.Future | None = background.submit(_export, stack_name, self.project_dir)
+        if program:
+            background.submit(_warm_imports)
+        background.shutdown(wait=False)
         workspace = auto.LocalWorkspace(work_dir=self.project_dir, program=program)
         try:
             self.stack = auto.Stack.select(stack_name, workspace)
@@ -99,12 +109,25 @@ class StackSession:
 
     def raw_config(self) -> dict[str, Any]:
         """The app's stack config (keys without the namespace prefix, objects decoded), as the stack's
-        file holds it. With --app, the app is named like its namespace unless its config says otherwise."""
+        file holds it; a secret's value is "[secret]": no command needs one, and decrypting costs a
+        key derivation. With --app, the app is named like its namespace unless its config says otherwise."""
         if self._config is None:
-            every = {key: value.value for key, value in self.stack.get_all_config().items()}
+            every = self._stack_file_config()
+            if every is None:  # no file of its own, or an ESC environment: Pulumi merges them
+                every = {key: value.value for key, value in self.stack.get_all_config().items()}
             found = project_keys(every, self.namespace)
             self._config = {"appName": self.app, **found} if self.app and found else found
         return dict(self._config)
+
+    def _stack_file_config(self) -> dict[str, Any] | None:
+        try:
+            with open(self.config_file) as f:
+                document = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            return None
+        if not isinstance(document, dict) or "environment" in document:
+            return None
+        return {key: _hidden(value) for key, value in (document.get("config") or {}).items()}
 
     def record(self, changes: Mapping[str, Any]) -> None:
         """Write `changes` into the stack's config file: after the update that deployed them."""
@@ -124,7 +147,8 @@ class StackSession:
     @contextlib.contextmanager
     def _config_with(self, changes: Mapping[str, Any]) -> Iterator[str | None]:
         """A copy of the stack's config file with `changes` made, for one preview or update; None
-        without changes (the stack's own file is used)."""
+        without changes (the stack's own file is used). The copy is written here, with the same
+        `--path` meaning as `pulumi config set`; a change under a secret is made by Pulumi."""
         if not changes:
             yield None
             return
@@ -133,16 +157,25 @@ class StackSession:
         try:
             if os.path.exists(self.config_file):
                 shutil.copyfile(self.config_file, copy)
-            self._set_all(changes, copy)
+            if any(is_secret_path(path) for path in changes):
+                self._set_all(changes, copy)
+            else:
+                with open(copy) as f:
+                    document = yaml.safe_load(f) or {}
+                config = document.setdefault("config", {})
+                for path, value in changes.items():
+                    _set_path(config, f"{self.namespace}:{path}", value)
+                with open(copy, "w") as f:
+                    yaml.safe_dump(document, f, sort_keys=False)
             yield copy
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(copy)
 
-    def _cli(self, args: list[str]) -> None:
+    def _cli(self, args: list[str]) -> str:
         workspace = self.stack.workspace
         try:
-            workspace.pulumi_command.run(args, workspace.work_dir, dict(workspace.env_vars))
+            return workspace.pulumi_command.run(args, workspace.work_dir, dict(workspace.env_vars)).stdout
         except auto.CommandError as failure:
             locked = pulumi_lock_error(str(failure), self.name)
             if locked:
@@ -257,8 +290,8 @@ class StackSession:
     def _export(self) -> dict[str, Any]:
         """The stack's state, read once per change: every check of a command shares it."""
         if self._state is None:
-            exported = self.stack.export_stack()
-            self._state = {"version": exported.version, "deployment": exported.deployment or {}}
+            exported, self._exported = self._exported, None
+            self._state = exported.result() if exported else _export(self.name, self.project_dir)
         return self._state
 
     def history(self, limit: int = 5) -> list[dict[str, Any]]:
@@ -287,6 +320,22 @@ class StackSession:
             self.stack.import_stack(deployment)
             self._state = None
         return len(pending)
+
+
+def _export(stack_name: str, project_dir: str) -> dict[str, Any]:
+    """`pulumi stack export`, without --show-secrets: no command reads a secret from the state, and
+    decrypting them all costs as much again as the export."""
+    done = subprocess.run(["pulumi", "stack", "export", "--stack", stack_name], cwd=project_dir, capture_output=True,
+                          text=True, env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+    if done.returncode != 0:
+        raise auto.CommandError(auto.CommandResult(done.stdout, done.stderr, done.returncode))
+    return json.loads(done.stdout or "{}")
+
+
+def _warm_imports() -> None:
+    """What the program imports, imported ahead of its first run (it runs in this process)."""
+    with contextlib.suppress(Exception):  # the program's own run reports any import error
+        importlib.import_module("pulumi_kubernetes.helm.v3")
 
 
 def inline_program(project_dir: str) -> Callable[[], None] | None:
@@ -326,3 +375,25 @@ def _project_file(project_dir: str) -> dict[str, Any]:
             return yaml.safe_load(f) or {}
     return {}
 
+
+
+def _hidden(value: Any) -> Any:
+    """A stack file's config value with each secret (`{secure: CIPHERTEXT}`) as "[secret]"."""
+    if isinstance(value, dict):
+        return "[secret]" if set(value) == {"secure"} else {key: _hidden(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hidden(item) for item in value]
+    return value
+
+
+def _set_path(config: dict[str, Any], key: str, value: Any) -> None:
+    """`pulumi config set --path KEY VALUE` on a stack file's config map: "ns:green.image" sets the
+    field image of the object ns:green (made when missing)."""
+    head, *fields = key.split(".")
+    if not fields:
+        config[head] = value
+        return
+    node = config.setdefault(head, {})
+    for name in fields[:-1]:
+        node = node.setdefault(name, {})
+    node[fields[-1]] = value

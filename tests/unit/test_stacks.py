@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import yaml
+
 from bluegreen.release.stacks import StackSession
 
 
@@ -13,6 +15,10 @@ def session_in(tmp_path, calls: list[list[str]]) -> StackSession:
     class Command:
         def run(self, args, cwd, env):
             calls.append(args)
+
+            class Result:
+                stdout = ""
+            return Result()
 
     class Workspace:
         pulumi_command, work_dir, env_vars = Command(), str(tmp_path), {}
@@ -35,19 +41,48 @@ def test_a_steps_edits_are_one_pulumi_call_and_secrets_go_in_as_secrets(tmp_path
                       "--secret", "bluegreen:green.secrets.DB_PASSWORD=s3cr3t"]]
 
 
+STACK_FILE = """encryptionsalt: v1:abc
+config:
+  bluegreen:productionSlot: blue  # prod serves blue
+  bluegreen:green:
+    enabled: false
+    secrets:
+      DB_PASSWORD:
+        secure: v1:ciphertext
+"""
+
+
 def test_a_previewed_or_deploying_change_lives_in_a_copy_of_the_config_file(tmp_path):
     calls: list[list[str]] = []
     session = session_in(tmp_path, calls)
-    original = "config:\n  bluegreen:productionSlot: blue  # prod serves blue\n"
-    (tmp_path / "Pulumi.dev.yaml").write_text(original)
-    with session._config_with({"productionSlot": "green"}) as copy:
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK_FILE)
+    with session._config_with({"productionSlot": "green", "green.enabled": True, "green.image": "shop/web:2"}) as copy:
         assert copy and copy != session.config_file
         with open(copy) as f:
-            assert f.read() == original  # the fake CLI edits nothing: this is the copy Pulumi would edit
-        assert calls[-1][calls[-1].index("--config-file") + 1] == copy
-        assert calls[-1][-1] == "bluegreen:productionSlot=green"
+            document = yaml.safe_load(f)
+        assert document["encryptionsalt"] == "v1:abc"
+        assert document["config"] == {"bluegreen:productionSlot": "green", "bluegreen:green": {
+            "enabled": True, "image": "shop/web:2", "secrets": {"DB_PASSWORD": {"secure": "v1:ciphertext"}}}}
+    assert calls == []  # written here: no Pulumi process before the update
     assert not os.path.exists(copy)
-    assert (tmp_path / "Pulumi.dev.yaml").read_text() == original
+    assert (tmp_path / "Pulumi.dev.yaml").read_text() == STACK_FILE
+
+
+def test_a_change_under_a_secret_is_made_by_pulumi_as_a_secret(tmp_path):
+    calls: list[list[str]] = []
+    session = session_in(tmp_path, calls)
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK_FILE)
+    with session._config_with({"green.secrets.DB_PASSWORD": "new"}) as copy:
+        assert calls == [["config", "set-all", "--path", "--stack", "dev", "--config-file", copy,
+                          "--secret", "bluegreen:green.secrets.DB_PASSWORD=new"]]
+
+
+def test_the_config_is_read_from_the_stack_file_with_secrets_hidden(tmp_path):
+    session = session_in(tmp_path, [])
+    session.app = None
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK_FILE)
+    assert session.raw_config() == {"productionSlot": "blue",
+                                    "green": {"enabled": False, "secrets": {"DB_PASSWORD": "[secret]"}}}
 
 
 def test_without_changes_the_stack_config_file_itself_is_used(tmp_path):

@@ -69,6 +69,21 @@ def promote(settings: Settings) -> Step:
                 f"bluegreen promote: {target} ({state.image}) to prod; was {was} ({settings.slot(was).image})")
 
 
+def stage_at_prod_size(settings: Settings) -> Step | None:
+    """Before a promotion, the stage slot scaled up to prod's replica count (Argo's
+    previewReplicaCount): a slot staged small (`deploy --replicas 1`) takes prod's traffic at full
+    size. None when it already runs as many replicas as prod, or more."""
+    stage, prod = settings.stage_slot, settings.production_slot
+    wanted, has = settings.slot(prod).replicas, settings.slot(stage).replicas
+    if has >= wanted:
+        return None
+    image = settings.slot(stage).image
+    return Step("promote", stage, f"scale stage ({stage}, {image}) from {has} to prod's {wanted} replicas first",
+                {f"{stage}.replicas": wanted},
+                f"bluegreen promote: {stage} ({image}) scaled from {has} to {wanted} replicas, prod's size, "
+                "before the flip")
+
+
 def rollback(settings: Settings) -> Step:
     """Flip prod back to the other slot, which must still run."""
     target = settings.stage_slot

@@ -121,3 +121,19 @@ def test_status_says_when_prod_does_not_serve(tool, world):
     world.cluster.pod_ips["web-blue"] = []
     result = tool("status", expect=1)
     assert "prod does not serve blue" in result["error"]
+
+
+def test_promote_first_brings_a_small_stage_to_prods_size(tool, world):
+    tool("deploy", V2, "--replicas", "1")
+    result = tool("promote")
+    assert world.updates[-2]["green"]["replicas"] == 2 and world.updates[-2]["productionSlot"] == "blue"
+    assert world.messages[-2].startswith("bluegreen promote: green (registry.example.com/shop/web:2.0.0) scaled "
+                                         "from 1 to 2 replicas")
+    assert world.updates[-1]["productionSlot"] == "green" and prod_slot(world) == "green"
+    assert len(world.cluster.pod_ips["web-green"]) == 2 and result["state"]["slots"]["green"]["desired"] == 2
+
+
+def test_promote_keep_stage_size_flips_to_the_stage_as_it_is(tool, world):
+    tool("deploy", V2, "--replicas", "1")
+    tool("promote", "--keep-stage-size")
+    assert world.config["green"]["replicas"] == 1 and prod_slot(world) == "green"

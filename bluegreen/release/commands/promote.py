@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from ...config import parse
 from .. import steps
-from ..checks import verify_serving
+from ..checks import verify_serving, wait_available
 from ..session import Failed, Session, tail
 from ..stacks import say
 
@@ -17,6 +18,8 @@ HELP = "check the stage, flip prod to it, verify"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")
     parser.add_argument("--check-cmd", help="run this shell command, expect exit 0; BLUEGREEN_TARGET=stage|prod")
+    parser.add_argument("--keep-stage-size", action="store_true",
+                        help="flip to the stage slot as it is, even when it runs fewer replicas than prod")
 
 
 def run(session: Session, args: argparse.Namespace) -> None:
@@ -24,6 +27,9 @@ def run(session: Session, args: argparse.Namespace) -> None:
     session.require_true_cluster(NAME)
     previous = session.settings.production_slot
     session.require_available(step.slot, NAME)
+    grow = None if args.keep_stage_size else steps.stage_at_prod_size(session.settings)
+    if grow:
+        _scale_stage(session, grow)
     session.smoke("stage", step.slot)
     say("==> preview: only productionSlot and what follows from it may change")
     session.journal.phase("preview")
@@ -59,3 +65,16 @@ def _verified(session: Session, slot: str, update) -> str | None:
         return problem
     failures = session.smoke("prod", slot, raise_on_failure=False)
     return "; ".join(failures) if failures else None
+
+
+def _scale_stage(session: Session, grow: steps.Step) -> None:
+    """The stage slot at prod's size, Available, before the flip: an update of its own, prod untouched."""
+    say(f"==> {grow.summary}")
+    with session.watch_prod():
+        update = session.up(grow.changes, grow.message)
+    if not update.ok:
+        raise Failed(f"scaling stage to prod's size failed; prod was not touched.\n{tail(update.error)}")
+    session.settings = parse(session.stack.raw_config())
+    ready, desired = wait_available(session.kube, session.names, grow.slot, 120, say)
+    if not desired or ready != desired:
+        raise Failed(f"{grow.slot} has {ready}/{desired} available replicas after scaling; prod was not touched")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Truth:
 class Session:
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.cwd = os.getcwd()  # the user's: the inline program runs in the project's directory
         self.stack = StackSession(args.stack, args.project_dir, args.app)
         self.raw = self.stack.raw_config()
         self.settings = parse(self.raw)
@@ -154,7 +156,7 @@ class Session:
         env = {"BLUEGREEN_SLOT": slot, "BLUEGREEN_SERVICE": self.names.service(target),
                "BLUEGREEN_NAMESPACE": self.names.namespace}
         say(f"==> smoke checks against {target} ({slot})")
-        failures = smoke_checks(target, url, args.check_url, args.check_cmd, env, say)
+        failures = smoke_checks(target, url, args.check_url, args.check_cmd, env, say, cwd=self.cwd)
         if failures and raise_on_failure:
             raise steps.Refused(f"smoke checks against {target} failed: " + "; ".join(failures))
         return failures

@@ -4,12 +4,13 @@ on any failure after the flip, prod goes back to the previous slot by itself."""
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 
 from ...config import parse
 from .. import steps
 from ..checks import verify_serving, wait_available
 from ..session import Failed, Session, tail
-from ..stacks import say
+from ..stacks import Run, say
 
 NAME = "promote"
 HELP = "check the stage, flip prod to it, verify"
@@ -24,16 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(session: Session, args: argparse.Namespace) -> None:
     step = session.plan(steps.promote(session.settings))
-    session.require_true_cluster(NAME)
     previous = session.settings.production_slot
-    session.require_available(step.slot, NAME)
     grow = None if args.keep_stage_size else steps.stage_at_prod_size(session.settings)
-    if grow:
-        _scale_stage(session, grow)
-    session.smoke("stage", step.slot)
-    say("==> preview: only productionSlot and what follows from it may change")
-    session.journal.phase("preview")
-    preview = session.stack.preview(step.changes)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background:
+        previewing = None
+        if not grow:  # the preview runs while the cluster and the stage are checked: it changes nothing
+            previewing = background.submit(_preview, session, step)
+        session.require_true_cluster(NAME)
+        session.require_available(step.slot, NAME)
+        if grow:
+            _scale_stage(session, grow)
+        session.smoke("stage", step.slot)
+        preview = previewing.result() if previewing else _preview(session, step)
     unexpected = steps.unexpected_changes([(c.type, c.op, c.paths) for c in preview.changes])
     if not preview.ok or unexpected:
         reason = preview.error if not preview.ok else "; ".join(unexpected)
@@ -53,6 +56,12 @@ def run(session: Session, args: argparse.Namespace) -> None:
                          + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
         session.journal.phase("record")
         session.stack.record(step.changes)
+
+
+def _preview(session: Session, step: steps.Step) -> Run:
+    say("==> preview: only productionSlot and what follows from it may change")
+    session.journal.phase("preview")
+    return session.stack.preview(step.changes)
 
 
 def _verified(session: Session, slot: str, update) -> str | None:

@@ -117,16 +117,13 @@ class BlueGreenAppArgs:
 
 def last_update_outputs(*names: str) -> dict[str, Any]:
     """Outputs of this stack as its last update left them (None before the first one; a secret
-    output's plain value), read back through one StackReference to the stack itself,
-    synchronously, so that the program can decide before it registers anything."""
-    from pulumi.runtime.sync_await import _sync_await  # the SDK's own bridge; the call is a coroutine
-
-    own = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    found = {}
-    for name in names:
-        details = _sync_await(own.get_output_details(name))
-        found[name] = details.value if details.value is not None else details.secret_value
-    return found
+    output's plain value), synchronously, so that the program can decide before it registers
+    anything. Read with the engine's builtin function `pulumi:pulumi:readStackOutputs` (what a
+    StackReference reads, without registering one) through the SDK's public, synchronous
+    `pulumi.runtime.invoke`, which hands back secret outputs unwrapped."""
+    own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    outputs = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": own}).value["outputs"] or {}
+    return {name: outputs.get(name) for name in names}
 
 
 class BlueGreenApp(pulumi.ComponentResource):

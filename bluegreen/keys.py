@@ -172,6 +172,10 @@ def read_matching(path: str, value: Any, problems: list[Problem], pattern: re.Pa
 # --- readers for the table: a plain value, with its default as the example of the fix ---------------
 
 
+def text(key: Key, value: Any, problems: list[Problem]) -> str:
+    return read_text(key.name, value, problems, key.default or "...")
+
+
 def boolean(key: Key, value: Any, problems: list[Problem]) -> bool:
     return read_bool(key.name, value, problems)
 
@@ -194,14 +198,14 @@ def _at_path(read: Callable[[str, Any, list[Problem]], Any]) -> Read:
 
 
 def _health_path(key: Key, value: Any, problems: list[Problem]) -> str:
-    path = read_text(key.name, value, problems, key.default or "...")
+    path = text(key, value, problems)
     if not path.startswith("/") or any(c.isspace() for c in path):
         problems.append(bad(key.name, path, "an HTTP path starting with '/'", f"pulumi config set {key.name} /healthz"))
     return path
 
 
 def _tls_secret(key: Key, value: Any, problems: list[Problem]) -> str:
-    name = read_text(key.name, value, problems, key.default or "...")
+    name = text(key, value, problems)
     if name and not _DNS_NAME_RE.match(name):
         problems.append(bad(key.name, name, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
                             f"pulumi config set {key.name} web-tls"))

@@ -89,9 +89,10 @@ class BlueGreenAppArgs:
     encrypted: Collection[str] | None = None
     """The config keys Pulumi keeps encrypted (config.encrypted_keys); given, secrets kept in plain
     text are refused."""
-    config: Mapping[str, Any] = field(default_factory=dict)
-    """Stack config keys as `pulumi config` holds them (config.stack_config), passed to config.parse
-    as they are, unknown keys too (it reports them). A field set above wins over its key here."""
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """Stack config keys as `pulumi config` holds them (config.stack_config, secrets decrypted),
+    passed to config.parse as they are, unknown keys too (it reports them). A field set above wins
+    over its key here."""
 
     if TYPE_CHECKING:  # the key fields are added when the class is made, so a type checker takes any
         def __init__(self, **fields: Any) -> None: ...
@@ -122,7 +123,8 @@ def last_update_outputs(*names: str) -> dict[str, Any]:
     StackReference reads, without registering one) through the SDK's public, synchronous
     `pulumi.runtime.invoke`, which hands back secret outputs unwrapped."""
     own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    outputs = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": own}).value["outputs"] or {}
+    read = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": own})
+    outputs = (read.value or {}).get("outputs") or {}
     return {name: outputs.get(name) for name in names}
 
 

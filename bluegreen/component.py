@@ -362,6 +362,11 @@ def chart_path() -> str:
         # "./" keeps Helm from reading "bluegreen/chart" as chart "chart" of a repo named "bluegreen".
         return "./" + relative
     digest = _chart_digest(CHART_DIR)
+    own = os.path.join(project, "bluegreen", "chart")
+    if os.path.isdir(own) and _chart_digest(own) == digest:
+        # The project's own copy of this package (the release tool runs the program in its own
+        # process, with the package it was started from): the path `pulumi up` stores.
+        return "./bluegreen/chart"
     copy = os.path.join(project, ".bluegreen", f"chart-{digest}")
     if not os.path.isdir(copy):
         os.makedirs(os.path.dirname(copy), exist_ok=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -353,7 +354,7 @@ def inline_program(project_dir: str) -> Callable[[], None] | None:
         return None
     main = os.path.join(project_dir, project.get("main") or "")
     program = os.path.join(main, "__main__.py") if os.path.isdir(main) else main
-    if not os.path.isfile(program):
+    if not os.path.isfile(program) or not _same_package(project_dir):
         return None
 
     def run() -> None:
@@ -367,6 +368,29 @@ def inline_program(project_dir: str) -> Callable[[], None] | None:
             os.chdir(previous)
 
     return run
+
+
+def _same_package(project_dir: str) -> bool:
+    """A project with a `bluegreen` package of its own (this checkout, a copy of it) runs that one
+    under `pulumi up`: the program may run here only if it is the package this process runs."""
+    own = os.path.join(project_dir, PROJECT)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(own, "__init__.py")) or os.path.realpath(own) == os.path.realpath(here):
+        return True
+    return _package_digest(own) == _package_digest(here)
+
+
+def _package_digest(directory: str) -> str:
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if not name.endswith(".pyc"):
+                path = os.path.join(root, name)
+                digest.update(os.path.relpath(path, directory).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read() + b"\0")
+    return digest.hexdigest()
 
 
 def _project_file(project_dir: str) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def prod_slot(kube) -> str:
 # verify phase of a promote lasts long enough to be killed in.
 SLOW_CHECK = ["--check-cmd", "sleep 3"]
 CASES = [
-    (["promote"], "checks", 0.0),
+    (["rollback"], "checks", 0.0),
     (["promote"], "preview", 0.3),
     (["promote"], "update", 0.8),
     (["promote", *SLOW_CHECK], "verify", 3.5),
@@ -152,3 +152,11 @@ def test_a_release_command_starts_no_language_host_and_no_second_python(tool, ku
     REPORT["bluegreen promote (traced: processes counted)"].update(started)
     assert started["python_processes"] == 1 and started["python_programs"] == ["python"], started
     assert started["pulumi_processes"] >= 2, started  # the preview and the update, at least: the count is real
+
+
+def test_pulumi_preview_finds_nothing_the_tool_deployed_differently(tool):
+    """The tool runs the program in its own process; `pulumi preview`, with the language host,
+    must find the stack exactly as the tool left it (the same chart path, the same values)."""
+    stack = auto.select_stack(STACK, work_dir=tool.project_dir)
+    result = stack.preview(expect_no_changes=True, on_output=print, color="never")
+    assert set(result.change_summary) == {"same"}, result.change_summary

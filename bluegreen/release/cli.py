@@ -21,7 +21,7 @@ from typing import Any
 from ..config import ConfigError
 from .commands import COMMANDS
 from .commands.status import read_state
-from .helm import HelmFailed
+from .helm import HelmError
 from .kube import KubeError
 from .locks import StackLocked, command_lock, this_command
 from .session import Failed, Session
@@ -67,7 +67,7 @@ def _failure(error: Exception, session: Session | None, command: str) -> tuple[i
             "refused, nothing was changed" if refused else "FAILED"
     if isinstance(error, (Refused, ConfigError, NoSuchStack)):
         return 2, {"error": str(error), "refused": True}, "refused, nothing was changed"
-    if isinstance(error, (Failed, KubeError, HelmFailed)):
+    if isinstance(error, (Failed, KubeError, HelmError)):
         return getattr(error, "code", 1), {"error": str(error)}, \
             "DRIFT" if getattr(error, "code", 1) == 3 else "FAILED"
     if isinstance(error, FileNotFoundError):  # a tool is not installed

@@ -10,6 +10,7 @@ seen as it is now.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import os
 import time
@@ -19,11 +20,11 @@ from typing import Any
 
 from ..config import parse
 from ..contract import SLOTS, Names, Problem
-from ..values import chart_values
-from . import drift, steps
+from ..values import CHART_DIR, chart_values
+from . import drift, helm, manifests, steps
 from .checks import slot_readiness, smoke_checks, verify_serving
 from .journal import Journal
-from .kube import EndpointWatch, KubeClient
+from .kube import EndpointWatch, KubeClient, KubeError
 from .stacks import Run, StackSession, say
 
 
@@ -112,6 +113,43 @@ class Session:
         ready, desired = slot_readiness(self.kube, self.names, slot)
         if not desired or ready != desired:
             raise steps.Refused(f"cannot {verb}: {slot} has {ready}/{desired} available replicas")
+
+    # --- what an update would change, object by object -----------------------------------------------
+
+    def object_diff(self, changes: Mapping[str, Any]) -> list[manifests.ObjectChange]:
+        """The manifest Helm recorded for the deployed revision against the checkout's chart rendered
+        with the stack config and `changes`: what the update would add, remove and change. Secrets the
+        stack made for the slots keep the names they were deployed with (Pulumi names new ones)."""
+        names = self.names
+        records = self.kube.helm_releases(names.namespace, names.app)
+        if not records:
+            raise helm.HelmError(f"the release {names.app} has no Helm record in {names.namespace} to compare with")
+        record = helm.record_from_secret(self.kube.get(f"/api/v1/namespaces/{names.namespace}/secrets/"
+                                                       f"{records[0]['name']}") or {})
+        settings = parse(steps.apply_changes(self.raw, changes))
+        deployed = self.stack.deployed_values(names.app) or {}
+        secret_names = {slot: (deployed.get(slot) or {}).get("secretName", "") for slot in SLOTS}
+        rendered = helm.template(CHART_DIR, names.app, names.namespace, chart_values(settings, secret_names))
+        return manifests.diff(record.manifest, rendered, names.namespace)
+
+    def diff_in_background(self, changes: Mapping[str, Any]) -> concurrent.futures.Future:
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diff")
+        future = pool.submit(self.object_diff, changes)
+        pool.shutdown(wait=False)
+        return future
+
+    def show_diff(self, future: concurrent.futures.Future) -> list[manifests.ObjectChange] | None:
+        """Say what the update changes, object by object, and put it in the report; None (and why,
+        in the report) when it cannot be worked out: the preview still guards the update."""
+        try:
+            found = future.result()
+        except (helm.HelmError, manifests.ManifestError, KubeError, OSError) as error:
+            self.report["diffError"] = str(error)
+            say(f"==> what the update changes, object by object: not known ({error})")
+            return None
+        say("==> what the update changes, object by object:\n" + manifests.render_text(found).rstrip())
+        self.report["diff"] = manifests.as_json(found)
+        return found
 
     # --- a step ------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ConfigError, Settings, parse
-from ..contract import RELEASE_TYPE, SLOTS, other_slot
+from ..contract import RELEASE_TYPE, ROLES, SLOT_LABEL, SLOTS, Names, other_slot
 
 
 class Refused(Exception):
@@ -177,3 +177,19 @@ def reached(deployed: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> b
         if node != value:
             return False
     return True
+
+
+def unexpected_objects(changes: list, names: Names) -> list[str]:
+    """Given the object diff of a flip (manifests.ObjectChange), what a flip does not explain: a
+    flip changes the prod and stage Services' slot selectors and nothing else."""
+    flip = {("Service", names.service(role)) for role in ROLES}
+    problems = []
+    for change in changes:
+        if change.action != "changed":
+            problems.append(f"{change} {change.action}")
+            continue
+        explained = f"spec.selector.{SLOT_LABEL}" if (change.kind, change.name) in flip else None
+        extra = [f.path for f in change.fields if f.path != explained]
+        if extra:
+            problems.append(f"{change} changes {', '.join(extra)}")
+    return problems

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bluegreen.release import cli, session
-from tests.unit.fake_world import FakeCluster, FakeStack
+from bluegreen.release import cli, helm, session
+from tests.unit.fake_world import FakeCluster, FakeStack, fake_manifest
 
 
 @pytest.fixture
@@ -19,6 +19,8 @@ def world(monkeypatch, tmp_path):
     monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack)
     monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: cluster)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # this test's own journal and locks
+    monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
+                        fake_manifest(values))
     return stack
 
 

@@ -97,7 +97,8 @@ class FakeCluster:
         record = next((r for r in self.records if r["name"] == name), None)
         if record is None:
             return None
-        payload = base64.b64encode(gzip.compress(json.dumps({"config": record["values"]}).encode()))
+        payload = base64.b64encode(gzip.compress(json.dumps({"config": record["values"],
+                                                             "manifest": fake_manifest(record["values"])}).encode()))
         return {"data": {"release": base64.b64encode(payload).decode()}}
 
 
@@ -195,3 +196,18 @@ def _deployment(app, slot, image, replicas):
 
 def _image(deployment):
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def fake_manifest(values: dict[str, Any], probe_path: str = "/healthz") -> str:
+    """What the chart renders for `values`, reduced to what the release tool compares: the two
+    Services' selectors and each enabled slot's Deployment (helm.template in the unit tier)."""
+    app, prod = values["nameOverride"], values["productionSlot"]
+    objects = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{app}-{role}"},
+                "spec": {"selector": {"app.kubernetes.io/name": app, "slot": slot}}}
+               for role, slot in (("prod", prod), ("stage", "green" if prod == "blue" else "blue"))]
+    objects += [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"{app}-{slot}"},
+                 "spec": {"replicas": values[slot]["replicas"], "template": {"spec": {"containers": [
+                     {"name": "app", "image": values[slot]["image"],
+                      "readinessProbe": {"httpGet": {"path": probe_path}}}]}}}}
+                for slot in SLOTS if values[slot]["enabled"]]
+    return "\n---\n".join(json.dumps(o) for o in objects)

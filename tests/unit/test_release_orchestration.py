@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 
-from bluegreen.release import locks
+from bluegreen.release import helm, locks
 from bluegreen.release.commands import promote
 from bluegreen.release.stacks import Change
 from tests.unit.conftest import prod_slot
-from tests.unit.fake_world import V2, V3
+from tests.unit.fake_world import V2, V3, fake_manifest
 
 LOCK_TEXT = ("error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or "
              "delete the lock file with `pulumi cancel`.\n"
@@ -137,3 +137,27 @@ def test_promote_keep_stage_size_flips_to_the_stage_as_it_is(tool, world):
     tool("deploy", V2, "--replicas", "1")
     tool("promote", "--keep-stage-size")
     assert world.config["green"]["replicas"] == 1 and prod_slot(world) == "green"
+
+
+def test_each_step_says_what_it_changes_object_by_object(tool, world):
+    deployed = tool("deploy", V2)
+    assert [(c["action"], c["kind"], c["name"]) for c in deployed["diff"]["changes"]] == [
+        ("added", "Deployment", "web-green")]
+    promoted = tool("promote")
+    changed = {(c["kind"], c["name"]): [f["path"] for f in c["fields"]] for c in promoted["diff"]["changes"]}
+    assert changed == {("Service", "web-prod"): ["spec.selector.slot"],
+                       ("Service", "web-stage"): ["spec.selector.slot"]}
+    assert tool("diff")["diff"]["summary"] == {"changed": 0, "added": 0, "removed": 0}
+
+
+def test_promote_refuses_a_chart_edit_in_the_checkout_and_names_the_objects(tool, world, monkeypatch):
+    tool("deploy", V2)
+    monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
+                        fake_manifest(values, probe_path="/ready"))
+    result = tool("promote", expect=2)
+    assert "more objects than the flip" in result["error"]
+    assert "Deployment shop/web-blue changes spec.template.spec.containers[name=app].readinessProbe" \
+           in result["error"], result["error"]
+    assert prod_slot(world) == "blue" and world.config["productionSlot"] == "blue"
+    shown = tool("diff")["diff"]["changes"]
+    assert {(c["kind"], c["name"]) for c in shown} == {("Deployment", "web-blue"), ("Deployment", "web-green")}

@@ -21,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(session: Session, args: argparse.Namespace) -> None:
     step = session.plan(steps.deploy(session.settings, args.image, replace=args.replace, replicas=args.replicas))
+    diff = session.diff_in_background(step.changes)  # worked out while the cluster is checked
     session.require_true_cluster(NAME)
     prod = session.settings.production_slot
+    session.show_diff(diff)
     with session.watch_prod():
         update = session.up(step.changes, step.message)
         if not update.ok:

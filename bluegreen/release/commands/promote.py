@@ -29,6 +29,7 @@ def run(session: Session, args: argparse.Namespace) -> None:
     grow = None if args.keep_stage_size else steps.stage_at_prod_size(session.settings)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background:
         previewing = None
+        diff = session.diff_in_background(step.changes)
         if not grow:  # the preview runs while the cluster and the stage are checked: it changes nothing
             previewing = background.submit(_preview, session, step)
         session.require_true_cluster(NAME)
@@ -37,6 +38,14 @@ def run(session: Session, args: argparse.Namespace) -> None:
             _scale_stage(session, grow)
         session.smoke("stage", step.slot)
         preview = previewing.result() if previewing else _preview(session, step)
+    objects = session.show_diff(diff if not grow else session.diff_in_background(step.changes))
+    if objects:
+        beyond = steps.unexpected_objects(objects, session.names)
+        if beyond:
+            raise steps.Refused("the update would change more objects than the flip does (a chart edit in the "
+                                "checkout, or drift):\n" + "\n".join(f"- {line}" for line in beyond)
+                                + "\nReview it (bluegreen diff), deploy it into the idle slot or with a reviewed "
+                                "pulumi up, then promote")
     unexpected = steps.unexpected_changes([(c.type, c.op, c.paths) for c in preview.changes])
     if not preview.ok or unexpected:
         reason = preview.error if not preview.ok else "; ".join(unexpected)
@@ -83,7 +92,8 @@ def _scale_stage(session: Session, grow: steps.Step) -> None:
         update = session.up(grow.changes, grow.message)
     if not update.ok:
         raise Failed(f"scaling stage to prod's size failed; prod was not touched.\n{tail(update.error)}")
-    session.settings = parse(session.stack.raw_config())
+    session.raw = session.stack.raw_config()
+    session.settings = parse(session.raw)
     ready, desired = wait_available(session.kube, session.names, grow.slot, 120, say)
     if not desired or ready != desired:
         raise Failed(f"{grow.slot} has {ready}/{desired} available replicas after scaling; prod was not touched")

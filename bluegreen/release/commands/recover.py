@@ -69,7 +69,7 @@ def _settle_helm(session: Session, done: list[str]) -> bool:
         done.append(f"removed pending v{record['revision']}")
     last_good = settled[0]["revision"]
     say(f"==> helm rollback {names.app} {last_good}")
-    helm.rollback(names, last_good, session.settings.helm_timeout_seconds)
+    helm.rollback(names.app, last_good, names.namespace, session.settings.helm_timeout_seconds)
     done.append(f"rolled back to v{last_good}")
     rolled_back = helm.newest_release(session.kube, names)
     remove_orphans(session, rolled_back["values"] if rolled_back else {}, done)

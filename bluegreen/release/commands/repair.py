@@ -46,7 +46,8 @@ def run(session: Session, args: argparse.Namespace) -> None:
             names = session.names
             say(f"==> plan: helm upgrade {names.app} with the values the stack deployed (recreates deleted objects, "
                 "puts hand-edited fields back), then pulumi refresh")
-            helm.upgrade(names, CHART_DIR, dict(truth.deployed.values), session.settings.helm_timeout_seconds)
+            helm.upgrade(names.app, CHART_DIR, names.namespace, dict(truth.deployed.values),
+                         session.settings.helm_timeout_seconds)
             done.append(f"helm upgrade {names.app} with the deployed values")
             remove_orphans(session, dict(truth.deployed.values), done)
             _refresh(session, done)

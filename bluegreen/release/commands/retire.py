@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(session: Session, args: argparse.Namespace) -> None:
     step = session.plan(steps.retire(session.settings, slot=args.slot, keep_replicas=args.keep_replicas))
+    diff = session.diff_in_background(step.changes)  # worked out while the cluster is checked
     session.require_true_cluster(NAME)
+    session.show_diff(diff)
     with session.watch_prod():
         update = session.up(step.changes, step.message)
         if not update.ok:

@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(session: Session, args: argparse.Namespace) -> None:
     step = session.plan(steps.rollback(session.settings))
+    diff = session.diff_in_background(step.changes)  # worked out while the cluster is checked
     session.require_true_cluster(NAME)
     session.require_available(step.slot, "roll back")
+    session.show_diff(diff)
     with session.watch_prod():
         update = session.up(step.changes, step.message)
         if not update.ok:

@@ -137,7 +137,7 @@ def unexpected_changes(changes: list[tuple[str, str, list[str]]]) -> list[str]:
     does not explain. An empty list means the preview shows only the flip."""
     problems = []
     for typ, op, paths in changes:
-        if op in ("same", "read"):
+        if op in ("same", "read", "discard"):  # discard: a read resource no longer read (the old self StackReference)
             continue
         if typ == RELEASE_TYPE and op == "update":
             extra = sorted(set(paths) - FLIP_RELEASE_PATHS)

@@ -3,6 +3,7 @@
 import pytest
 
 from bluegreen.config import parse
+from bluegreen.contract import RELEASE_TYPE
 from bluegreen.release import steps
 from tests.scenarios import SCENARIOS, V1, V2
 
@@ -114,3 +115,9 @@ def test_apply_changes_edits_one_field_of_an_object():
     after = steps.apply_changes(GREEN_STAGED, {"green.image": V3})
     assert after["green"] == {"enabled": True, "image": V3, "replicas": 2}
     assert GREEN_STAGED["green"]["image"] == V2  # the input is not modified
+
+
+def test_a_read_no_longer_made_is_no_change_for_the_flip_guard():
+    """The program of an earlier version read its own outputs through a StackReference resource."""
+    assert steps.unexpected_changes([("pulumi:pulumi:StackReference", "discard", []),
+                                     (RELEASE_TYPE, "update", ["values.productionSlot"])]) == []

@@ -96,7 +96,7 @@ CASES = [
     (["rollback"], "checks", 0.0),
     (["promote"], "preview", 0.3),
     (["promote"], "update", 0.8),
-    (["promote", *SLOW_CHECK], "verify", 3.5),
+    (["promote", *SLOW_CHECK], "verify", 1.0),
     (["rollback"], "update", 0.8),
     (["rollback"], "verify", 0.0),
     (["deploy", V3, "--replace"], "update", 1.5),

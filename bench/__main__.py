@@ -65,6 +65,9 @@ def main() -> int:
     parser.add_argument("--skip-growth", action="store_true", help="without the program's cost growth")
     parser.add_argument("--skip-features", action="store_true", help="without the checks of Argo's options")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only these phases (repeatable)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also flip with the release tool of another checkout (e.g. `git worktree add DIR REV`), "
+                             "on the same stack and load: a before/after in one run")
     args = parser.parse_args()
     if args.runs < 2 or args.runs % 2:
         parser.error(f"--runs {args.runs}: allowed: an even number, 2 or more (promote, rollback, ...)")
@@ -157,7 +160,18 @@ def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress:
         def tool(kind: str, image: str) -> flips.Commands:
             return flips.shell([sys.executable, "-m", "bluegreen", kind, "--stack", STACK], env, REPO)
 
-        for method in (Method("pulumi up", up), Method("bluegreen promote/rollback", tool)):
+        methods = [Method("pulumi up", up), Method("bluegreen promote/rollback", tool)]
+        if args.baseline:
+            revision = subprocess.run(["git", "-C", args.baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                      text=True).stdout.strip() or args.baseline
+            before_env = {**env, "PYTHONPATH": os.path.abspath(args.baseline)}
+
+            def baseline(kind: str, image: str) -> flips.Commands:
+                return flips.shell([sys.executable, "-m", "bluegreen", kind, "--stack", STACK, "--project-dir", REPO],
+                                   before_env, os.path.abspath(args.baseline))
+
+            methods.append(Method(f"bluegreen before ({revision})", baseline))
+        for method in methods:
             results["flips"][method.name] = flip_all(method, ingress, args.runs)
 
         say("==> `bluegreen --help` and `bluegreen status`, as a loop would run them")

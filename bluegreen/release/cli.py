@@ -105,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bluegreen", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        command.add_arguments(commands.add_parser(name, parents=[common], help=command.HELP))
+        parser_of_command = commands.add_parser(name, parents=[common], help=command.HELP)
+        if hasattr(command, "add_arguments"):  # a command with arguments of its own
+            command.add_arguments(parser_of_command)
     return parser
 
 

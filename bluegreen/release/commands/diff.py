@@ -16,10 +16,6 @@ HELP = "what the next update changes in the cluster, object by object"
 READ_ONLY = True
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(session: Session, args: argparse.Namespace) -> None:
     found = session.show_diff(session.diff_in_background({}))
     if found is None:

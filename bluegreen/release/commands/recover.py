@@ -17,10 +17,6 @@ NAME = "recover"
 HELP = "after an interrupted update or command: clear the lock and a pending Helm revision, finish or undo it"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(session: Session, args: argparse.Namespace) -> None:
     running = [lock for lock in session.stack.locks() or [] if alive_here(lock)]
     if running:  # an update that is alive is not interrupted: clearing its lock would break it

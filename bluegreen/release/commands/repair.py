@@ -16,10 +16,6 @@ NAME = "repair"
 HELP = "bring the cluster back to what the stack deployed"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(session: Session, args: argparse.Namespace) -> None:
     session.refuse_if_interrupted(NAME)
     truth = session.truth()

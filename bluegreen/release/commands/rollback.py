@@ -12,10 +12,6 @@ NAME = "rollback"
 HELP = "flip prod back to the previous slot"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(session: Session, args: argparse.Namespace) -> None:
     step = session.plan(steps.rollback(session.settings))
     diff = session.diff_in_background(step.changes)  # worked out while the cluster is checked

@@ -20,10 +20,6 @@ HELP = "the prod and stage slots, readiness, history, and what differs from the 
 READ_ONLY = True
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def run(session: Session, args: argparse.Namespace) -> None:
     state = read_state(session)
     entry = session.journal.interrupted()

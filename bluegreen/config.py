@@ -117,6 +117,7 @@ _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"sha256:[0-9a-f]{64}"
 # Plain classes and quantifiers only: the same text is a Python, an RE2 (Helm) and an ECMA (JSON
 # Schema) pattern; the chart's values.schema.json holds it verbatim (tests/unit/test_one_truth.py).
+# Python checks every pattern with fullmatch: its `$` alone also matches before a trailing newline.
 IMAGE_PATTERN = rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*(?::{_TAG}(?:@{_DIGEST})?|@{_DIGEST})$"
 _IMAGE_RE = re.compile(IMAGE_PATTERN)
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -269,7 +270,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
         problems.append(bad("stageHost", stage_host, f"a host other than prodHost ({prod_host})",
                                 f"pulumi config set stageHost stage.{prod_host}"))
     tls_secret = get.text("tlsSecret")
-    if tls_secret and not _DNS_NAME_RE.match(tls_secret):
+    if tls_secret and not _DNS_NAME_RE.fullmatch(tls_secret):
         problems.append(bad("tlsSecret", tls_secret, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
                                 "pulumi config set tlsSecret web-tls"))
     health_path = get.text("healthPath")
@@ -416,7 +417,7 @@ def _prod_change_problems(settings: Settings, before: Mapping[str, Any]) -> list
 def _variable_name(name: Any) -> bool:
     """A name a pod gets a value under (a variable, or a secret's file): letters, digits and '_',
     not starting with a digit, and not the chart's own prefix."""
-    return bool(_ENV_NAME_RE.match(str(name))) and not str(name).startswith(RESERVED_ENV_PREFIX)
+    return bool(_ENV_NAME_RE.fullmatch(str(name))) and not str(name).startswith(RESERVED_ENV_PREFIX)
 
 
 _VARIABLE_NAME = f"letters, digits and '_', not starting with a digit or {RESERVED_ENV_PREFIX}"
@@ -508,7 +509,7 @@ def _parse_registry(value: Any, problems: list[Problem]) -> dict[str, str]:
         problems.append(bad("registry", shown, "an object with exactly server, username and password", fix))
         return {}
     server = value["server"]
-    if not isinstance(server, str) or not _REGISTRY_SERVER_RE.match(server):
+    if not isinstance(server, str) or not _REGISTRY_SERVER_RE.fullmatch(server):
         problems.append(bad("registry.server", server, "a registry host, with a port if needed", fix))
     for key in ("username", "password"):
         if not isinstance(value[key], str) or not value[key]:
@@ -537,7 +538,7 @@ def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
             continue
         item = value[key]
         pattern = _DNS_LABEL_RE if key == "namespace" else _DNS_NAME_RE
-        if not isinstance(item, str) or not pattern.match(item):
+        if not isinstance(item, str) or not pattern.fullmatch(item):
             problems.append(bad(f"gateway.{key}", item, "a lowercase DNS name" if key != "namespace" else
                                     "a namespace name (a DNS label)", f"pulumi config set --path gateway.{key} ..."))
         else:
@@ -626,7 +627,7 @@ def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> l
 
 def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
     """Names of existing kubernetes.io/dockerconfigjson Secrets in the namespace."""
-    if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_NAME_RE.match(v) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_NAME_RE.fullmatch(v) for v in value):
         problems.append(bad("imagePullSecrets", value, "a list of Secret names",
                                 "pulumi config set --path 'imagePullSecrets[0]' registry-credentials"))
         return ()
@@ -642,7 +643,7 @@ def _parse_annotations(value: Any, problems: list[Problem]) -> dict[str, str]:
         return {}
     found = {}
     for key, item in value.items():
-        if not _ANNOTATION_RE.match(str(key)) or not isinstance(item, (str, int, float, bool)):
+        if not _ANNOTATION_RE.fullmatch(str(key)) or not isinstance(item, (str, int, float, bool)):
             problems.append(bad(f"ingressAnnotations.{key}", item,
                                     "an annotation key ([prefix/]name, a name of at most 63 characters) with text",
                                     f"pulumi config rm --path 'ingressAnnotations[\"{key}\"]'"))
@@ -664,7 +665,7 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     get = _Reader({**defaults, **value}, problems, prefix=f"{name}.")
     enabled = get.boolean("enabled")
     image = get.text("image")
-    if image and not _IMAGE_RE.match(image):
+    if image and not _IMAGE_RE.fullmatch(image):
         problems.append(bad(f"{name}.image", image,
                                 "an image reference with a tag or digest, such as registry/name:1.2.3",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
@@ -693,7 +694,7 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
             continue
         result.setdefault(kind, {})
         for resource, quantity in quantities.items():
-            if resource not in RESOURCE_NAMES or not _QUANTITY_RE.match(str(quantity)):
+            if resource not in RESOURCE_NAMES or not _QUANTITY_RE.fullmatch(str(quantity)):
                 problems.append(bad(f"resources.{kind}.{resource}", quantity,
                                         f"one of {names}, as a quantity such as 100m or 128Mi", fix))
                 continue
@@ -770,9 +771,9 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
                        f"pulumi config set --path '{path}.matchLabels.app' web")
     labels, expressions = part.get("matchLabels", {}), part.get("matchExpressions", [])
     good_labels = isinstance(labels, Mapping) and all(
-        _LABEL_KEY_RE.match(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.match(v) for k, v in labels.items())
+        _LABEL_KEY_RE.fullmatch(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.fullmatch(v) for k, v in labels.items())
     good_expressions = isinstance(expressions, list) and all(
-        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"} and _LABEL_KEY_RE.match(str(e.get("key")))
+        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"} and _LABEL_KEY_RE.fullmatch(str(e.get("key")))
         and e.get("operator") in _SELECTOR_OPERATORS and isinstance(e.get("values", []), list)
         and all(isinstance(v, str) for v in e.get("values", [])) for e in expressions)
     if not good_labels or not good_expressions:
@@ -819,7 +820,7 @@ class _Reader:
 
     def matching(self, key: str, pattern: re.Pattern, allowed: str) -> str:
         value = self._get(key)
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             self._bad(key, value, allowed, DEFAULTS[key])
             return value if isinstance(value, str) else ""
         return value

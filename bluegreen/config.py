@@ -123,6 +123,7 @@ _IMAGE_RE = re.compile(IMAGE_PATTERN)
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DNS_NAME_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
 _DNS_NAME_RE = re.compile(DNS_NAME_PATTERN)
+MAX_DNS_NAME = 253  # Kubernetes' limit on a DNS name: a host, an IngressClass, a Secret, a Gateway
 # Number bounds: (lowest, highest), also in values.schema.json.
 REPLICAS = (0, 100)
 CONTAINER_PORT = (1, 65535)
@@ -270,7 +271,7 @@ def parse(raw: Mapping[str, Any], before: Mapping[str, Any] | None = None,
         problems.append(bad("stageHost", stage_host, f"a host other than prodHost ({prod_host})",
                                 f"pulumi config set stageHost stage.{prod_host}"))
     tls_secret = get.text("tlsSecret")
-    if tls_secret and not _DNS_NAME_RE.fullmatch(tls_secret):
+    if tls_secret and not _is_dns_name(tls_secret):
         problems.append(bad("tlsSecret", tls_secret, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
                                 "pulumi config set tlsSecret web-tls"))
     health_path = get.text("healthPath")
@@ -537,8 +538,8 @@ def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
         if key not in value:
             continue
         item = value[key]
-        pattern = _DNS_LABEL_RE if key == "namespace" else _DNS_NAME_RE
-        if not isinstance(item, str) or not pattern.fullmatch(item):
+        named = isinstance(item, str) and bool(_DNS_LABEL_RE.fullmatch(item)) if key == "namespace" else _is_dns_name(item)
+        if not named:
             problems.append(bad(f"gateway.{key}", item, "a lowercase DNS name" if key != "namespace" else
                                     "a namespace name (a DNS label)", f"pulumi config set --path gateway.{key} ..."))
         else:
@@ -627,7 +628,7 @@ def _routing_switch_problems(settings: Settings, before: Mapping[str, Any]) -> l
 
 def _parse_pull_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
     """Names of existing kubernetes.io/dockerconfigjson Secrets in the namespace."""
-    if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_NAME_RE.fullmatch(v) for v in value):
+    if not isinstance(value, list) or not all(_is_dns_name(v) for v in value):
         problems.append(bad("imagePullSecrets", value, "a list of Secret names",
                                 "pulumi config set --path 'imagePullSecrets[0]' registry-credentials"))
         return ()
@@ -792,6 +793,11 @@ def _is_network(text: Any) -> bool:
     return isinstance(text, str)
 
 
+def _is_dns_name(text: Any) -> bool:
+    """A lowercase DNS name Kubernetes takes (a DNS-1123 subdomain, at most 253 characters)."""
+    return isinstance(text, str) and len(text) <= MAX_DNS_NAME and bool(_DNS_NAME_RE.fullmatch(text))
+
+
 def _is_cidr_block(text: Any) -> bool:
     """A CIDR, prefix written out (what a NetworkPolicy ipBlock takes)."""
     return _is_network(text) and "/" in text
@@ -820,7 +826,7 @@ class _Reader:
 
     def matching(self, key: str, pattern: re.Pattern, allowed: str) -> str:
         value = self._get(key)
-        if not isinstance(value, str) or not pattern.fullmatch(value):
+        if not isinstance(value, str) or len(value) > MAX_DNS_NAME or not pattern.fullmatch(value):  # names all
             self._bad(key, value, allowed, DEFAULTS[key])
             return value if isinstance(value, str) else ""
         return value

@@ -37,3 +37,23 @@ def test_a_trailing_newline_is_refused(key, value):
 ])
 def test_a_trailing_newline_inside_an_object_is_refused(raw, named):
     assert f"- {named} is " in refused(raw)
+
+
+LONG_NAME = ".".join(["l" * 63] * 4)  # 255 characters of good DNS labels; Kubernetes stops at 253
+
+
+@pytest.mark.parametrize("raw,named", [
+    ({**BASE, "prodHost": LONG_NAME}, "prodHost"),
+    ({**BASE, "stageHost": LONG_NAME}, "stageHost"),
+    ({**BASE, "ingressClass": LONG_NAME}, "ingressClass"),
+    ({**BASE, "tlsSecret": LONG_NAME}, "tlsSecret"),
+    ({**BASE, "imagePullSecrets": [LONG_NAME]}, "imagePullSecrets"),
+    ({**BASE, "routing": "gateway", "gateway": {"name": LONG_NAME, "namespace": "edge"}}, "gateway.name"),
+])
+def test_a_dns_name_longer_than_kubernetes_takes_is_refused(raw, named):
+    assert f"- {named} is " in refused(raw)
+
+
+def test_a_dns_name_of_253_characters_passes():
+    name = ".".join(["l" * 63] * 3 + ["l" * 61])
+    assert len(name) == 253 and parse({**BASE, "prodHost": name}).prod_host == name

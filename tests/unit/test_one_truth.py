@@ -14,6 +14,7 @@ from bluegreen.config import (
     CONTAINER_PORT,
     DEFAULTS,
     DNS_NAME_PATTERN,
+    MAX_DNS_NAME,
     GATEWAY_KEYS,
     IMAGE_PATTERN,
     IMAGE_PULL_POLICIES,
@@ -39,6 +40,7 @@ def test_pulumi_yaml_declares_every_key_with_config_pys_default():
 def test_the_schema_holds_config_pys_patterns_and_bounds_verbatim():
     assert SLOT["image"]["pattern"] == "^$|" + IMAGE_PATTERN
     assert SCHEMA["definitions"]["hostname"]["pattern"] == DNS_NAME_PATTERN
+    assert SCHEMA["definitions"]["hostname"]["maxLength"] == MAX_DNS_NAME
     assert (SLOT["replicas"]["minimum"], SLOT["replicas"]["maximum"]) == REPLICAS
     port = SCHEMA["properties"]["containerPort"]
     assert (port["minimum"], port["maximum"]) == CONTAINER_PORT

@@ -120,6 +120,7 @@ _DIGEST = r"sha256:[0-9a-f]{64}"
 # Python checks every pattern with fullmatch: its `$` alone also matches before a trailing newline.
 IMAGE_PATTERN = rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*(?::{_TAG}(?:@{_DIGEST})?|@{_DIGEST})$"
 _IMAGE_RE = re.compile(IMAGE_PATTERN)
+MAX_IMAGE_NAME = 255  # Docker's limit on a repository name: [registry/]path, without tag and digest
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DNS_NAME_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
 _DNS_NAME_RE = re.compile(DNS_NAME_PATTERN)
@@ -669,6 +670,10 @@ def _parse_slot(name: str, value: Any, problems: list[Problem]) -> SlotSettings:
     if image and not _IMAGE_RE.fullmatch(image):
         problems.append(bad(f"{name}.image", image,
                                 "an image reference with a tag or digest, such as registry/name:1.2.3",
+                                f"pulumi config set --path {name}.image registry/name:tag"))
+    elif image and len(re.sub(r":[^/]*$", "", image.split("@")[0])) > MAX_IMAGE_NAME:  # without tag and digest
+        problems.append(bad(f"{name}.image", image, f"an image whose name ([registry/]path) is at most "
+                                f"{MAX_IMAGE_NAME} characters (the runtime cannot pull a longer one)",
                                 f"pulumi config set --path {name}.image registry/name:tag"))
     elif enabled and not image:
         problems.append(bad(f"{name}.image", image, f"an image while {name}.enabled is true",

@@ -57,3 +57,13 @@ def test_a_dns_name_longer_than_kubernetes_takes_is_refused(raw, named):
 def test_a_dns_name_of_253_characters_passes():
     name = ".".join(["l" * 63] * 3 + ["l" * 61])
     assert len(name) == 253 and parse({**BASE, "prodHost": name}).prod_host == name
+
+
+def test_an_image_whose_name_is_longer_than_docker_takes_is_refused():
+    """The pattern has no length; Docker's references stop at 255 characters for the name, so the
+    pods could never pull it (the update waited for them, then Helm rolled it back)."""
+    name = "registry.example.com/" + "/".join(["p" * 60] * 4)  # 264 characters
+    assert f"- blue.image is '{name}:1'; allowed: an image whose name" in refused(
+        {"blue": {"enabled": True, "image": f"{name}:1"}})
+    short = name[:255]
+    assert parse({"blue": {"enabled": True, "image": f"{short}:1" + "@sha256:" + "a" * 64}}).slot("blue").image

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypedDict
 
 from .contract import PROJECT, SLOTS, Problem, other_slot
@@ -131,7 +132,10 @@ CONTAINER_PORT = (1, 65535)
 _DNS_LABEL_RE = re.compile(rf"^{_DNS_LABEL}$")
 # App names become Helm release names and Deployment names (`<app>-green`): keep them short.
 _APP_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+# The quantities accepted (100m, 128Mi, 0.5), and what each suffix multiplies by.
+_QUANTITY_SUFFIXES: dict[str, Decimal | int] = {"m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                                                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_QUANTITY_RE = re.compile(rf"^[0-9]+(?:\.[0-9]+)?(?:{'|'.join(_QUANTITY_SUFFIXES)})?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGISTRY_SERVER_RE = re.compile(rf"^(?:localhost|{_HOST}(?:\.{_HOST})*)(?::[0-9]+)?$")
 RESERVED_ENV_PREFIX = "BLUEGREEN_"  # the chart sets BLUEGREEN_SLOT
@@ -539,8 +543,7 @@ def _parse_gateway(value: Any, problems: list[Problem]) -> dict[str, str]:
         if key not in value:
             continue
         item = value[key]
-        named = isinstance(item, str) and bool(_DNS_LABEL_RE.fullmatch(item)) if key == "namespace" else _is_dns_name(item)
-        if not named:
+        if not (_is_dns_label(item) if key == "namespace" else _is_dns_name(item)):
             problems.append(bad(f"gateway.{key}", item, "a lowercase DNS name" if key != "namespace" else
                                     "a namespace name (a DNS label)", f"pulumi config set --path gateway.{key} ..."))
         else:
@@ -693,6 +696,7 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
         return RESOURCES_DEFAULT
     # Like the slots (and like Helm's own values merge), fields not given keep their defaults.
     result = {kind: dict(quantities) for kind, quantities in RESOURCES_DEFAULT.items()}
+    given = set()  # (kind, resource) set in the config
     for kind, quantities in value.items():
         if kind not in ("requests", "limits") or not isinstance(quantities, Mapping):
             problems.append(bad(f"resources.{kind}", quantities, allowed,
@@ -705,7 +709,25 @@ def _parse_resources(value: Any, problems: list[Problem]) -> dict[str, dict[str,
                                         f"one of {names}, as a quantity such as 100m or 128Mi", fix))
                 continue
             result[kind][resource] = str(quantity)
+            given.add((kind, resource))
+    for resource, limit in result["limits"].items():  # Kubernetes refuses a request above its limit
+        request = result["requests"].get(resource)
+        if request is not None and _quantity(request) > _quantity(limit):
+            # Name the one the user set: the limit when only it was set, else the request.
+            only_limit = ("limits", resource) in given and ("requests", resource) not in given
+            kind, shown, other = ("limits", limit, request) if only_limit else ("requests", request, limit)
+            problems.append(bad(f"resources.{kind}.{resource}", shown,
+                                    f"{'at least' if kind == 'limits' else 'at most'} "
+                                    f"resources.{'requests' if kind == 'limits' else 'limits'}.{resource} ({other}): "
+                                    "Kubernetes refuses a request above its limit",
+                                    f"pulumi config set --path resources.{kind}.{resource} {other}"))
     return result
+
+
+def _quantity(text: str) -> Decimal:
+    """A quantity that matched _QUANTITY_RE, as a number (100m -> 0.1, 1Ki -> 1024)."""
+    number = text.rstrip("".join(_QUANTITY_SUFFIXES))
+    return Decimal(number) * _QUANTITY_SUFFIXES.get(text[len(number):], 1)
 
 
 def _parse_network_policy(value: Any, problems: list[Problem]) -> dict[str, Any]:
@@ -777,10 +799,12 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
                        f"pulumi config set --path '{path}.matchLabels.app' web")
     labels, expressions = part.get("matchLabels", {}), part.get("matchExpressions", [])
     good_labels = isinstance(labels, Mapping) and all(
-        _LABEL_KEY_RE.fullmatch(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.fullmatch(v) for k, v in labels.items())
+        _LABEL_KEY_RE.fullmatch(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.fullmatch(v)
+        for k, v in labels.items())
     good_expressions = isinstance(expressions, list) and all(
-        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"} and _LABEL_KEY_RE.fullmatch(str(e.get("key")))
-        and e.get("operator") in _SELECTOR_OPERATORS and isinstance(e.get("values", []), list)
+        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"}
+        and _LABEL_KEY_RE.fullmatch(str(e.get("key"))) and e.get("operator") in _SELECTOR_OPERATORS
+        and isinstance(e.get("values", []), list)
         and all(isinstance(v, str) for v in e.get("values", [])) for e in expressions)
     if not good_labels or not good_expressions:
         return bad(path, part, "matchLabels {label: value} and matchExpressions [{key, operator: "
@@ -796,6 +820,10 @@ def _is_network(text: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return isinstance(text, str)
+
+
+def _is_dns_label(text: Any) -> bool:
+    return isinstance(text, str) and bool(_DNS_LABEL_RE.fullmatch(text))
 
 
 def _is_dns_name(text: Any) -> bool:

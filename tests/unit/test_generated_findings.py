@@ -67,3 +67,22 @@ def test_an_image_whose_name_is_longer_than_docker_takes_is_refused():
         {"blue": {"enabled": True, "image": f"{name}:1"}})
     short = name[:255]
     assert parse({"blue": {"enabled": True, "image": f"{short}:1" + "@sha256:" + "a" * 64}}).slot("blue").image
+
+
+@pytest.mark.parametrize("resources,message", [
+    ({"requests": {"memory": "512Mi"}},  # the default limit is 256Mi
+     "- resources.requests.memory is '512Mi'; allowed: at most resources.limits.memory (256Mi)"),
+    ({"limits": {"cpu": "10m"}},  # the default request is 50m
+     "- resources.limits.cpu is '10m'; allowed: at least resources.requests.cpu (50m)"),
+    ({"requests": {"ephemeral-storage": "2Gi"}, "limits": {"ephemeral-storage": "1.5Gi"}},
+     "- resources.requests.ephemeral-storage is '2Gi'; allowed: at most resources.limits.ephemeral-storage (1.5Gi)"),
+])
+def test_a_request_above_its_limit_is_refused(resources, message):
+    """Kubernetes refuses such a Deployment: the update failed in the cluster, after it had begun."""
+    assert message in refused({**BASE, "resources": resources})
+
+
+def test_a_request_equal_to_its_limit_in_other_units_passes():
+    settings = parse({**BASE, "resources": {"requests": {"cpu": "2", "memory": "1Gi"},
+                                            "limits": {"cpu": "2000m", "memory": "1024Mi"}}})
+    assert settings.resources["limits"]["cpu"] == "2000m"

@@ -53,8 +53,9 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
 
 def version_label(image: str) -> str:
     """The app.kubernetes.io/version of a slot: its image's tag, else its digest's first 12 hex
-    digits (a label value: at most 63 characters, ending in a letter or digit)."""
+    digits (a label value: at most 63 characters, starting and ending with a letter or digit; a tag
+    may start with '_')."""
     name, _, digest = image.partition("@")
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
     label = tag or (digest.replace("sha256:", "sha256-")[:19] if digest else "")
-    return label[:63].rstrip("._-")
+    return label.lstrip("._-")[:63].rstrip("._-")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bluegreen.config import ConfigError, parse
+from bluegreen.values import version_label
 
 IMAGE = "registry.example.com/shop/web:1.4.0"
 BASE = {"blue": {"enabled": True, "image": IMAGE}}
@@ -86,3 +87,10 @@ def test_a_request_equal_to_its_limit_in_other_units_passes():
     settings = parse({**BASE, "resources": {"requests": {"cpu": "2", "memory": "1Gi"},
                                             "limits": {"cpu": "2000m", "memory": "1024Mi"}}})
     assert settings.resources["limits"]["cpu"] == "2000m"
+
+
+@pytest.mark.parametrize("tag,label", [("_rc1", "rc1"), ("__1.0-", "1.0"), ("_", ""), ("1.0", "1.0")])
+def test_a_tag_starting_with_an_underscore_makes_a_valid_version_label(tag, label):
+    """Docker allows a tag to start with '_', a Kubernetes label value does not: the chart's schema
+    (and the API server) refused the slot's version label."""
+    assert version_label(f"shop/web:{tag}") == label

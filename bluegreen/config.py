@@ -793,6 +793,12 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
         if not shape or not all(map(_is_cidr_block, [part.get("cidr"), *part.get("except", [])])):
             return bad(path, part, "{cidr, except}: CIDRs such as 10.244.0.1/32 (host bits zero)",
                            f"pulumi config set --path '{path}.cidr' 10.0.0.0/16")
+        cidr = _network(part["cidr"])
+        for index, text in enumerate(part.get("except", [])):  # Kubernetes' rule for except
+            inner = _network(text)
+            if not (cidr and inner and inner != cidr and _within(inner, cidr)):
+                return bad(f"{path}.except[{index}]", text, f"a range inside cidr {part['cidr']}, smaller than it",
+                           f"pulumi config rm --path '{path}.except[{index}]'")
         return None
     if not isinstance(part, Mapping) or set(part) - {"matchLabels", "matchExpressions"}:
         return bad(path, part, "a label selector {matchLabels, matchExpressions} ({} selects all)",
@@ -805,21 +811,39 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
         isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"}
         and _LABEL_KEY_RE.fullmatch(str(e.get("key"))) and e.get("operator") in _SELECTOR_OPERATORS
         and isinstance(e.get("values", []), list)
-        and all(isinstance(v, str) for v in e.get("values", [])) for e in expressions)
+        and all(isinstance(v, str) and _LABEL_VALUE_RE.fullmatch(v) for v in e.get("values", []))
+        # Kubernetes' rule: In and NotIn need values, Exists and DoesNotExist take none.
+        and bool(e.get("values")) == (e.get("operator") in ("In", "NotIn")) for e in expressions)
     if not good_labels or not good_expressions:
         return bad(path, part, "matchLabels {label: value} and matchExpressions [{key, operator: "
-                       f"{'/'.join(_SELECTOR_OPERATORS)}, values}}] with Kubernetes label keys and values",
+                       f"{'/'.join(_SELECTOR_OPERATORS)}, values}}] with Kubernetes label keys and values "
+                       "(values for In and NotIn, none for Exists and DoesNotExist)",
                        f"pulumi config set --path '{path}.matchLabels.app' web")
     return None
 
 
 def _is_network(text: Any) -> bool:
-    """An IP address or a CIDR with no host bits set (IPv4 or IPv6)."""
+    """An IP address or a CIDR with no host bits set (IPv4 or IPv6), without an IPv6 zone
+    ("fe80::1%eth0": Python takes it, Traefik and Kubernetes do not)."""
+    return _network(text) is not None
+
+
+def _network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if not isinstance(text, str) or "%" in text:
+        return None
     try:
-        ipaddress.ip_network(text, strict=True)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(text, str)
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return None
+
+
+def _within(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False  # another family
 
 
 def _is_dns_label(text: Any) -> bool:

@@ -94,3 +94,44 @@ def test_a_tag_starting_with_an_underscore_makes_a_valid_version_label(tag, labe
     """Docker allows a tag to start with '_', a Kubernetes label value does not: the chart's schema
     (and the API server) refused the slot's version label."""
     assert version_label(f"shop/web:{tag}") == label
+
+
+def test_an_ipv6_zone_is_not_a_source_range():
+    """Python's ipaddress takes "fe80::1%eth0"; Traefik's ipAllowList (Go's net package) does not,
+    so the stage's Middleware was broken and its route refused."""
+    raw = {**BASE, "stageAccess": "restricted", "stageAllowFrom": ["10.0.0.0/8", "fe80::1%eth0"]}
+    assert "- stageAllowFrom[1] is 'fe80::1%eth0'; allowed: an IP address or a CIDR" in refused(raw)
+
+
+@pytest.mark.parametrize("block,named", [
+    ({"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}, "except[0]"),  # outside
+    ({"cidr": "10.0.0.0/16", "except": ["10.0.0.0/24", "10.0.0.0/16"]}, "except[1]"),  # not smaller
+    ({"cidr": "10.0.0.0/16", "except": ["2001:db8::/64"]}, "except[0]"),  # another family
+])
+def test_an_ip_block_except_must_lie_inside_its_cidr(block, named):
+    """Kubernetes refuses a NetworkPolicy whose except is not a strict subset of its cidr."""
+    raw = {**BASE, "networkPolicy": {"from": [{"ipBlock": block}]}}
+    assert f"- networkPolicy.from[0].ipBlock.{named} is " in refused(raw)
+
+
+def test_an_ip_block_except_inside_its_cidr_passes():
+    block = {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24", "10.0.255.255/32"]}
+    assert parse({**BASE, "networkPolicy": {"from": [{"ipBlock": block}]}}).network_policy["from"] == [
+        {"ipBlock": block}]
+
+
+@pytest.mark.parametrize("expression", [
+    {"key": "app", "operator": "In"}, {"key": "app", "operator": "NotIn", "values": []},
+    {"key": "app", "operator": "Exists", "values": ["web"]}, {"key": "app", "operator": "DoesNotExist", "values": [""]},
+    {"key": "app", "operator": "In", "values": ["not a label value"]},
+])
+def test_a_selector_expression_kubernetes_refuses_is_refused(expression):
+    raw = {**BASE, "networkPolicy": {"from": [{"podSelector": {"matchExpressions": [expression]}}]}}
+    assert "- networkPolicy.from[0].podSelector is " in refused(raw)
+
+
+def test_selector_expressions_kubernetes_takes_pass():
+    expressions = [{"key": "app", "operator": "In", "values": ["web", ""]}, {"key": "team", "operator": "Exists"},
+                   {"key": "tier", "operator": "DoesNotExist", "values": []}]
+    raw = {**BASE, "networkPolicy": {"from": [{"podSelector": {"matchExpressions": expressions}}]}}
+    assert parse(raw).network_policy["from"][0]["podSelector"]["matchExpressions"] == expressions

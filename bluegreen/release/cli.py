@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 from ..config import SLOTS, ConfigError, parse
 from ..contract import Names
@@ -44,7 +44,13 @@ class Drifted(Failed):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as usage:  # a bad command line is refused like any other bad input, JSON included
+        say(f"bluegreen: refused, nothing was changed: {usage}")
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            print(json.dumps({"command": usage.command, "ok": False, "refused": True, "error": str(usage)}, indent=2))
+        return 2
     started = time.monotonic()
     result: dict[str, Any] = {"command": args.command, "stack": args.stack}
     release: Release | None = None
@@ -431,8 +437,25 @@ def _one_at_a_time(release: Release, args: argparse.Namespace):
         yield
 
 
+class UsageError(Exception):
+    """The command line is not one the tool takes: what is wrong, then the usage."""
+
+    def __init__(self, message: str, command: str | None):
+        super().__init__(message)
+        self.command = command
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises UsageError (argparse would print and exit 2 with
+    no JSON); subcommands' parsers are of the same class, named "bluegreen COMMAND"."""
+
+    def error(self, message: str) -> NoReturn:
+        words = self.prog.split()
+        raise UsageError(f"{message}\n{self.format_usage().strip()}", words[1] if len(words) > 1 else None)
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--stack", default=os.environ.get("BLUEGREEN_STACK", "staging"),
                         help="Pulumi stack (environment); default: staging")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -440,11 +463,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--app", help="in a stack with several BlueGreenApps, the one to work on (its stack "
                         "config is the namespace named like it: APP:productionSlot, ...)")
     common.add_argument("--kubeconfig", help="kubeconfig to read the cluster with (default: $KUBECONFIG)")
-    checks = argparse.ArgumentParser(add_help=False)
+    checks = _Parser(add_help=False)
     checks.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")
     checks.add_argument("--check-cmd", help="run this shell command, expect exit 0; BLUEGREEN_TARGET=stage|prod")
 
-    parser = argparse.ArgumentParser(prog="bluegreen", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="bluegreen", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("status", parents=[common], help="the live and stage slots, readiness, history")
     deploy = commands.add_parser("deploy", parents=[common], help="deploy IMAGE into the idle slot")

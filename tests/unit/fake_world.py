@@ -118,6 +118,15 @@ class FakeStack:
         if self.backend_locks:
             raise held_by(self.backend_locks, self.name)
 
+    def locks(self):
+        return self.backend_locks
+
+    def cancel(self):
+        self.cancelled = True  # `pulumi cancel`: succeeds with or without a lock
+
+    def clear_pending_operations(self):
+        return 0  # an update in memory is never interrupted
+
     def raw_config(self):
         return copy.deepcopy(self.config)
 
@@ -188,3 +197,12 @@ def _deployment(app, slot, image, replicas):
 
 def _image(deployment):
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def install(monkeypatch, stack: FakeStack) -> FakeStack:
+    """Point the release tool (bluegreen.release.cli) at this stack and its cluster."""
+    from bluegreen.release import cli
+
+    monkeypatch.setattr(cli, "StackSession", lambda name, project_dir=None, app=None: stack)
+    monkeypatch.setattr(cli, "KubeClient", lambda kubeconfig=None: stack.cluster)
+    return stack

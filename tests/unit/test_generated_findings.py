@@ -4,10 +4,14 @@ and would have failed only later, in the cluster or in the middle of a release."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bluegreen.config import ConfigError, parse
+from bluegreen.release import cli
 from bluegreen.values import version_label
+from tests.unit.fake_world import V2, FakeCluster, FakeStack, install
 
 IMAGE = "registry.example.com/shop/web:1.4.0"
 BASE = {"blue": {"enabled": True, "image": IMAGE}}
@@ -135,3 +139,35 @@ def test_selector_expressions_kubernetes_takes_pass():
                    {"key": "tier", "operator": "DoesNotExist", "values": []}]
     raw = {**BASE, "networkPolicy": {"from": [{"podSelector": {"matchExpressions": expressions}}]}}
     assert parse(raw).network_policy["from"][0]["podSelector"]["matchExpressions"] == expressions
+
+
+@pytest.fixture
+def world(monkeypatch):
+    stack = FakeStack(FakeCluster())
+    stack.up()
+    return install(monkeypatch, stack)
+
+
+@pytest.mark.parametrize("argv", [
+    ["deploy", V2, "--replicas", "0"], ["deploy", V2, "--replicas", "101"], ["retire", "--keep-replicas", "101"]])
+def test_a_replica_count_out_of_range_is_refused_naming_the_flag(world, capsys, argv):
+    """`deploy --replicas 0` used to deploy a slot without pods, wait 60 s for it to become
+    Available and 30 s for stage's endpoints, then fail with the update already made."""
+    assert cli.main([*argv, "--json"]) == 2
+    result = json.loads(capsys.readouterr().out)
+    flag = argv[-2]
+    assert result["refused"] is True and result["error"].startswith(f"{flag} is {argv[-1]}; allowed: "), result
+    assert len(world.updates) == 1 and world.config["green"]["enabled"] is False
+
+
+@pytest.mark.parametrize("argv,command", [
+    (["deploy", "--json"], "deploy"), (["retire", "--slot", "purple", "--json"], "retire"),
+    (["promte", "--json"], None), (["--json", "status"], None), (["deploy", V2, "--replicas", "x", "--json"], "deploy"),
+])
+def test_a_bad_command_line_is_a_refusal_with_json(world, capsys, argv, command):
+    """argparse printed its usage and exited 2 without the JSON --json asks for."""
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result == {"command": command, "ok": False, "refused": True, "error": result["error"]}
+    assert "usage: bluegreen" in result["error"] and "refused, nothing was changed" in err

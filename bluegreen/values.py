@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +51,16 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
                         "version": version_label(state.image),
                         "secretName": (secret_names or {}).get(slot, "")}
     return values
+
+
+def helm_json(values: Any) -> str:
+    """Values (or any JSON data) as text for Helm's YAML parser (`helm --values`; kube-score's is
+    the same): JSON, so every string stays quoted (YAML would read a bare y, 0 or null as a boolean,
+    a number or nothing), with non-ASCII written as UTF-8 rather than \\u escapes (the parser cannot
+    join an escaped surrogate pair), and the characters YAML folds or refuses when raw (C1 controls,
+    NEL, line separators, BOM) escaped."""
+    return re.sub(r"[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]", lambda m: f"\\u{ord(m[0]):04x}",
+                  json.dumps(values, ensure_ascii=False))
 
 
 def version_label(image: str) -> str:

@@ -82,8 +82,11 @@ PRINTABLE = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size
 _SHORT_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 # Now and then a label of 50-63 characters, so that names cross Kubernetes' 253.
 DNS_LABEL = st.one_of(_SHORT_LABEL, _SHORT_LABEL, _SHORT_LABEL, st.integers(50, 63).map(lambda n: "l" * n))
+# Words YAML reads as something other than text (a number, a boolean, null) when a template does
+# not quote them: good names all the same.
+YAML_WORDS = ("0", "010", "1e3", "1.5", "0x1f", "true", "null", "yes", "on", "n", "y", "off", "no", "false")
 # A DNS name: good while Kubernetes takes it as a host or an object name (at most 253 characters).
-DNS_NAME = st.lists(DNS_LABEL, min_size=1, max_size=5).map(".".join).map(
+DNS_NAME = st.one_of(st.lists(DNS_LABEL, min_size=1, max_size=5).map(".".join), st.sampled_from(YAML_WORDS)).map(
     lambda name: V(name, kube_rules.dns_subdomain(name), name))
 BAD_DNS_NAMES = ["", "Shop.example.com", "shop_example.com", "shop.example.com.", "*.example.com",
                  "shop..example.com", "-shop.example.com", "shop.example.com\n", " shop.example.com",
@@ -118,7 +121,8 @@ def choice_text(choices: tuple[str, ...]) -> Pool:
 
 
 APP_NAME = Pool(
-    good(st.from_regex(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", fullmatch=True)),
+    st.one_of(good(st.from_regex(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", fullmatch=True)),
+              good(st.sampled_from([w for w in YAML_WORDS if w[0].isalpha()]))),
     bad(st.sampled_from(["", "Web", "1web", "web-", "-web", "web_app", "web.app", "web\n", "wéb", "a" * 41,
                          "web app"])))
 NAMESPACE = Pool(
@@ -193,8 +197,8 @@ def whole_value(low: int, high: int) -> Pool:
                       st.integers(min_value=high + 1), st.integers(max_value=low - 1))))
 
 
-ENV_NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True).filter(
-    lambda n: not n.startswith("BLUEGREEN_"))
+ENV_NAME = st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True).filter(
+    lambda n: not n.startswith("BLUEGREEN_")), st.sampled_from(["y", "N", "ON", "Off", "NULL", "True", "no"]))
 BAD_ENV_NAMES = ["1X", "A-B", "BLUEGREEN_SLOT", "BLUEGREEN_X", "A B", "", "A\nB", "é"]
 ENV_VALUE = st.one_of(TEXT, st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
                       st.booleans())

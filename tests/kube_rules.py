@@ -146,7 +146,18 @@ def object_problems(obj: dict) -> list[str]:
     for host in spec.get("hostnames", []) if kind == "HTTPRoute" else []:
         if not dns_subdomain(host):
             problems.append(f"{where}: hostname {host!r}")
+    for ref in spec.get("parentRefs", []) if kind == "HTTPRoute" else []:
+        if not dns_subdomain(ref.get("name")) or not dns_label(ref.get("namespace", "default")) \
+                or not dns_subdomain(ref.get("sectionName", "s")):
+            problems.append(f"{where}: parentRef {ref}")
+    if kind == "Ingress" and not dns_subdomain(spec.get("ingressClassName")):
+        problems.append(f"{where}: ingressClassName {spec.get('ingressClassName')!r}")
+    for tls in spec.get("tls", []) if kind == "Ingress" else []:
+        if not dns_subdomain(tls.get("secretName")) or not all(map(dns_subdomain, tls.get("hosts", []))):
+            problems.append(f"{where}: tls {tls}")
     for container in ((template or {}).get("spec") or {}).get("containers", []):
+        problems += [f"{where}: env name {e.get('name')!r}" for e in container.get("env", [])
+                     if not isinstance(e.get("name"), str) or not e["name"]]
         image = container.get("image", "")
         if not image or image != image.strip():
             problems.append(f"{where}: image {image!r}")

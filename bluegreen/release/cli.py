@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from ..config import SLOTS, ConfigError, parse
 from ..contract import Names
-from ..values import CHART_DIR, chart_values
+from ..values import CHART_DIR, chart_values, helm_json
 from . import drift, plan
 from .checks import slot_readiness, smoke_checks, verify_serving, wait_available
 from .kube import EndpointWatch, KubeClient, KubeError
@@ -356,8 +356,8 @@ class Release:
 
     def _helm_upgrade(self, values: dict[str, Any]) -> None:
         """Helm's three-way merge against the live objects, with the values the stack deployed."""
-        with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-            json.dump(values, file)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file:
+            file.write(helm_json(values))
             file.flush()
             upgraded = subprocess.run(["helm", "upgrade", self.names.app, CHART_DIR, "-n", self.names.namespace,
                                        # --atomic: an upgrade that fails is rolled back, not left half-done

@@ -89,6 +89,9 @@ CRITICAL finding.
 {{- $checks = append $checks "container-resources" }}
 {{- end }}
 {{- $checks = append $checks "deployment-has-host-podantiaffinity" }}
+{{- if not $v.readOnlyRootFilesystem }}
+{{- $checks = append $checks "container-security-context-readonlyrootfilesystem" }}
+{{- end }}
 {{- end }}
 {{- join "," $checks }}
 {{- end }}

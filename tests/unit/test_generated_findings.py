@@ -171,3 +171,26 @@ def test_a_bad_command_line_is_a_refusal_with_json(world, capsys, argv, command)
     result = json.loads(out)
     assert result == {"command": command, "ok": False, "refused": True, "error": result["error"]}
     assert "usage: bluegreen" in result["error"] and "refused, nothing was changed" in err
+
+
+@pytest.mark.parametrize("stack", ["../escape", "a b"])
+def test_a_stack_name_pulumi_does_not_take_is_a_refusal_naming_it(tmp_path, stack):
+    """The fake world takes any --stack; the real one ended with exit 1 and a CommandError dump."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    (tmp_path / "Pulumi.yaml").write_text("name: bluegreen\nruntime: python\n")
+    tools = subprocess.run([str(REPO_ROOT / "scripts" / "toolchain.sh"), "--print-path"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "x",
+           "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": f"{tools}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "bluegreen", "rollback", "--stack", stack, "--json", "--project-dir",
+                           str(tmp_path)], capture_output=True, text=True, env=env)
+    if "pulumi is not installed" in done.stdout:
+        pytest.skip("no pulumi CLI on PATH: scripts/toolchain.sh pulumi builds it")
+    result = json.loads(done.stdout)
+    assert done.returncode == 2 and result["refused"] is True, done.stderr
+    assert result["error"].startswith(f"--stack {stack!r} cannot be selected in ") and "CommandError" not in done.stderr

@@ -33,6 +33,12 @@ CGROUP_ROOT=/bluegreen
 EGRESS_CHAIN=BLUEGREEN-EGRESS
 NO_REGISTRY=http://127.0.0.1:9
 KUBELET_PORT=20250 KUBELET_HEALTHZ_PORT=20248 PROXY_HEALTHZ_PORT=20256 PROXY_METRICS_PORT=20249
+# Where programs keep state outside a project's own dirs: the snapshot lists every name and type
+# under them, but not inside these entries of /var/lib, whose contents the OS and its services
+# change by themselves (package managers, systemd, a database, desktop catalogs).
+WATCHED_TREES=(/var/lib /etc/cni /opt/cni)
+SELF_CHANGING=(apt dpkg ucf man-db python sgml-base xml-core vim pam swcatalog PackageKit systemd dbus polkit-1
+  private logrotate postgresql)
 # kubelet changes these (it needs them for its OOM and panic policy); `down` restores them.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset)
@@ -458,6 +464,12 @@ snapshot() {
     for path in /var/log/containers /var/log/pods /run/netns /run/containerd "$ROOT" "$RUN"; do
       if [[ -e $path || -L $path ]]; then echo "path $path"; fi
     done
+    # Names and types (d directory, f file, l link, s socket, ...), not contents. Our own ROOT is
+    # the `path` above.
+    local skip
+    skip=$(IFS='|'; echo "${SELF_CHANGING[*]}")
+    find "${WATCHED_TREES[@]}" -regextype posix-extended \( -path "$ROOT" -o -regex "/var/lib/($skip)/.+" \) -prune \
+      -o -printf 'fs %y %p\n' 2>/dev/null
     # Process names (comm, at most 15 characters) of the node, the control plane and the ingress.
     # (Not zombies: a process that has exited waits there until PID 1 reaps it.)
     ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-router|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|pause|app' | sed 's/^/process /'

@@ -39,6 +39,10 @@ KUBELET_PORT=20250 KUBELET_HEALTHZ_PORT=20248 PROXY_HEALTHZ_PORT=20256 PROXY_MET
 WATCHED_TREES=(/var/lib /etc/cni /opt/cni)
 SELF_CHANGING=(apt dpkg ucf man-db python sgml-base xml-core vim pam swcatalog PackageKit systemd dbus polkit-1
   private logrotate postgresql)
+# Outside our own dirs, whatever we configure, the node's programs write here: kubelet its device
+# plugin socket (/var/lib/kubelet/device-plugins, a path fixed in kubelet), containerd's CNI library
+# its results cache (/var/lib/cni). `up` records what is there; `down` removes only what was not.
+FOREIGN_STATE=(/var/lib/kubelet /var/lib/cni /etc/cni /opt/cni)
 # kubelet changes these (it needs them for its OOM and panic policy); `down` restores them.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset)
@@ -208,6 +212,7 @@ record_host() {
   [[ -d /run/containerd ]] && touch "$HOST_BEFORE/run-containerd"
   nft list tables 2>/dev/null >"$HOST_BEFORE/nft-tables" || true
   ls /run/netns 2>/dev/null >"$HOST_BEFORE/netns" || true
+  find "${FOREIGN_STATE[@]}" 2>/dev/null >"$HOST_BEFORE/foreign-state" || true # (some do not exist)
 }
 
 restore_host() {
@@ -234,6 +239,16 @@ restore_host() {
     nft delete table $table 2>/dev/null || true
   done < <(nft list tables 2>/dev/null)
   [[ -f $HOST_BEFORE/run-netns ]] || rmdir /run/netns 2>/dev/null || true
+  # What the node's programs wrote outside our dirs and was not there before `up`, deepest first
+  # (a directory goes only once it is empty: it never takes along what was there before). A node
+  # started before `up` kept this record has none: then nothing is removed.
+  local path
+  if [[ -f $HOST_BEFORE/foreign-state ]]; then
+    while read -r path; do
+      grep -qxF "$path" "$HOST_BEFORE/foreign-state" && continue
+      if [[ -d $path && ! -L $path ]]; then rmdir "$path" 2>/dev/null || true; else rm -f "$path"; fi
+    done < <(find "${FOREIGN_STATE[@]}" 2>/dev/null | sort -r)
+  fi
   # containerd 1.6 keeps its shims' sockets in /run/containerd/s whatever its state dir is.
   [[ -f $HOST_BEFORE/run-containerd ]] || rm -rf /run/containerd
 }

@@ -46,10 +46,10 @@ FOREIGN_STATE=(/var/lib/kubelet /var/lib/cni /etc/cni /opt/cni)
 # kubelet changes these (it needs them for its OOM and panic policy); `down` restores them.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset)
+LOGS=$CONF/logs/ # for wait_for
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
-
-say() { echo "==> $*" >&2; }
-die() { echo "node: error: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # --- can this machine run containers? --------------------------------------------------------
 
@@ -300,7 +300,7 @@ make_cgroup_root() {
 # --- processes -------------------------------------------------------------------------------
 
 pidfile() { echo "$RUN/$1.pid"; }
-running() { local p; p=$(cat "$(pidfile "$1")" 2>/dev/null) && [[ -d /proc/$p ]] && [[ $(awk '{print $3}' "/proc/$p/stat") != Z ]]; }
+running() { local p; p=$(cat "$(pidfile "$1")" 2>/dev/null) && alive "$p"; }
 
 # start NAME COMMAND...: in its own session, logging to .state/node/logs/NAME.log.
 start() {
@@ -314,21 +314,11 @@ stop() {
   local name=$1 pid t0=$SECONDS
   pid=$(cat "$(pidfile "$name")" 2>/dev/null) || return 0
   kill "$pid" 2>/dev/null || true
-  while [[ -d /proc/$pid ]] && ((SECONDS - t0 < 15)); do sleep 0.3; done
+  while alive "$pid" && ((SECONDS - t0 < 15)); do sleep 0.3; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$(pidfile "$name")"
 }
 
-wait_for() {
-  local what=$1 timeout=$2 t0=$SECONDS; shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - t0 < timeout)) || die "timed out after ${timeout}s waiting for $what (logs: $CONF/logs/)"
-    sleep 0.5
-  done
-  say "$what ($((SECONDS - t0)) s)"
-}
-
-kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 node_ready() { kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s; }
 
 # --- up / down -------------------------------------------------------------------------------

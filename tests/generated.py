@@ -698,6 +698,8 @@ def last_update(draw, meaning: dict[str, Any]) -> dict[str, Any]:
         digests[slot] = {k: digest(v) for k, v in (effective(meaning, slot, "secrets") or {}).items()}
         if draw(chance(15)):
             digests[slot]["ROTATED"] = digest("old value")
+    if not any(slots.values()):  # an update always deployed its production slot
+        slots[draw(st.sampled_from(["blue", "green"]))] = {"image": draw(st.sampled_from(POOL))}
     outputs: dict[str, Any] = {"slots": slots}
     if draw(chance(85)):
         outputs["secretDigests"] = digests

@@ -4,6 +4,7 @@
 #   make e2e           the end-to-end tier only, building whatever it needs
 #   make up            deploy the `staging` stack (local cluster unless KUBECONFIG is yours)
 #   make shell         a shell where the README's plain `pulumi`/`kubectl`/`helm` commands work
+#   make pulumi-yaml   write Pulumi.yaml's config block from the key table (bluegreen/keys.py)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -13,7 +14,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lint helm chart-tools tools test e2e up down cluster-up cluster-down shell bench clean
+.PHONY: help venv lint pulumi-yaml helm chart-tools tools test e2e up down cluster-up cluster-down shell bench clean
 
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
@@ -37,6 +38,11 @@ lint: venv
 	@$(VENV)/bin/ruff check --quiet
 	@$(VENV)/bin/mypy
 	@shellcheck -x $(SHELL_SCRIPTS)
+
+# Pulumi.yaml declares every key (what `pulumi config` shows); the declarations are the key table's.
+pulumi-yaml: venv
+	@$(PY) -c 'import pathlib; from bluegreen.keys import declared_config; p = pathlib.Path("Pulumi.yaml"); \
+	  t = p.read_text(); p.write_text(t[:t.index("\nconfig:\n") + 1] + declared_config())'
 
 helm:
 	@scripts/toolchain.sh helm

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from bench import argo, argo_features, breakdown, flips, growth
+from bench import argo, argo_features, breakdown, counts, flips, growth, timeline
 from bluegreen.config import parse
 from bluegreen.release.kube import KubeClient
 from bluegreen.values import chart_values
@@ -49,7 +49,7 @@ class Method:
     """How one method sends prod to a version (`flip`), and what it does untimed before that
     (`prepare`: only Argo, whose idle version is not kept at rest behind stage)."""
     name: str
-    flip: Callable[[str, str], Callable[[], None]]  # (kind, image) -> the flip's commands
+    flip: Callable[[str, str], flips.Commands]  # (kind, image) -> the flip's commands
     prepare: Callable[[str, str], None] = lambda kind, image: None
 
 
@@ -85,9 +85,11 @@ def main() -> int:
     finally:
         if started_here:
             subprocess.run([cluster, "down"], env=env)
+    os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
+    picture = _timelines(results) if results["flips"] else None
     path = _write(results)
     _print_table(results)
-    print(f"\nfull results: {path}")
+    print(f"\nfull results: {path}" + (f"\nthe switch, pictured: {picture}" if picture else ""))
     return 0
 
 
@@ -123,7 +125,15 @@ def flip_all(method: Method, ingress: str, runs: int) -> dict:
         f = measured[-1]
         say(f"    {kind:8} -> {f.version}: switched {f.switch_s:5.2f} s, command {f.command_s:5.2f} s, "
             f"{f.sent} requests, {f.failed} failed" + (f" {f.failures} at {f.failed_at_s} s" if f.failed else ""))
-    return flips.summarize(measured)
+    summary = flips.summarize(measured)
+    if counts.available():  # one more promote and rollback, traced: the processes each starts
+        summary["processes"] = {}
+        for kind, image in (("promote", NEW), ("rollback", OLD)):
+            method.prepare(kind, image)
+            summary["processes"][kind] = counts.count(method.flip(kind, image))
+            flips.wait_serving(ingress, PROD_HOST, VERSION[image])
+        say(f"    processes per flip: {summary['processes']}")
+    return summary
 
 
 def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: str, results: dict) -> None:
@@ -139,16 +149,19 @@ def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress:
             run([*pulumi, "config", "set", "--path", key, value, "--stack", STACK], env)
         run([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env)
 
-        def up(kind: str, image: str) -> Callable[[], None]:
+        def up(kind: str, image: str) -> flips.Commands:
             return flips.in_order(
                 flips.shell([*pulumi, "config", "set", "productionSlot", SLOT_OF[image], "--stack", STACK], env, REPO),
                 flips.shell([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK], env, REPO))
 
-        def tool(kind: str, image: str) -> Callable[[], None]:
+        def tool(kind: str, image: str) -> flips.Commands:
             return flips.shell([sys.executable, "-m", "bluegreen", kind, "--stack", STACK], env, REPO)
 
         for method in (Method("pulumi up", up), Method("bluegreen promote/rollback", tool)):
             results["flips"][method.name] = flip_all(method, ingress, args.runs)
+
+        say("==> `bluegreen --help` and `bluegreen status`, as a loop would run them")
+        results["cli"] = _cli_times(env, 5)
 
         say("==> where the time of one `pulumi up` flip goes (engine log, -v=9)")
         run([*pulumi, "config", "set", "productionSlot", "green", "--stack", STACK], env)
@@ -171,11 +184,11 @@ def helm_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: s
         run(["helm", "upgrade", "--install", "web", "./bluegreen/chart", "-n", HELM_NS, "--create-namespace",
              "-f", values, "--reset-values", "--wait", "--timeout", "120s"], env)
 
-        def helm(kind: str, image: str) -> Callable[[], None]:
+        def helm(kind: str, image: str) -> flips.Commands:
             return flips.shell(["helm", "upgrade", "web", "./bluegreen/chart", "-n", HELM_NS, "--reuse-values",
                                 "--set", f"productionSlot={SLOT_OF[image]}"], env, REPO)
 
-        def patch(kind: str, image: str) -> Callable[[], None]:
+        def patch(kind: str, image: str) -> flips.Commands:
             prod, stage = SLOT_OF[image], SLOT_OF[OLD if image == NEW else NEW]
             return flips.in_order(*[
                 flips.shell(["kubectl", "patch", "service", f"web-{role}", "-n", HELM_NS, "--type", "merge", "-p",
@@ -216,7 +229,7 @@ def argo_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: s
 
             # A rollback to the old version while it is still up (scaleDownDelaySeconds) is a "fast
             # rollback" in Argo: `undo` alone switches prod, with no pause to promote.
-            def promote(kind: str, image: str) -> Callable[[], None]:
+            def promote(kind: str, image: str) -> flips.Commands:
                 return flips.shell(argo.plugin("promote" if kind == "promote" else "undo", argo.NAME), env, REPO)
 
             name = "argo rollouts promote/undo"
@@ -240,6 +253,19 @@ def argo_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: s
         kube.request("DELETE", f"/api/v1/namespaces/{argo.NAMESPACE}")
         _wait_gone(kube, f"/api/v1/namespaces/{argo.NAMESPACE}")
         controller.remove_crds()
+
+
+def _cli_times(env: dict, runs: int) -> dict:
+    """Median seconds of `bluegreen --help` and `bluegreen status` (the bench stack), whole processes."""
+    seconds = {}
+    for name, command in (("--help", ["--help"]), ("status", ["status", "--stack", STACK])):
+        times = []
+        for _ in range(runs):
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-m", "bluegreen", *command], env=env, cwd=REPO, capture_output=True)
+            times.append(time.monotonic() - started)
+        seconds[name] = round(statistics.median(times), 3)
+    return {"runs": runs, "seconds": seconds}
 
 
 PHASES: dict[str, Callable[..., None]] = {"pulumi": pulumi_phase, "helm": helm_phase, "argo": argo_phase}
@@ -276,9 +302,27 @@ def run(command: list[str], env: dict) -> None:
 def _ratios(table: dict) -> None:
     helm = table["helm upgrade --reuse-values"]["switch_s"]["median"]
     floor = table["kubectl patch (floor)"]["switch_s"]["median"]
+    bare = table.get("pulumi up", {}).get("switch_s", {}).get("median")
     for row in table.values():
         row["vs_helm"] = round(row["switch_s"]["median"] / helm, 2)
         row["vs_floor"] = round(row["switch_s"]["median"] / floor, 2)
+        if bare:  # the guard's cost: a guarded command against the bare `pulumi up` flip it guards
+            row["promote_vs_pulumi_up"] = round(row["promote_switch_s"]["median"] / bare, 2)
+            row["rollback_vs_pulumi_up"] = round(row["rollback_switch_s"]["median"] / bare, 2)
+
+
+def _timelines(results: dict) -> str | None:
+    """One picture: each method's promote flip of median switch time, responses per 100 ms."""
+    chosen = {}
+    for method, row in results["flips"].items():
+        promotes = sorted((f for f in row["flips"] if f["kind"] == "promote"), key=lambda f: f["switch_s"])
+        if promotes:
+            chosen[method] = promotes[len(promotes) // 2]
+    if not chosen:
+        return None
+    path = os.path.join(REPO, "bench", "results", f"timeline-{time.strftime('%Y%m%d-%H%M%S')}.png")
+    return timeline.draw(chosen, path, f"One promotion per method (the median one), {results['load_rps']:.0f} "
+                                       "requests/s to the prod host")
 
 
 def _write(results: dict) -> str:
@@ -298,11 +342,18 @@ def _print_table(results: dict) -> None:
           f"{results['load_rps']:.0f} requests/s to the prod host through the ingress.")
     print("Seconds from the command's start: median (min-max). gap = switched minus command returned.")
     print(f"{'method':28} {'switched':>18} {'promote':>18} {'rollback':>18} {'command returned':>18} "
-          f"{'gap':>6} {'requests':>9} {'failed':>7} {'x helm':>7} {'x floor':>8}")
+          f"{'gap':>6} {'requests':>9} {'failed':>7} {'x helm':>7} {'x floor':>8} {'promote x up':>13} "
+          f"{'rollback x up':>14} {'pulumi/python processes':>24}")
     for method, row in results["flips"].items():
+        processes = " ".join(f"{kind} {c['pulumi_processes']}/{c['python_processes']}"
+                             for kind, c in row.get("processes", {}).items()) or "-"
         print(f"{method:28} {span(row['switch_s']):>18} {span(row['promote_switch_s']):>18} "
               f"{span(row['rollback_switch_s']):>18} {span(row['command_s']):>18} {row['gap_s']['median']:6.2f} "
-              f"{row['sent']:>9} {row['failed']:>7} {row.get('vs_helm', '-'):>7} {row.get('vs_floor', '-'):>8}")
+              f"{row['sent']:>9} {row['failed']:>7} {row.get('vs_helm', '-'):>7} {row.get('vs_floor', '-'):>8} "
+              f"{row.get('promote_vs_pulumi_up', '-'):>13} {row.get('rollback_vs_pulumi_up', '-'):>14} {processes:>24}")
+    if "cli" in results:
+        print("\n`bluegreen` as a loop would run it, seconds (median of "
+              f"{results['cli']['runs']}): " + ", ".join(f"{k} {v:.2f}" for k, v in results["cli"]["seconds"].items()))
     if "argo_controller" in results:
         usage = results["argo_controller"]
         print(f"\nArgo Rollouts controller (host process): idle {usage['idle']['cpu_percent']}% CPU, "

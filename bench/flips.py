@@ -15,9 +15,9 @@ import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from bench import timeline
 from bench.traffic import Traffic
 
 RATE = 120.0  # requests a second to the prod host during a flip
@@ -40,9 +40,10 @@ class Flip:
     ended: float
     failures: dict[str, int]  # what failed (status or error) -> how many
     failed_at_s: list[float]  # first and last failure, seconds from the command's start
+    timeline: dict[str, list[int]]  # responses per 100 ms by version, and "failed" (bench.timeline)
 
 
-def flip(ingress: str, host: str, method: str, kind: str, version: str, run: Callable[[], None]) -> Flip:
+def flip(ingress: str, host: str, method: str, kind: str, version: str, run: Commands) -> Flip:
     """Run one flip whose prod should end up serving `version`, and measure it."""
     with Traffic(ingress, host, rate=RATE, max_seconds=TIMEOUT_S + 30) as traffic:
         time.sleep(0.5)  # the state before
@@ -60,8 +61,10 @@ def flip(ingress: str, host: str, method: str, kind: str, version: str, run: Cal
     figures, failed = traffic.summary(), traffic.failures()
     kinds = Counter(str(r.status or r.error.split(":")[0]) for r in failed)
     when = [round(failed[0].sent - started, 3), round(failed[-1].sent - started, 3)] if failed else []
+    ended = time.time()
     return Flip(method, kind, version, round(command_s, 3), switch_s, round(switch_s - command_s, 3),
-                figures["sent"], figures["failed"], figures["rate_rps"], started, time.time(), dict(kinds), when)
+                figures["sent"], figures["failed"], figures["rate_rps"], started, ended, dict(kinds), when,
+                timeline.bins(traffic.responses, started, ended))
 
 
 def wait_serving(ingress: str, host: str, version: str, timeout: float = 60) -> None:
@@ -104,17 +107,27 @@ def summarize(flips: list[Flip]) -> dict:
     }
 
 
-def shell(command: list[str], env: dict, cwd: str) -> Callable[[], None]:
-    def run() -> None:
-        done = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return run
+@dataclass
+class Commands:
+    """The commands of one flip, run one after the other; `wrap` prefixes each (bench.counts traces
+    them with it)."""
+
+    commands: list[list[str]]
+    env: dict
+    cwd: str
+
+    def __call__(self, wrap: list[str] | None = None) -> None:
+        for command in self.commands:
+            done = subprocess.run([*(wrap or []), *command], env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
 
 
-def in_order(*steps: Callable[[], None]) -> Callable[[], None]:
-    """Several commands as one flip (bound now, not to a loop variable)."""
-    def run() -> None:
-        for step in steps:
-            step()
-    return run
+def shell(command: list[str], env: dict, cwd: str) -> Commands:
+    return Commands([command], env, cwd)
+
+
+def in_order(*steps: Commands) -> Commands:
+    """Several commands as one flip."""
+    return Commands([command for step in steps for command in step.commands], steps[0].env, steps[0].cwd)

@@ -1,5 +1,6 @@
 """bluegreen: blue/green releases of a Helm chart on Kubernetes, driven by Pulumi stack config.
 
-Flow: config.py (stack config -> Settings) -> slots.py (which slot is prod/stage) ->
-values.py (the chart's values) -> component.py (BlueGreenApp -> helm.v3.Release) -> chart/.
+Flow: keys.py (the key table) + config.py (stack config -> Settings) -> values.py (the chart's
+values) -> component.py (BlueGreenApp -> helm.v3.Release) -> chart/; contract.py holds what the
+program, the chart and the release tool share.
 """

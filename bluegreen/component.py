@@ -1,7 +1,8 @@
 """BlueGreenApp: inputs (stack config, or another program's values and Outputs) -> validated
 settings -> a Namespace and a helm.v3.Release of the bundled chart.
 
-The component only wires decisions made elsewhere (config.py, slots.py, values.py) into resources.
+The component only wires decisions made elsewhere (keys.py, config.py, values.py, contract.py) into
+resources.
 Another Pulumi program uses it like this (pip install the package into its venv):
 
     image = docker_build.Image("api", ...)          # any resource's Output
@@ -19,16 +20,16 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release
 
-from .config import DEFAULTS, ConfigError, Settings, bad, parse, secret_values
-from .contract import COMPONENT_TYPE, SLOTS
-from .slots import plan
+from .config import ConfigError, Settings, parse, secret_values
+from .contract import COMPONENT_TYPE, SLOT_LABEL, SLOTS, pod_selector, role_slots
+from .keys import DEFAULTS, KEYS, Key, bad
 from .values import CHART_DIR, chart_values
 
 # Helm keeps one Secret per revision; without a cap they pile up for ever.
@@ -39,7 +40,7 @@ PROVIDER_VERSION = importlib.metadata.version("pulumi-kubernetes")
 
 @dataclass
 class SlotArgs:
-    """One slot. Unset fields take the slot's default (config.SLOT_DEFAULTS)."""
+    """One slot. Unset fields take the slot's default (its row in keys.KEYS)."""
 
     image: pulumi.Input[str] | None = None
     enabled: pulumi.Input[bool] | None = None
@@ -48,46 +49,37 @@ class SlotArgs:
     secrets: Mapping[str, str] | None = None
 
 
-@dataclass
+def _one_field_per_key(cls: type) -> type:
+    """Makes `cls` a dataclass with a field per key of keys.KEYS (its snake_case `field`, None by
+    default), before the fields `cls` declares itself."""
+    def annotation(key: Key) -> str:  # annotations are text in this module (from __future__ import annotations)
+        if key.name in SLOTS:
+            return "SlotArgs | Mapping[str, Any] | None"
+        objects: dict[type, str] = {dict: "Mapping[str, Any]", list: "list[Any]"}
+        kind = objects.get(type(key.default), type(key.default).__name__)
+        # Secrets, and createNamespace (it decides whether a resource exists), must be known now.
+        return f"{kind} | None" if key.secret is not None or key.name == "createNamespace" else \
+            f"pulumi.Input[{kind}] | None"
+
+    own = dict(cls.__dict__.get("__annotations__", {}))
+    cls.__annotations__ = {**{key.field: annotation(key) for key in KEYS}, **own}
+    for key in KEYS:
+        setattr(cls, key.field, None)
+    return dataclass(cls)
+
+
+@_one_field_per_key
 class BlueGreenAppArgs:
-    """The app's settings, one field per stack config key (`production_slot` is `productionSlot`),
-    each a `pulumi.Input`: a plain value or an Output of another resource. Unset fields take the
-    defaults in config.DEFAULTS; `app_name` defaults to the component's name.
+    """The app's settings: one field per stack config key (keys.KEYS), in snake case
+    (`production_slot` is `productionSlot`), each a `pulumi.Input`: a plain value or an Output of
+    another resource. Unset fields take the keys' defaults; `app_name` defaults to the component's
+    name. Or the stack config itself, as `config` (from_config).
 
     Plain values are validated when the component is created, before any resource is registered;
     values that wait on Outputs are validated when they arrive. `create_namespace` decides whether
     a resource exists at all, so it must be a plain bool.
     """
 
-    app_name: pulumi.Input[str] | None = None
-    namespace: pulumi.Input[str] | None = None
-    create_namespace: bool | str | None = None
-    production_slot: pulumi.Input[str] | None = None
-    blue: SlotArgs | Mapping[str, Any] | None = None
-    green: SlotArgs | Mapping[str, Any] | None = None
-    container_port: pulumi.Input[int] | None = None
-    health_path: pulumi.Input[str] | None = None
-    prod_host: pulumi.Input[str] | None = None
-    stage_host: pulumi.Input[str] | None = None
-    ingress_class: pulumi.Input[str] | None = None
-    ingress_annotations: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
-    tls_secret: pulumi.Input[str] | None = None
-    routing: pulumi.Input[str] | None = None
-    gateway: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
-    stage_access: pulumi.Input[str] | None = None
-    stage_allow_from: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
-    stage_auth: Mapping[str, str] | None = None
-    env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
-    secrets: Mapping[str, str] | None = None
-    secrets_as: pulumi.Input[str] | None = None
-    image_pull_secrets: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
-    registry: Mapping[str, str] | None = None
-    image_pull_policy: pulumi.Input[str] | None = None
-    network_policy: pulumi.Input[Mapping[str, Any]] | None = None
-    allow_prod_change: pulumi.Input[bool] | None = None
-    resources: pulumi.Input[Mapping[str, Any]] | None = None
-    read_only_root_filesystem: pulumi.Input[bool] | None = None
-    helm_timeout_seconds: pulumi.Input[int] | None = None
     deployed_slots: Mapping[str, Any] | None = None
     """What each slot ran after the stack's last update (this component's `slots` output, read
     back with `last_update_outputs`). Given, the production slot may only get what a slot already
@@ -97,50 +89,43 @@ class BlueGreenAppArgs:
     encrypted: Collection[str] | None = None
     """The config keys Pulumi keeps encrypted (config.encrypted_keys); given, secrets kept in plain
     text are refused."""
-    unknown: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    """Stack config keys that are none of the above: kept so that validation reports them."""
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """Stack config keys as `pulumi config` holds them (config.stack_config, secrets decrypted),
+    passed to config.parse as they are, unknown keys too (it reports them). A field set above wins
+    over its key here."""
+
+    if TYPE_CHECKING:  # the key fields are added when the class is made, so a type checker takes any
+        def __init__(self, **fields: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> BlueGreenAppArgs:
-        """From stack config keys (config.project_keys)."""
-        known = {_config_key(f.name): f.name for f in fields(cls) if f.name not in NOT_CONFIG}
-        return cls(**{known[key]: value for key, value in raw.items() if key in known},
-                   unknown={key: value for key, value in raw.items() if key not in known})
+        """From stack config keys (config.stack_config)."""
+        return cls(config=raw)
 
-    def config(self) -> dict[str, Any]:
-        """The stack config these args stand for: what config.parse reads."""
-        raw: dict[str, Any] = dict(self.unknown)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in NOT_CONFIG:
-                continue
+    def config_keys(self) -> dict[str, Any]:
+        """The stack config these args stand for: `config`, and each field that is set under its key."""
+        raw: dict[str, Any] = dict(self.config)
+        for key in KEYS:
+            value = getattr(self, key.field)
             if isinstance(value, SlotArgs):
                 value = {k: v for k, v in vars(value).items() if v is not None}
             if value is not None:
-                raw[_config_key(f.name)] = value
+                raw[key.name] = value
         return raw
-
-
-NOT_CONFIG = {"deployed_slots", "encrypted", "unknown"}  # BlueGreenAppArgs fields that are not stack config keys
 
 
 def last_update_outputs(*names: str) -> dict[str, Any]:
     """Outputs of this stack as its last update left them (None before the first one; a secret
-    output's plain value), read back through one StackReference to the stack itself,
-    synchronously, so that the program can decide before it registers anything."""
-    from pulumi.runtime.sync_await import _sync_await  # the SDK's own bridge; the call is a coroutine
-
-    own = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    found = {}
-    for name in names:
-        details = _sync_await(own.get_output_details(name))
-        found[name] = details.value if details.value is not None else details.secret_value
-    return found
-
-
-def _config_key(field_name: str) -> str:
-    head, *rest = field_name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
+    output's plain value), synchronously, so that the program can decide before it registers
+    anything. Read with the engine's builtin function `pulumi:pulumi:readStackOutputs` (what a
+    StackReference reads, without registering one) through the SDK's public, synchronous
+    `pulumi.runtime.invoke`, which hands back secret outputs unwrapped."""
+    own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    read = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": own})
+    outputs = (read.value or {}).get("outputs") or {}
+    return {name: outputs.get(name) for name in names}
 
 
 class BlueGreenApp(pulumi.ComponentResource):
@@ -166,57 +151,68 @@ class BlueGreenApp(pulumi.ComponentResource):
     outputs: dict[str, pulumi.Output[Any]]
 
     def __init__(self, name: str, args: BlueGreenAppArgs, opts: pulumi.ResourceOptions | None = None):
-        raw = {"appName": name, **args.config()}
+        raw = {"appName": name, **args.config_keys()}
         # Known now: validated before any resource is registered (a ConfigError lists every problem).
         before = args.deployed_slots
         known = parse(raw, before, args.encrypted) if not _waits(raw) else None
         if not known and _has_secrets(raw):
             raise ConfigError([bad("secrets", "(hidden)", "secrets with settings known when the program runs",
-                                       "pass plain values (not Outputs) to an app with secrets")])
-        create_namespace = known.create_namespace if known else _plain_bool("createNamespace", args.create_namespace)
+                                   "pass plain values (not Outputs) to an app with secrets")])
+        create_namespace = known.create_namespace if known else _plain_bool("createNamespace",
+                                                                            raw.get("createNamespace"))
         super().__init__(COMPONENT_TYPE, name, {}, opts)
         settings: pulumi.Output[Settings] = (pulumi.Output.from_input(known) if known else
                                              pulumi.Output.from_input(raw).apply(lambda r: parse(r, before)))
 
-        depends_on = []
+        depends_on: list[pulumi.Resource] = []
         if create_namespace:
             # Our own namespace enforces Pod Security "restricted", which the chart's pods meet,
             # and `pulumi destroy` removes it again.
             depends_on.append(RestrictedNamespace(f"{name}-namespace", settings.apply(lambda s: s.namespace),
                                                   pulumi.ResourceOptions(parent=self)))
+        secret_names, needed = self._stack_secrets(name, known, depends_on)
+        values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
+            lambda both: chart_values(both[0], both[1]))
+        self.release = self._release(name, settings, values, [*depends_on, *needed])
+        self._export(settings)
+
+    def _stack_secrets(self, name: str, known: Settings | None, depends_on: list[pulumi.Resource]
+                       ) -> tuple[dict[str, pulumi.Output[str]], list[pulumi.Resource]]:
+        """The Secrets the stack owns: per deployed slot with secrets, the name of its Secret; and
+        the Secrets the chart names, which must exist before the Release."""
+        secret_names: dict[str, pulumi.Output[str]] = {}
+        needed: list[pulumi.Resource] = []
+        if not known:
+            return secret_names, needed
+
+        def options() -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=depends_on)
 
         # Each deployed slot's secrets in a Secret of its own, named by Pulumi with a random
         # suffix and immutable: a changed value makes a new Secret (a new name) for that slot
         # only, so its pods roll and the other slot's do not. The chart gets only the name.
-        secret_names: dict[str, pulumi.Output[str]] = {}
-        if known:
-            for slot in SLOTS:
-                data = known.slot_secrets(slot)
-                if known.slot(slot).enabled and data:
-                    secret = StackSecret(f"{name}-{slot}-secrets", known.namespace, "Opaque", data,
-                                         pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-                                         labels={"app.kubernetes.io/name": known.app_name, "slot": slot},
-                                         immutable=True)
-                    secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
+        for slot in SLOTS:
+            data = known.slot_secrets(slot)
+            if known.slot(slot).enabled and data:
+                secret = StackSecret(f"{name}-{slot}-secrets", known.namespace, "Opaque", data, options(),
+                                     labels={"app.kubernetes.io/name": known.app_name, SLOT_LABEL: slot},
+                                     immutable=True)
+                secret_names[slot] = secret.metadata.apply(lambda m: m["name"])
         # A private registry's credentials as the pull secret the pods name; a new password
         # updates it in place (same name), so no pod restarts for it.
-        needed: list[pulumi.Resource] = []  # Secrets the chart names: made before the Release
-        if known and known.registry:
+        if known.registry:
             needed.append(StackSecret(f"{name}-registry", known.namespace, "kubernetes.io/dockerconfigjson",
-                                      docker_config(known.registry),
-                                      pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-                                      secret_name=known.registry_secret))
+                                      docker_config(known.registry), options(), secret_name=known.registry_secret))
         # Basic auth in front of the stage host: the Secret Traefik's basicAuth Middleware reads
         # (username, password); a new password updates it in place.
-        if known and known.stage_auth:
+        if known.stage_auth:
             needed.append(StackSecret(f"{name}-stage-auth", known.namespace, "kubernetes.io/basic-auth",
-                                      known.stage_auth,
-                                      pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-                                      secret_name=known.stage_auth_secret))
-        values = pulumi.Output.all(settings, pulumi.Output.all(**secret_names) if secret_names else {}).apply(
-            lambda both: chart_values(both[0], both[1]))
+                                      known.stage_auth, options(), secret_name=known.stage_auth_secret))
+        return secret_names, needed
 
-        self.release = Release(
+    def _release(self, name: str, settings: pulumi.Output[Settings], values: pulumi.Output[dict],
+                 depends_on: list[pulumi.Resource]) -> Release:
+        return Release(
             f"{name}-release",
             # An explicit name: an auto-named release would rename every Service it owns.
             name=settings.apply(lambda s: s.app_name),
@@ -238,15 +234,20 @@ class BlueGreenApp(pulumi.ComponentResource):
             # are validated (config.py, values.schema.json, the chart tier's kube-score); the API
             # server still validates every object it receives.
             disable_openapi_validation=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *needed]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
-        slots = settings.apply(plan)
-        self.production_slot = slots.apply(lambda p: p.production)
-        self.stage_slot = slots.apply(lambda p: p.stage)
-        self.prod_selector = slots.apply(lambda p: p.prod_selector)
-        self.stage_selector = slots.apply(lambda p: p.stage_selector)
-        self.images = slots.apply(lambda p: {slot: p.image(slot) for slot in SLOTS})
+    def _export(self, settings: pulumi.Output[Settings]) -> None:
+        """The outputs: the slots, the Services' selectors (what a reviewer of a preview sees move,
+        since a Release's preview diffs only its input values: pulumi-kubernetes issue 1701), what
+        each slot runs, the URLs and the release's state."""
+        selectors = settings.apply(lambda s: {role: pod_selector(s.app_name, slot)
+                                              for role, slot in role_slots(s.production_slot).items()})
+        self.production_slot = settings.apply(lambda s: s.production_slot)
+        self.stage_slot = settings.apply(lambda s: s.stage_slot)
+        self.prod_selector = selectors.apply(lambda by_role: by_role["prod"])
+        self.stage_selector = selectors.apply(lambda by_role: by_role["stage"])
+        self.images = settings.apply(lambda s: {slot: s.image(slot) for slot in SLOTS})
         self.slots = settings.apply(lambda s: {slot: s.deployed(slot) for slot in SLOTS})
         # Digests of each slot's secret values, for the prod guard; a Pulumi secret, like the values.
         self.secret_digests = pulumi.Output.secret(settings.apply(lambda s: {slot: s.secret_digests(slot)
@@ -361,6 +362,11 @@ def chart_path() -> str:
         # "./" keeps Helm from reading "bluegreen/chart" as chart "chart" of a repo named "bluegreen".
         return "./" + relative
     digest = _chart_digest(CHART_DIR)
+    own = os.path.join(project, "bluegreen", "chart")
+    if os.path.isdir(own) and _chart_digest(own) == digest:
+        # The project's own copy of this package (the release tool runs the program in its own
+        # process, with the package it was started from): the path `pulumi up` stores.
+        return "./bluegreen/chart"
     copy = os.path.join(project, ".bluegreen", f"chart-{digest}")
     if not os.path.isdir(copy):
         os.makedirs(os.path.dirname(copy), exist_ok=True)

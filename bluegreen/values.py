@@ -1,4 +1,5 @@
-"""Settings -> the chart's values. The only place that knows the chart's value names."""
+"""Settings -> the chart's values: each key's setting at its row's `chart` path (keys.KEYS), and the
+values made of several settings, written here."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .config import SECRETS_DIR, Settings
+from .config import Settings
 from .contract import SLOTS
+from .keys import KEYS, SECRETS_DIR
 
 # The chart these values are for (the component deploys it; `bluegreen repair` upgrades with it).
 CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chart")
@@ -19,31 +21,21 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
     """The chart's values. `secret_names`: per slot, the name of the Secret the stack made for it
     (the values themselves never go into the chart's values, which Helm keeps in the cluster)."""
     values: dict[str, Any] = {
-        # Release name == app name, so the Service names are `<app>-prod` and `<app>-stage`.
-        "nameOverride": settings.app_name,
-        "productionSlot": settings.production_slot,
-        "containerPort": settings.container_port,
-        "healthPath": settings.health_path,
-        "readOnlyRootFilesystem": settings.read_only_root_filesystem,
-        "resources": {kind: dict(q) for kind, q in settings.resources.items()},
-        "ingress": {
-            "enabled": True,
-            "className": settings.ingress_class,
-            "prodHost": settings.prod_host,
-            "stageHost": settings.stage_host,
-            "tlsSecretName": settings.tls_secret,
-            "annotations": dict(settings.ingress_annotations),
-        },
-        "routing": settings.routing,
-        "gateway": dict(settings.gateway),
-        "stageAccess": {"mode": settings.stage_access, "allowFrom": list(settings.stage_allow_from),
-                        "basicAuthSecret": settings.stage_auth_secret},
-        "secrets": {"as": settings.secrets_as, "dir": SECRETS_DIR},
+        "ingress": {"enabled": True},
+        "stageAccess": {"basicAuthSecret": settings.stage_auth_secret},
+        "secrets": {"dir": SECRETS_DIR},
         "imagePullSecrets": [{"name": name} for name in (*settings.image_pull_secrets, settings.registry_secret)
                              if name],
-        "imagePullPolicy": settings.image_pull_policy,
-        "networkPolicy": {key: settings.network_policy[key] for key in ("enabled", "ingressController", "from")},
     }
+    # appName goes to nameOverride (its row's `chart` path), and the release name is the app name
+    # too, so the Service names are `<app>-prod` and `<app>-stage`.
+    for key in KEYS:
+        if key.chart:
+            *parents, name = key.chart.split(".")
+            node = values
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[name] = _plain(getattr(settings, key.field))
     for slot in SLOTS:
         state = settings.slot(slot)
         values[slot] = {"enabled": state.enabled, "image": state.image, "replicas": state.replicas,
@@ -51,6 +43,15 @@ def chart_values(settings: Settings, secret_names: Mapping[str, str] | None = No
                         "version": version_label(state.image),
                         "secretName": (secret_names or {}).get(slot, "")}
     return values
+
+
+def _plain(value: Any) -> Any:
+    """A setting as the chart's values hold it: plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def helm_json(values: Any) -> str:

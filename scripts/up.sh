@@ -44,7 +44,19 @@ pulumi -C "$PROJECT" stack select --create "$STACK"
 # --refresh: the stack first learns what the cluster lost (a wiped cluster, a deleted namespace),
 # so this recreates it instead of reporting everything unchanged.
 say "pulumi up --yes --refresh $*"
-pulumi -C "$PROJECT" up --yes --refresh "$@"
+log=$(mktemp)
+if ! pulumi -C "$PROJECT" up --yes --refresh "$@" 2>&1 | tee "$log"; then
+  # A killed update or release command leaves Pulumi's lock (and maybe a pending Helm revision):
+  # Pulumi's own message names `pulumi cancel`; the one command that clears all of it is ours.
+  if grep -q "the stack is currently locked" "$log"; then
+    echo "==> the stack is locked. If no update is running (a killed \`pulumi up\` or \`bluegreen\` command" \
+      "left the lock), \`bluegreen recover --stack $STACK\` clears it, settles the Helm release and finishes or" \
+      "undoes the interrupted command; \`bluegreen status --stack $STACK\` shows what it left." >&2
+  fi
+  rm -f "$log"
+  exit 1
+fi
+rm -f "$log"
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
   say "try it (in \`make shell\`, or after \`source scripts/activate\`):"

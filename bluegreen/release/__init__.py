@@ -1,4 +1,6 @@
-"""The release tool: guarded release steps over the project's stacks (cli.py is the entry point).
+"""The release tool: `bluegreen status|deploy|promote|rollback|retire|recover|repair|diff`.
 
-plan.py decides (pure), stacks.py runs Pulumi, kube.py and checks.py read the cluster.
+cli.py parses and reports; each command is a module in commands/ over one Session (session.py);
+steps.py decides (pure), stacks.py runs Pulumi, kube.py, checks.py and drift.py read the cluster,
+helm.py and manifests.py read Helm's records and diff what an update would change.
 """

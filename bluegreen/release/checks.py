@@ -69,7 +69,7 @@ def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout
 
 
 def smoke_checks(target: str, url: str, check_url: str | None, check_cmd: str | None,
-                 env: dict[str, str], say, timeout: float = 10.0) -> list[str]:
+                 env: dict[str, str], say, timeout: float = 10.0, cwd: str | None = None) -> list[str]:
     """Run the user's checks against `target` (stage or prod); returns the failures.
 
     `check_url` may use {url}, the target's URL without its trailing slash
@@ -96,7 +96,7 @@ def smoke_checks(target: str, url: str, check_url: str | None, check_cmd: str | 
     if check_cmd:
         say(f"    check {target}: {check_cmd}")
         done = subprocess.run(check_cmd, shell=True, env={**os.environ, **env, "BLUEGREEN_TARGET": target,
-                                                           "BLUEGREEN_URL": base}, timeout=300)
+                                                           "BLUEGREEN_URL": base}, timeout=300, cwd=cwd)
         if done.returncode != 0:
             failures.append(f"{check_cmd!r} exited {done.returncode}, expected 0")
     for failure in failures:

@@ -11,30 +11,17 @@ untouched (and so a `pulumi refresh` of the Release). So this reads the objects 
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..contract import SLOTS, Names, other_slot, selected_slot
+from ..contract import SLOTS, Names, Problem, role_slots, selected_slot
 from .checks import ready_pod_ips
+from .helm import newest_release
 from .kube import KubeClient
 
 REPAIR = "bluegreen repair"
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One object that is not what the stack says."""
-
-    object: str  # "Deployment web-green"
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.object}: {self.problem}\n  Fix: {self.fix}"
 
 
 @dataclass(frozen=True)
@@ -46,9 +33,6 @@ class Deployed:
     @property
     def production_slot(self) -> str:
         return self.values["productionSlot"]
-
-    def role_slots(self) -> dict[str, str]:
-        return {"prod": self.production_slot, "stage": other_slot(self.production_slot)}
 
     def slot(self, name: str) -> Mapping[str, Any]:
         return self.values[name]
@@ -80,18 +64,6 @@ def read(kube: KubeClient, names: Names) -> Cluster:
     )
 
 
-def newest_release(kube: KubeClient, names: Names) -> dict | None:
-    """The newest Helm release record with the values it was installed with (Helm keeps the
-    release as gzipped JSON, base64-encoded, in the Secret's `release` field)."""
-    records = kube.helm_releases(names.namespace, names.app)
-    if not records:
-        return None
-    secret = kube.get(f"/api/v1/namespaces/{names.namespace}/secrets/{records[0]['name']}") or {}
-    payload = (secret.get("data") or {}).get("release")
-    values = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(payload)))).get("config") if payload else None
-    return {**records[0], "values": values or {}}
-
-
 def prod_serves(deployed: Deployed, cluster: Cluster) -> bool:
     """The prod Service selects the production slot and has ready endpoints, all of them its pods."""
     prod, ready = deployed.production_slot, cluster.endpoints["prod"]
@@ -99,71 +71,71 @@ def prod_serves(deployed: Deployed, cluster: Cluster) -> bool:
             and set(ready) <= set(cluster.ready_pods[prod]))
 
 
-def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Drift]:
+def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Problem]:
     """Every way the cluster differs from what the stack deployed, prod's objects first."""
     if not cluster.namespace:
-        return [Drift(f"Namespace {names.namespace}", "missing: nothing of the release is deployed",
+        return [Problem(f"Namespace {names.namespace}", "is missing: nothing of the release is deployed",
                       f"{REPAIR} (refreshes the stack and deploys it again)")]
-    found: list[Drift] = []
-    for role, slot in deployed.role_slots().items():
+    found: list[Problem] = []
+    for role, slot in role_slots(deployed.production_slot).items():
         found += _slot_drift(deployed, names, slot, cluster.deployments[slot])
         found += _service_drift(deployed, names, role, slot, cluster)
     found += _release_drift(deployed, names, cluster.release)
     return found
 
 
-def _slot_drift(deployed: Deployed, names: Names, slot: str, deployment: dict | None) -> list[Drift]:
+def _slot_drift(deployed: Deployed, names: Names, slot: str, deployment: dict | None) -> list[Problem]:
     wanted, what = deployed.slot(slot), f"Deployment {names.deployment(slot)}"
     if not wanted["enabled"]:
         if deployment is not None:
-            return [Drift(what, f"exists, but the stack deployed {slot} retired", REPAIR)]
+            return [Problem(what, f"exists, but the stack deployed {slot} retired", REPAIR)]
         return []
     if deployment is None:
-        return [Drift(what, "missing", f"{REPAIR} (a Helm upgrade of the same values recreates it)")]
+        return [Problem(what, "is missing", f"{REPAIR} (a Helm upgrade of the same values recreates it)")]
     found = []
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     if image != wanted["image"]:
-        found.append(Drift(what, f"runs {image}, the stack deployed {wanted['image']}",
+        found.append(Problem(what, f"runs {image}, the stack deployed {wanted['image']}",
                            f"{REPAIR} puts {wanted['image']} back; a new version goes into the idle slot: "
                            f"bluegreen deploy {image}"))
     desired = deployment["spec"].get("replicas", 1)
     ready = (deployment.get("status") or {}).get("readyReplicas", 0)
     if desired != wanted["replicas"]:
-        found.append(Drift(what, f"scaled to {desired} replicas, the stack deployed {wanted['replicas']}",
+        found.append(Problem(what, f"is scaled to {desired} replicas, the stack deployed {wanted['replicas']}",
                            f"{REPAIR} scales it back, or keep {desired}: "
                            f"pulumi config set --path {slot}.replicas {desired} && pulumi up"))
     elif ready != desired:
-        found.append(Drift(what, f"{ready}/{desired} replicas ready",
+        found.append(Problem(what, f"has {ready}/{desired} replicas ready",
                            f"wait for its pods (kubectl -n {names.namespace} get pods -l slot={slot}), "
                            f"or {REPAIR}"))
     return found
 
 
-def _service_drift(deployed: Deployed, names: Names, role: str, slot: str, cluster: Cluster) -> list[Drift]:
+def _service_drift(deployed: Deployed, names: Names, role: str, slot: str, cluster: Cluster) -> list[Problem]:
     what, service = f"Service {names.service(role)}", cluster.services[role]
     if service is None:
-        return [Drift(what, "missing", f"{REPAIR} (a Helm upgrade of the same values recreates it)")]
+        return [Problem(what, "is missing", f"{REPAIR} (a Helm upgrade of the same values recreates it)")]
     selected = selected_slot(service)
     if selected != slot:
-        return [Drift(what, f"selects slot {selected}, the stack deployed {slot}",
+        return [Problem(what, f"selects slot {selected}, the stack deployed {slot}",
                       f"{REPAIR} points it back at {slot}; to change the production slot: bluegreen promote")]
     endpoints, pods = sorted(cluster.endpoints[role]), sorted(cluster.ready_pods[slot])
     if endpoints != pods and (deployed.slot(slot)["enabled"] or endpoints):
-        return [Drift(what, f"endpoints {endpoints or 'none'} are not the ready {slot} pods {pods or 'none'}",
+        return [Problem(what, f"has endpoints {endpoints or 'none'}, not the ready {slot} pods {pods or 'none'}",
                       f"wait a moment for the EndpointSlice controller, or {REPAIR}")]
     return []
 
 
-def _release_drift(deployed: Deployed, names: Names, release: dict | None) -> list[Drift]:
+def _release_drift(deployed: Deployed, names: Names, release: dict | None) -> list[Problem]:
     what = f"Helm release {names.app}"
     if release is None:
-        return [Drift(what, "no release record", f"{REPAIR} (refreshes the stack and deploys it again)")]
+        return [Problem(what, "has no release record", f"{REPAIR} (refreshes the stack and deploys it again)")]
     if release["status"] != "deployed":
-        return [Drift(what, f"revision {release['revision']} is {release['status']}",
+        return [Problem(what, f"has revision {release['revision']} {release['status']}",
                       "bluegreen recover (after an interrupted update), then bluegreen repair")]
     changed = changed_keys(deployed.values, release["values"])
     if changed:
-        return [Drift(what, f"revision {release['revision']} holds other values than the stack deployed "
+        return [Problem(what, f"has revision {release['revision']} with other values than the stack deployed "
                             f"for: {', '.join(changed)} (a helm upgrade behind Pulumi's back, or an update "
                             "that failed and that Helm rolled back)",
                       f"{REPAIR}; after a failed update, correct the config and run pulumi up")]

@@ -1,26 +1,44 @@
-"""The project's stacks through the Pulumi Automation API: config edits, preview, up, history.
+"""The project's stacks through the Pulumi Automation API: config, state, preview, up, history.
 
-Every release step is an ordinary Pulumi update of the project in `project_dir`, exactly what
-`pulumi config set --path ...` followed by `pulumi up` does, so it shows in `pulumi stack history`.
+Every release step is an ordinary Pulumi update of the project in `project_dir`, the same as
+`pulumi config set --path ...` followed by `pulumi up`, so it shows in `pulumi stack history`. Two
+things make it cheaper and safer than those two commands:
+
+- The program runs in this process (the Automation API's inline program: the project's own
+  `__main__.py`, run with runpy), so an update starts no language host and no second Python, and
+  imports the SDK and the program once. A project whose venv is not this interpreter's runs as
+  `pulumi up` would run it.
+- A step's config edits go into a copy of `Pulumi.<stack>.yaml`, made by Pulumi itself (`pulumi
+  config set-all --path --config-file COPY`), which the preview and the update use. The stack's own
+  file changes only once the update succeeded (`record`), so a command killed before that leaves
+  the config as it was, and never a flipped config that the next `pulumi up` would deploy unchecked.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import hashlib
+import importlib
 import json
 import os
+import runpy
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from pulumi import automation as auto
 
 from ..config import is_secret_path, project_keys
-from ..contract import COMPONENT_TYPE, PROJECT
+from ..contract import COMPONENT_TYPE, PROJECT, RELEASE_TYPE
 from .locks import backend_locks, held_by, pulumi_lock_error
 
-RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -60,8 +78,17 @@ class StackSession:
     """
 
     def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None):
-        self.project_dir = project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT
-        workspace = auto.LocalWorkspace(work_dir=self.project_dir)
+        self.project_dir = os.path.abspath(project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT)
+        program = inline_program(self.project_dir)
+        self.inline = program is not None
+        # While the Automation API starts (`pulumi version`, `pulumi stack select`), the state is read
+        # and the program's imports are made: every command needs the one, every update the other.
+        background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bluegreen")
+        self._exported: concurrent.futures.Future | None = background.submit(_export, stack_name, self.project_dir)
+        if program:
+            background.submit(_warm_imports)
+        background.shutdown(wait=False)
+        workspace = auto.LocalWorkspace(work_dir=self.project_dir, program=program)
         try:
             self.stack = auto.Stack.select(stack_name, workspace)
         except auto.StackNotFoundError:
@@ -74,10 +101,10 @@ class StackSession:
                               + " (a stack name: letters, digits, '-', '_', '.', optionally org/project/)") from None
         self.name, self.app = stack_name, app
         self.namespace = app or PROJECT
-        self.touched: set[str] = set()  # top-level keys this session set, to put back if it is refused
-        found = self._app_keys()
-        self.config_at_start = self._named(found)  # what raw_config() returned when the command began
-        if not found:
+        self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")
+        self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
+        self._config: dict[str, Any] | None = None
+        if not self.raw_config():
             apps = sorted(str((r.get("outputs") or {}).get("releaseName")) for r in self._resources(COMPONENT_TYPE))
             if app or len(apps) > 1:
                 which = f"app {app!r} (no {app}:* keys)" if app else f"one app (no {PROJECT}:* keys)"
@@ -87,33 +114,79 @@ class StackSession:
     # --- config ---------------------------------------------------------------------------------
 
     def raw_config(self) -> dict[str, Any]:
-        """The app's stack config, keys without the namespace prefix, objects decoded, read now. With
-        --app, the app is named like its namespace unless its config says otherwise."""
-        return self._named(self._app_keys())
+        """The app's stack config (keys without the namespace prefix, objects decoded), as the stack's
+        file holds it; a secret's value is "[secret]": no command needs one, and decrypting costs a
+        key derivation. With --app, the app is named like its namespace unless its config says otherwise."""
+        if self._config is None:
+            every = self._stack_file_config()
+            if every is None:  # no file of its own, or an ESC environment: Pulumi merges them
+                every = {key: value.value for key, value in self.stack.get_all_config().items()}
+            found = project_keys(every, self.namespace)
+            self._config = {"appName": self.app, **found} if self.app and found else found
+        return dict(self._config)
 
-    def _app_keys(self) -> dict[str, Any]:
-        return project_keys({key: value.value for key, value in self.stack.get_all_config().items()}, self.namespace)
+    def _stack_file_config(self) -> dict[str, Any] | None:
+        try:
+            with open(self.config_file) as f:
+                document = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            return None
+        if not isinstance(document, dict) or "environment" in document:
+            return None
+        return {key: _hidden(value) for key, value in (document.get("config") or {}).items()}
 
-    def _named(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return {"appName": self.app, **raw} if self.app else raw
+    def record(self, changes: Mapping[str, Any]) -> None:
+        """Write `changes` into the stack's config file: after the update that deployed them."""
+        if changes:
+            self._set_all(changes, self.config_file)
+            self._config = None
 
-    def set_config(self, changes: Mapping[str, Any]) -> None:
-        """`pulumi config set --path NAMESPACE:KEY VALUE` for each change; `--secret` where secrets
-        live (config.SECRET_PATHS), so that putting an object back never decrypts one."""
+    def _set_all(self, changes: Mapping[str, Any], config_file: str) -> None:
+        """`pulumi config set-all --path` of every change in one call, into `config_file`; `--secret`
+        where secrets live (config.SECRET_PATHS)."""
+        args = ["config", "set-all", "--path", "--stack", self.name, "--config-file", config_file]
         for path, value in changes.items():
             text = json.dumps(value) if isinstance(value, bool) else str(value)
-            self.touched.add(path.split(".")[0])
-            self.stack.set_config(f"{self.namespace}:{path}", auto.ConfigValue(value=text, secret=is_secret_path(path)),
-                                  path=True)
+            args += ["--secret" if is_secret_path(path) else "--plaintext", f"{self.namespace}:{path}={text}"]
+        self._cli(args)
 
-    def restore_config(self, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
-        """Put `keys` back as they were in `raw` (read earlier with raw_config()), or remove them
-        where they were not set. Objects are rewritten leaf by leaf with --path, so they stay objects."""
-        for key in list(keys):
-            self.stack.remove_config(f"{self.namespace}:{key}")
-            if key in raw:
-                self.set_config(dict(_leaves(key, raw[key])))
-            self.touched.discard(key)
+    @contextlib.contextmanager
+    def _config_with(self, changes: Mapping[str, Any]) -> Iterator[str | None]:
+        """A copy of the stack's config file with `changes` made, for one preview or update; None
+        without changes (the stack's own file is used). The copy is written here, with the same
+        `--path` meaning as `pulumi config set`; a change under a secret is made by Pulumi."""
+        if not changes:
+            yield None
+            return
+        handle, copy = tempfile.mkstemp(prefix=f"bluegreen-Pulumi.{self.name}.", suffix=".yaml")
+        os.close(handle)
+        try:
+            if os.path.exists(self.config_file):
+                shutil.copyfile(self.config_file, copy)
+            if any(is_secret_path(path) for path in changes):
+                self._set_all(changes, copy)
+            else:
+                with open(copy) as f:
+                    document = yaml.safe_load(f) or {}
+                config = document.setdefault("config", {})
+                for path, value in changes.items():
+                    _set_path(config, f"{self.namespace}:{path}", value)
+                with open(copy, "w") as f:
+                    yaml.safe_dump(document, f, sort_keys=False)
+            yield copy
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(copy)
+
+    def _cli(self, args: list[str]) -> str:
+        workspace = self.stack.workspace
+        try:
+            return workspace.pulumi_command.run(args, workspace.work_dir, dict(workspace.env_vars)).stdout
+        except auto.CommandError as failure:
+            locked = pulumi_lock_error(str(failure), self.name)
+            if locked:
+                raise locked from None
+            raise
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -134,11 +207,20 @@ class StackSession:
         if found:
             raise held_by(found, self.name)
 
-    def preview(self) -> Run:
-        return self._run("preview", self.stack.preview, diff=True)
+    def preview(self, changes: Mapping[str, Any] | None = None) -> Run:
+        """What an update with `changes` would do; the stack's config file is not touched."""
+        with self._config_with(changes or {}) as config_file:
+            return self._run("preview", self.stack.preview, diff=True, config_file=config_file)
 
-    def up(self) -> Run:
-        return self._run("up", self.stack.up)
+    def up(self, changes: Mapping[str, Any] | None = None, message: str = "", record: bool = True) -> Run:
+        """An update with `changes`; on success they are written into the stack's config file, unless
+        `record` is false (then the caller records them once it has verified the result)."""
+        with self._config_with(changes or {}) as config_file:
+            run = self._run("up", self.stack.up, message=message or None, config_file=config_file,
+                            show_secrets=False)
+        if run.ok and record:
+            self.record(changes or {})
+        return run
 
     def refresh(self) -> Run:
         return self._run("refresh", self.stack.refresh)
@@ -167,7 +249,8 @@ class StackSession:
         say(f"==> pulumi {verb} --stack {self.name}")
         started = time.monotonic()
         try:
-            operation(on_output=on_output, on_event=on_event, color="never", **kwargs)
+            operation(on_output=on_output, on_event=on_event, color="never",
+                      **{key: value for key, value in kwargs.items() if value is not None})
             ok, error = True, ""
         except auto.CommandError as failure:
             locked = pulumi_lock_error(str(failure), self.name)
@@ -175,6 +258,9 @@ class StackSession:
                 say(f"==> pulumi {verb}: the stack is locked by another update")
                 raise locked from None
             ok, error = False, str(failure)
+        finally:
+            if verb != "preview":
+                self._state = None  # the update or refresh changed it (or may have, when it failed)
         seconds = time.monotonic() - started
         say(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
         return Run(ok, seconds, list(changes.values()), "\n".join(lines), error)
@@ -191,11 +277,12 @@ class StackSession:
         if self.app:
             return {}
         # A state from before the component registered all its outputs: the stack's exports.
-        return {key: value.value for key, value in self.stack.outputs().items()}
+        stack = next(iter(self._resources("pulumi:pulumi:Stack")), {})
+        return dict(stack.get("outputs") or {})
 
     def deployed_values(self, app_name: str) -> dict[str, Any] | None:
         """The chart values of the app's Release as the last update deployed them (the Pulumi
-        state); None before the first update."""
+        state); None when the state holds no Release for it."""
         for resource in self._resources(RELEASE_TYPE):
             inputs = resource.get("inputs") or {}
             if inputs.get("name") == app_name:
@@ -203,16 +290,23 @@ class StackSession:
         return None
 
     def _resources(self, type_: str) -> list[dict[str, Any]]:
-        state = self.stack.export_stack().deployment or {}
+        state = self._export().get("deployment") or {}
         return [r for r in state.get("resources") or [] if r.get("type") == type_]
 
+    def _export(self) -> dict[str, Any]:
+        """The stack's state, read once per change: every check of a command shares it."""
+        if self._state is None:
+            exported, self._exported = self._exported, None
+            self._state = exported.result() if exported else _export(self.name, self.project_dir)
+        return self._state
+
     def history(self, limit: int = 5) -> list[dict[str, Any]]:
-        """The last updates, newest first, with the production slot each one deployed."""
+        """The last updates, newest first, with the production slot each one deployed and its message."""
         entries = []
-        for summary in self.stack.history(page_size=limit, page=1) or []:
+        for summary in self.stack.history(page_size=limit, page=1, show_secrets=False) or []:
             slot = (summary.config or {}).get(f"{self.namespace}:productionSlot")
             entries.append({"kind": summary.kind, "result": summary.result, "started": str(summary.start_time),
-                            "productionSlot": slot.value if slot else None})
+                            "productionSlot": slot.value if slot else None, "message": summary.message})
         return entries
 
     def cancel(self) -> None:
@@ -230,12 +324,105 @@ class StackSession:
         if pending:
             deployment.deployment = {**state, "pending_operations": []}
             self.stack.import_stack(deployment)
+            self._state = None
         return len(pending)
 
 
-def _leaves(path: str, value: Any) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _leaves(f"{path}.{key}", item)
-    else:
-        yield path, value
+def _export(stack_name: str, project_dir: str) -> dict[str, Any]:
+    """`pulumi stack export`, without --show-secrets: no command reads a secret from the state, and
+    decrypting them all costs as much again as the export."""
+    done = subprocess.run(["pulumi", "stack", "export", "--stack", stack_name], cwd=project_dir, capture_output=True,
+                          text=True, env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+    if done.returncode != 0:
+        raise auto.CommandError(auto.CommandResult(done.stdout, done.stderr, done.returncode))
+    return json.loads(done.stdout or "{}")
+
+
+def _warm_imports() -> None:
+    """What the program imports, imported ahead of its first run (it runs in this process)."""
+    with contextlib.suppress(Exception):  # the program's own run reports any import error
+        importlib.import_module("pulumi_kubernetes.helm.v3")
+
+
+def inline_program(project_dir: str) -> Callable[[], None] | None:
+    """The project's program as a function that runs it in this process: what `pulumi up` would run
+    (the project's `main`, else its `__main__.py`), in the project's directory. None when it cannot
+    run here: a runtime other than Python, a venv other than this interpreter's, or
+    BLUEGREEN_INLINE=0 (then the CLI runs the program, with its own language host)."""
+    if os.environ.get("BLUEGREEN_INLINE", "1") == "0":
+        return None
+    project = _project_file(project_dir)
+    runtime = project.get("runtime")
+    runtime = {"name": runtime} if isinstance(runtime, str) else runtime or {}
+    name, venv = runtime.get("name"), (runtime.get("options") or {}).get("virtualenv")
+    if name != "python" or (venv and os.path.realpath(os.path.join(project_dir, venv)) != os.path.realpath(sys.prefix)):
+        return None
+    main = os.path.join(project_dir, project.get("main") or "")
+    program = os.path.join(main, "__main__.py") if os.path.isdir(main) else main
+    if not os.path.isfile(program) or not _same_package(project_dir):
+        return None
+
+    def run() -> None:
+        previous = os.getcwd()
+        os.chdir(project_dir)  # Pulumi runs a program in its project's directory (the chart's path is relative)
+        if project_dir not in sys.path:
+            sys.path.insert(0, project_dir)
+        try:
+            runpy.run_path(program, run_name="__main__")
+        finally:
+            os.chdir(previous)
+
+    return run
+
+
+def _same_package(project_dir: str) -> bool:
+    """A project with a `bluegreen` package of its own (this checkout, a copy of it) runs that one
+    under `pulumi up`: the program may run here only if it is the package this process runs."""
+    own = os.path.join(project_dir, PROJECT)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(own, "__init__.py")) or os.path.realpath(own) == os.path.realpath(here):
+        return True
+    return _package_digest(own) == _package_digest(here)
+
+
+def _package_digest(directory: str) -> str:
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if not name.endswith(".pyc"):
+                path = os.path.join(root, name)
+                digest.update(os.path.relpath(path, directory).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read() + b"\0")
+    return digest.hexdigest()
+
+
+def _project_file(project_dir: str) -> dict[str, Any]:
+    for name in ("Pulumi.yaml", "Pulumi.yml"):
+        with contextlib.suppress(OSError), open(os.path.join(project_dir, name)) as f:
+            return yaml.safe_load(f) or {}
+    return {}
+
+
+
+def _hidden(value: Any) -> Any:
+    """A stack file's config value with each secret (`{secure: CIPHERTEXT}`) as "[secret]"."""
+    if isinstance(value, dict):
+        return "[secret]" if set(value) == {"secure"} else {key: _hidden(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hidden(item) for item in value]
+    return value
+
+
+def _set_path(config: dict[str, Any], key: str, value: Any) -> None:
+    """`pulumi config set --path KEY VALUE` on a stack file's config map: "ns:green.image" sets the
+    field image of the object ns:green (made when missing)."""
+    head, *fields = key.split(".")
+    if not fields:
+        config[head] = value
+        return
+    node = config.setdefault(head, {})
+    for name in fields[:-1]:
+        node = node.setdefault(name, {})
+    node[fields[-1]] = value

@@ -17,18 +17,16 @@ RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 class RecordingMocks(pulumi.runtime.Mocks):
     """Echo inputs back as outputs, like a provider would, and keep every registration. The
-    program's StackReference to its own stack reads `last_outputs` (the last update's exports),
-    and is kept apart: a read changes nothing."""
+    program reads its own stack's outputs with the engine's builtin `pulumi:pulumi:readStackOutputs`
+    function, which answers `last_outputs` (the last update's exports) here, as the engine does;
+    those calls are kept in `reads`: a read changes nothing."""
 
     def __init__(self, last_outputs: dict | None = None) -> None:
         self.registered: list[pulumi.runtime.MockResourceArgs] = []
-        self.reads: list[pulumi.runtime.MockResourceArgs] = []
+        self.reads: list[pulumi.runtime.MockCallArgs] = []
         self.last_outputs = last_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        if args.typ == "pulumi:pulumi:StackReference":
-            self.reads.append(args)
-            return args.name, {"name": args.name, "outputs": self.last_outputs, "secretOutputNames": []}
         self.registered.append(args)
         outputs = dict(args.inputs)
         metadata = outputs.get("metadata")
@@ -40,6 +38,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            self.reads.append(args)
+            return {"name": args.args["name"], "outputs": self.last_outputs, "secretOutputNames": []}
         return {}
 
 
@@ -66,7 +67,8 @@ def run_program(config: dict[str, Any], stack: str = "staging", preview: bool = 
     """
     runtime_settings.ROOT.set(None)  # a fresh root Stack, so exports of earlier runs don't leak in
     mocks = mocks or RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="bluegreen", stack=stack, preview=preview)
+    # "organization": what the engine names the organization of a stack in a file or S3 backend.
+    pulumi.runtime.set_mocks(mocks, project="bluegreen", stack=stack, preview=preview, organization="organization")
     # The engine hands objects to programs as JSON text and scalars as text.
     pulumi.runtime.set_all_config({
         f"bluegreen:{key}": value if isinstance(value, str) else json.dumps(value)

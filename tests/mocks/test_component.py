@@ -14,7 +14,8 @@ from pulumi.runtime import settings as runtime_settings
 
 from bluegreen import component
 from bluegreen.component import BlueGreenApp, BlueGreenAppArgs, SlotArgs
-from bluegreen.config import DEFAULTS, ConfigError
+from bluegreen.config import ConfigError
+from bluegreen.keys import KEYS
 from bluegreen.values import CHART_DIR
 from tests.mocks.harness import RELEASE_TYPE, RecordingMocks
 
@@ -57,9 +58,20 @@ def at_project_root(repo_root, monkeypatch):
 
 
 def test_every_config_key_is_an_arg():
-    """One list of settings: config.DEFAULTS. The args are its keys, in snake case."""
-    names = {f.name for f in dataclasses.fields(BlueGreenAppArgs)} - component.NOT_CONFIG
-    assert {component._config_key(name) for name in names} == set(DEFAULTS)
+    """One list of settings: the key table. The args are its keys, in snake case, then the rest."""
+    assert [f.name for f in dataclasses.fields(BlueGreenAppArgs)] == [
+        *(key.field for key in KEYS), "deployed_slots", "encrypted", "config"]
+    assert BlueGreenAppArgs(production_slot="green").production_slot == "green"
+    with pytest.raises(TypeError, match="prodcution_slot"):
+        BlueGreenAppArgs(prodcution_slot="green")
+
+
+def test_stack_config_reaches_parse_as_it_is_and_a_set_field_wins():
+    config = {"productionSlot": "green", "green": {"enabled": True}, "productoinSlot": "typo"}
+    args = BlueGreenAppArgs.from_config(config)
+    assert args.config_keys() == config  # no renaming on the way: parse reports the typo as it was set
+    args = BlueGreenAppArgs(config=config, production_slot="blue", blue=SlotArgs(image="shop/web:1"))
+    assert args.config_keys() == {**config, "productionSlot": "blue", "blue": {"image": "shop/web:1"}}
 
 
 def test_an_image_from_another_resource_reaches_the_release():

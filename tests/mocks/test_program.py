@@ -101,7 +101,8 @@ def test_the_program_reads_what_the_last_update_deployed_and_refuses_an_in_place
         run_program(changed, mocks=mocks)
     assert "blue.image is " in str(error.value) and "what prod (blue) runs" in str(error.value)
     assert mocks.registered == []  # refused before any resource
-    assert [r.typ for r in mocks.reads] == ["pulumi:pulumi:StackReference"]  # its own stack, read only
+    assert [(r.token, r.args) for r in mocks.reads] == [  # its own stack's outputs, read only
+        ("pulumi:pulumi:readStackOutputs", {"name": "organization/bluegreen/staging"})]
     promoted = run_program(SCENARIOS[2].config, mocks=RecordingMocks(last_outputs=last))  # the flip is fine
     assert promoted.outputs["productionSlot"] == "green"
 

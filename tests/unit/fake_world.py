@@ -1,7 +1,8 @@
 """A stack and a cluster in memory, for the release tool's orchestration tests.
 
 FakeStack stands in for StackSession: stack config with `pulumi config set --path` semantics, and
-`up`, which renders the config the way the chart does (values.chart_values) into FakeCluster:
+`up(changes)`, which renders the config with the step's changes the way the chart does
+(values.chart_values) into FakeCluster and, once it succeeded, records the changes in the config:
 a Deployment per enabled slot with Ready pods, the prod and stage Services and their endpoints,
 and a Helm release record. FakeCluster answers the KubeClient calls the tool makes. Failures are
 injected by the tests (`up_fails`, `locked_by`, `after_up`).
@@ -15,8 +16,9 @@ import gzip
 import json
 from typing import Any
 
-from bluegreen.config import SLOTS, parse
-from bluegreen.release import plan
+from bluegreen.config import parse
+from bluegreen.contract import RELEASE_TYPE, SLOTS
+from bluegreen.release import steps
 from bluegreen.release.kube import Endpoints
 from bluegreen.release.locks import held_by, pulumi_lock_error
 from bluegreen.release.stacks import Change, Run
@@ -95,7 +97,8 @@ class FakeCluster:
         record = next((r for r in self.records if r["name"] == name), None)
         if record is None:
             return None
-        payload = base64.b64encode(gzip.compress(json.dumps({"config": record["values"]}).encode()))
+        payload = base64.b64encode(gzip.compress(json.dumps({"config": record["values"],
+                                                             "manifest": fake_manifest(record["values"])}).encode()))
         return {"data": {"release": base64.b64encode(payload).decode()}}
 
 
@@ -106,8 +109,9 @@ class FakeStack:
         self.cluster, self.name, self.project_dir, self.app = cluster, name, "/nonexistent/project", None
         self.config = copy.deepcopy(config or CONFIG)
         self.deployed: dict | None = None  # the Release's values in the state
-        self.touched: set[str] = set()
         self.updates: list[dict] = []  # the config of each successful up
+        self.messages: list[str] = []  # the message of each successful up
+        self.recorded: list[dict] = []  # the changes written into the stack config, in order
         self.up_fails: str | None = None  # the error of the next up
         self.locked_by: str | None = None  # Pulumi's lock error text, for every up/refresh
         self.after_up = None  # called after each successful up (to break the cluster)
@@ -121,48 +125,37 @@ class FakeStack:
     def locks(self):
         return self.backend_locks
 
-    def cancel(self):
-        self.cancelled = True  # `pulumi cancel`: succeeds with or without a lock
-
-    def clear_pending_operations(self):
-        return 0  # an update in memory is never interrupted
-
     def raw_config(self):
         return copy.deepcopy(self.config)
 
-    @property
-    def config_at_start(self):
-        return self.raw_config()
+    def record(self, changes):
+        if not changes:
+            return
+        self.recorded.append(dict(changes))
+        self.config = steps.apply_changes(self.config, changes)
 
-    def set_config(self, changes):
-        self.touched.update(path.split(".")[0] for path in changes)
-        self.config = plan.apply_changes(self.config, changes)
-
-    def restore_config(self, raw, keys):
-        for key in list(keys):
-            self.config.pop(key, None)
-            if key in raw:
-                self.config[key] = copy.deepcopy(raw[key])
-            self.touched.discard(key)
-
-    def preview(self) -> Run:
-        values = chart_values(parse(self.config))
+    def preview(self, changes=None) -> Run:
+        values = chart_values(parse(steps.apply_changes(self.config, changes or {})))
         changed = sorted(f"values.{k}" for k in values if self.deployed is None or values[k] != self.deployed[k])
-        changes = [Change("urn:release", "kubernetes:helm.sh/v3:Release", "update" if changed else "same", changed)]
+        changes_seen = [Change("urn:release", RELEASE_TYPE, "update" if changed else "same", changed)]
         if self.extra_preview_change:
-            changes.append(self.extra_preview_change)
-        return Run(True, 0.1, changes, "preview output")
+            changes_seen.append(self.extra_preview_change)
+        return Run(True, 0.1, changes_seen, "preview output")
 
-    def up(self) -> Run:
+    def up(self, changes=None, message="", record=True) -> Run:
         if self.locked_by:
             raise pulumi_lock_error(self.locked_by, self.name)
         if self.up_fails:
             error, self.up_fails = self.up_fails, None
             return Run(False, 0.1, [], "", error)
-        settings = parse(self.config)
+        config = steps.apply_changes(self.config, changes or {})
+        settings = parse(config)
         self.deployed = chart_values(settings)
         self.cluster.apply(settings.namespace, settings.app_name, self.deployed)
-        self.updates.append(copy.deepcopy(self.config))
+        self.updates.append(copy.deepcopy(config))
+        self.messages.append(message)
+        if record:
+            self.record(changes or {})
         if self.after_up:
             self.after_up(self)
         return Run(True, 0.1, [], "up output")
@@ -171,6 +164,12 @@ class FakeStack:
         if self.locked_by:
             raise pulumi_lock_error(self.locked_by, self.name)
         return Run(True, 0.1, [], "")
+
+    def cancel(self):
+        pass
+
+    def clear_pending_operations(self):
+        return 0
 
     def deployed_values(self, app_name):
         return copy.deepcopy(self.deployed)
@@ -183,8 +182,8 @@ class FakeStack:
                 "prodUrl": "http://shop.example.com/", "stageUrl": "http://stage.shop.example.com/"}
 
     def history(self, limit=5):
-        return [{"kind": "update", "result": "succeeded", "started": "", "productionSlot": u["productionSlot"]}
-                for u in reversed(self.updates)][:limit]
+        return [{"kind": "update", "result": "succeeded", "started": "", "productionSlot": u["productionSlot"],
+                 "message": m} for u, m in reversed(list(zip(self.updates, self.messages, strict=True)))][:limit]
 
 
 def _deployment(app, slot, image, replicas):
@@ -199,10 +198,29 @@ def _image(deployment):
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
-def install(monkeypatch, stack: FakeStack) -> FakeStack:
-    """Point the release tool (bluegreen.release.cli) at this stack and its cluster."""
-    from bluegreen.release import cli
+def fake_manifest(values: dict[str, Any], probe_path: str = "/healthz") -> str:
+    """What the chart renders for `values`, reduced to what the release tool compares: the two
+    Services' selectors and each enabled slot's Deployment (helm.template in the unit tier)."""
+    app, prod = values["nameOverride"], values["productionSlot"]
+    objects = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{app}-{role}"},
+                "spec": {"selector": {"app.kubernetes.io/name": app, "slot": slot}}}
+               for role, slot in (("prod", prod), ("stage", "green" if prod == "blue" else "blue"))]
+    objects += [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"{app}-{slot}"},
+                 "spec": {"replicas": values[slot]["replicas"], "template": {"spec": {"containers": [
+                     {"name": "app", "image": values[slot]["image"],
+                      "readinessProbe": {"httpGet": {"path": probe_path}}}]}}}}
+                for slot in SLOTS if values[slot]["enabled"]]
+    return "\n---\n".join(json.dumps(o) for o in objects)
 
-    monkeypatch.setattr(cli, "StackSession", lambda name, project_dir=None, app=None: stack)
-    monkeypatch.setattr(cli, "KubeClient", lambda kubeconfig=None: stack.cluster)
+
+def install(monkeypatch, stack: FakeStack, tmp_dir) -> FakeStack:
+    """Point the release tool at this stack and its cluster, with its journal and locks in
+    `tmp_dir` and the chart rendered by fake_manifest (the `world` fixture, and the generated tests)."""
+    from bluegreen.release import helm, session
+
+    monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack)
+    monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: stack.cluster)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_dir))
+    monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
+                        fake_manifest(values))
     return stack

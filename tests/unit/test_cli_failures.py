@@ -31,7 +31,7 @@ def test_an_unexpected_error_is_a_failure_with_json(monkeypatch, capsys, error):
         def __init__(self, args):
             raise error
 
-    monkeypatch.setattr(cli, "Release", Exploding)
+    monkeypatch.setattr(cli, "Session", Exploding)
     assert cli.main(["status", "--json"]) == 1
     out, err = capsys.readouterr()
     result = json.loads(out)

@@ -50,7 +50,7 @@ def test_a_wiped_namespace_is_one_drift_and_prod_does_not_serve():
     wiped = Cluster(False, {"blue": None, "green": None}, {"prod": None, "stage": None},
                     {"prod": [], "stage": []}, {"blue": [], "green": []}, None)
     [drift] = differences(DEPLOYED, NAMES, wiped)
-    assert (drift.object, drift.problem) == ("Namespace shop", "missing: nothing of the release is deployed")
+    assert (drift.subject, drift.problem) == ("Namespace shop", "is missing: nothing of the release is deployed")
     assert drift.fix.startswith("bluegreen repair")
     assert not prod_serves(DEPLOYED, wiped)
 
@@ -59,7 +59,7 @@ def test_a_deleted_prod_deployment():
     cluster = changed(deployments={"blue": None, "green": deployment("green", STAGED.images["green"])},
                       endpoints={"prod": [], "stage": PODS["green"]}, ready_pods={"blue": [], "green": PODS["green"]})
     drifts = differences(DEPLOYED, NAMES, cluster)
-    assert [(d.object, d.problem) for d in drifts][:1] == [("Deployment web-blue", "missing")]
+    assert [(d.subject, d.problem) for d in drifts][:1] == [("Deployment web-blue", "is missing")]
     assert not prod_serves(DEPLOYED, cluster)
 
 
@@ -68,7 +68,7 @@ def test_a_prod_service_patched_to_the_stage_slot():
                       endpoints={"prod": PODS["green"], "stage": PODS["green"]})
     drifts = differences(DEPLOYED, NAMES, cluster)
     assert [str(d) for d in drifts] == [
-        "Service web-prod: selects slot green, the stack deployed blue\n"
+        "Service web-prod selects slot green, the stack deployed blue\n"
         "  Fix: bluegreen repair points it back at blue; to change the production slot: bluegreen promote"]
     assert not prod_serves(DEPLOYED, cluster)  # prod serves, but not what the stack says is prod
 
@@ -78,7 +78,7 @@ def test_prod_scaled_to_zero_by_hand():
                                    "green": deployment("green", STAGED.images["green"])},
                       endpoints={"prod": [], "stage": PODS["green"]}, ready_pods={"blue": [], "green": PODS["green"]})
     drifts = differences(DEPLOYED, NAMES, cluster)
-    assert drifts[0].problem == "scaled to 0 replicas, the stack deployed 2"
+    assert drifts[0].problem == "is scaled to 0 replicas, the stack deployed 2"
     assert "pulumi config set --path blue.replicas 0" in drifts[0].fix
     assert not prod_serves(DEPLOYED, cluster)
 
@@ -95,7 +95,7 @@ def test_a_helm_upgrade_behind_pulumis_back():
     values = {**chart_values(SETTINGS), "productionSlot": "green"}
     cluster = changed(release={"revision": 4, "status": "deployed", "values": values})
     [drift] = differences(DEPLOYED, NAMES, cluster)
-    assert drift.problem.startswith("revision 4 holds other values than the stack deployed for: productionSlot")
+    assert drift.problem.startswith("has revision 4 with other values than the stack deployed for: productionSlot")
 
 
 def test_a_release_left_pending_points_at_recover():
@@ -111,7 +111,7 @@ def test_a_retired_slot_that_still_runs():
                       {"prod": service("green"), "stage": service("blue")},
                       {"prod": PODS["green"], "stage": PODS["blue"]}, PODS,
                       {"revision": 5, "status": "deployed", "values": settings.values})
-    problems = [(d.object, d.problem) for d in differences(settings, NAMES, cluster)]
+    problems = [(d.subject, d.problem) for d in differences(settings, NAMES, cluster)]
     assert ("Deployment web-blue", "exists, but the stack deployed blue retired") in problems
     assert prod_serves(settings, cluster)
 

@@ -16,8 +16,10 @@ import copy
 import http.server
 import json
 import re
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -103,9 +105,7 @@ def world(state: str) -> FakeStack:
     stack = FakeStack(FakeCluster())
     stack.up()
     for changes in STATES[state]:
-        stack.set_config(changes)
-        stack.up()
-    stack.touched.clear()
+        stack.up(changes)
     return stack
 
 
@@ -114,10 +114,10 @@ def world(state: str) -> FakeStack:
 def test_a_generated_command_line_ends_with_a_message_and_a_refusal_changes_nothing(ingress, capsys, state, argv):
     stack = world(state)
     config, updates = copy.deepcopy(stack.config), len(stack.updates)
-    clock, outside = Clock(), []
+    clock, outside, scratch = Clock(), [], tempfile.mkdtemp(prefix="bluegreen-generated-")
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as patch:
-        install(patch, stack)
+        install(patch, stack, scratch)  # this example's own journal and locks
         for name, module in list(sys.modules.items()):
             if name.startswith("bluegreen.release") and getattr(module, "time", None) is time:
                 patch.setattr(module, "time", clock)
@@ -127,6 +127,7 @@ def test_a_generated_command_line_ends_with_a_message_and_a_refusal_changes_noth
             code = cli_main(argv)
         except SystemExit as exit_:  # argparse's way out
             code = exit_.code
+    shutil.rmtree(scratch, ignore_errors=True)
     out, err = capsys.readouterr()
     command = next((a for a in argv if not a.startswith("-")), "")
     where = f"bluegreen {' '.join(argv)} (from {state}) exited {code}:\n{err}\n{out}"

@@ -11,7 +11,7 @@ import pytest
 from bluegreen.config import ConfigError, parse
 from bluegreen.release import cli
 from bluegreen.values import version_label
-from tests.unit.fake_world import V2, FakeCluster, FakeStack, install
+from tests.unit.fake_world import V2
 
 IMAGE = "registry.example.com/shop/web:1.4.0"
 BASE = {"blue": {"enabled": True, "image": IMAGE}}
@@ -139,13 +139,6 @@ def test_selector_expressions_kubernetes_takes_pass():
                    {"key": "tier", "operator": "DoesNotExist", "values": []}]
     raw = {**BASE, "networkPolicy": {"from": [{"podSelector": {"matchExpressions": expressions}}]}}
     assert parse(raw).network_policy["from"][0]["podSelector"]["matchExpressions"] == expressions
-
-
-@pytest.fixture
-def world(monkeypatch):
-    stack = FakeStack(FakeCluster())
-    stack.up()
-    return install(monkeypatch, stack)
 
 
 @pytest.mark.parametrize("argv", [

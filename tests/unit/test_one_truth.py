@@ -1,28 +1,31 @@
-"""One truth for validation: config.py (the rules), Pulumi.yaml (what `pulumi config` shows),
-the chart's values.yaml (its defaults) and values.schema.json (what plain helm users are held to)
-agree on every key, type, default and limit the program and the chart share."""
+"""One truth for validation: the key table (keys.py) and the rules (config.py), Pulumi.yaml (what
+`pulumi config` shows), the README's configuration table, the chart's values.yaml (its defaults)
+and values.schema.json (what plain helm users are held to) agree on every key, type, default and
+limit the program and the chart share."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 import yaml
 
-from bluegreen.config import (
+from bluegreen.config import Settings, parse, project_keys
+from bluegreen.keys import (
     CONTAINER_PORT,
     DEFAULTS,
     DNS_NAME_PATTERN,
     GATEWAY_KEYS,
     IMAGE_PATTERN,
     IMAGE_PULL_POLICIES,
+    KEYS,
     MAX_DNS_NAME,
     REPLICAS,
     ROUTINGS,
     STAGE_ACCESS,
-    parse,
-    project_keys,
+    declared_config,
 )
 from bluegreen.values import chart_values
 from tests.conftest import REPO_ROOT
@@ -32,9 +35,38 @@ VALUES = yaml.safe_load((REPO_ROOT / "bluegreen" / "chart" / "values.yaml").read
 SLOT = SCHEMA["definitions"]["slot"]["properties"]
 
 
-def test_pulumi_yaml_declares_every_key_with_config_pys_default():
-    declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+def test_settings_has_one_field_per_key_in_the_tables_order():
+    """Settings stays a declared dataclass (its fields typed for mypy); this is its link to the table."""
+    assert [f.name for f in dataclasses.fields(Settings)] == [key.field for key in KEYS]
+
+
+def test_pulumi_yaml_declares_every_key_as_the_table_does():
+    text = (REPO_ROOT / "Pulumi.yaml").read_text()
+    assert text[text.index("\nconfig:\n") + 1:] == declared_config(), \
+        "Pulumi.yaml's config block is written from bluegreen/keys.py: run `make pulumi-yaml`"
+    declared = yaml.safe_load(text)["config"]
     assert {key: spec["default"] for key, spec in declared.items()} == DEFAULTS
+
+
+def _readme_configuration_table() -> dict[str, str]:
+    """Key -> the Default column of the README's configuration table, for the top-level keys."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Configuration\n"):]
+    section = section[:section.index("\n#", 1)]
+    rows = {}
+    for line in section.splitlines():
+        cells = re.match(r"^\| `([A-Za-z]+)` \| ([^|]*) \|", line)
+        if cells:
+            rows[cells[1]] = cells[2]
+    return rows
+
+
+def test_the_readmes_configuration_table_has_every_key_with_its_default():
+    rows = _readme_configuration_table()
+    assert set(rows) == set(DEFAULTS), set(rows) ^ set(DEFAULTS)
+    for key, default in rows.items():
+        shown = re.match(r"`([^`]*)`", default)
+        assert shown and yaml.safe_load(shown[1]) == DEFAULTS[key], (key, default)
 
 
 def test_the_schema_holds_config_pys_patterns_and_bounds_verbatim():

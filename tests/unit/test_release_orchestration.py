@@ -8,42 +8,16 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
-from bluegreen.release import cli, locks
+from bluegreen.release import helm, locks
+from bluegreen.release.commands import promote
 from bluegreen.release.stacks import Change
-from tests.unit.fake_world import V2, V3, FakeCluster, FakeStack
+from tests.unit.conftest import prod_slot
+from tests.unit.fake_world import V2, V3, fake_manifest
 
 LOCK_TEXT = ("error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or "
              "delete the lock file with `pulumi cancel`.\n"
              "  s3://state/.pulumi/locks/organization/bluegreen/dev/1f2e.json: created by ci@build-7 (pid 4242) "
              "at 2026-11-27T10:00:00Z")
-
-
-@pytest.fixture
-def world(monkeypatch):
-    cluster = FakeCluster()
-    stack = FakeStack(cluster)
-    stack.up()
-    monkeypatch.setattr(cli, "StackSession", lambda name, project_dir=None, app=None: stack)
-    monkeypatch.setattr(cli, "KubeClient", lambda kubeconfig=None: cluster)
-    return stack
-
-
-@pytest.fixture
-def tool(world, capsys):
-    def run(*args: str, expect: int = 0) -> dict:
-        code = cli.main([*args, "--stack", "dev", "--json"])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        assert code == expect, f"exit {code}, expected {expect}:\n{err}"
-        return json.loads(out)
-
-    return run
-
-
-def prod_slot(stack) -> str:
-    return stack.cluster.services["web-prod"]["spec"]["selector"]["slot"]
 
 
 def test_deploy_puts_the_image_into_the_idle_slot_and_leaves_prod(tool, world):
@@ -88,12 +62,12 @@ def test_a_promotion_that_fails_verification_is_rolled_back(tool, world, monkeyp
     tool("deploy", V2)
 
     def green_pods_vanish(stack):
-        if stack.config["productionSlot"] == "green":
+        if stack.deployed["productionSlot"] == "green":
             stack.cluster.pod_ips["web-green"] = []
 
     world.after_up = green_pods_vanish
-    verify = cli.verify_serving  # waits up to 30 s for endpoints to settle; here they never will
-    monkeypatch.setattr(cli, "verify_serving", lambda kube, names, role, slot: verify(kube, names, role, slot, 0.5))
+    verify = promote.verify_serving  # waits up to 30 s for endpoints to settle; here they never will
+    monkeypatch.setattr(promote, "verify_serving", lambda kube, names, role, slot: verify(kube, names, role, slot, 0.5))
     result = tool("promote", expect=1)
     assert "promotion of green failed" in result["error"] and "rolled back, prod serves blue" in result["error"]
     assert world.config["productionSlot"] == "blue" and prod_slot(world) == "blue"
@@ -118,10 +92,10 @@ def test_a_lock_in_the_state_backend_is_a_refusal_before_anything_changes(tool, 
     result = tool("promote", expect=2)
     assert result["refused"] is True and "stack dev is locked by another update" in result["error"]
     assert "1f2e.json, taken by ci@build-7 at 2026-11-27T10:00Z: pid 4242 on build-7" in result["error"]
-    assert world.touched == set() and len(world.updates) == 1  # not even the config was touched
+    assert world.recorded == [] and len(world.updates) == 1  # not even the config was touched
 
 
-def test_a_lock_met_at_up_is_a_refusal_that_puts_the_config_back(tool, world):
+def test_a_lock_met_at_up_is_a_refusal_and_the_config_was_never_changed(tool, world):
     world.backend_locks = None  # a backend the tool cannot read: Pulumi's own check at `up` says it
     world.locked_by = LOCK_TEXT
     result = tool("deploy", V2, expect=2)
@@ -147,3 +121,43 @@ def test_status_says_when_prod_does_not_serve(tool, world):
     world.cluster.pod_ips["web-blue"] = []
     result = tool("status", expect=1)
     assert "prod does not serve blue" in result["error"]
+
+
+def test_promote_first_brings_a_small_stage_to_prods_size(tool, world):
+    tool("deploy", V2, "--replicas", "1")
+    result = tool("promote")
+    assert world.updates[-2]["green"]["replicas"] == 2 and world.updates[-2]["productionSlot"] == "blue"
+    assert world.messages[-2].startswith("bluegreen promote: green (registry.example.com/shop/web:2.0.0) scaled "
+                                         "from 1 to 2 replicas")
+    assert world.updates[-1]["productionSlot"] == "green" and prod_slot(world) == "green"
+    assert len(world.cluster.pod_ips["web-green"]) == 2 and result["state"]["slots"]["green"]["desired"] == 2
+
+
+def test_promote_keep_stage_size_flips_to_the_stage_as_it_is(tool, world):
+    tool("deploy", V2, "--replicas", "1")
+    tool("promote", "--keep-stage-size")
+    assert world.config["green"]["replicas"] == 1 and prod_slot(world) == "green"
+
+
+def test_each_step_says_what_it_changes_object_by_object(tool, world):
+    deployed = tool("deploy", V2)
+    assert [(c["action"], c["kind"], c["name"]) for c in deployed["diff"]["changes"]] == [
+        ("added", "Deployment", "web-green")]
+    promoted = tool("promote")
+    changed = {(c["kind"], c["name"]): [f["path"] for f in c["fields"]] for c in promoted["diff"]["changes"]}
+    assert changed == {("Service", "web-prod"): ["spec.selector.slot"],
+                       ("Service", "web-stage"): ["spec.selector.slot"]}
+    assert tool("diff")["diff"]["summary"] == {"changed": 0, "added": 0, "removed": 0}
+
+
+def test_promote_refuses_a_chart_edit_in_the_checkout_and_names_the_objects(tool, world, monkeypatch):
+    tool("deploy", V2)
+    monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
+                        fake_manifest(values, probe_path="/ready"))
+    result = tool("promote", expect=2)
+    assert "more objects than the flip" in result["error"]
+    assert "Deployment shop/web-blue changes spec.template.spec.containers[name=app].readinessProbe" \
+           in result["error"], result["error"]
+    assert prod_slot(world) == "blue" and world.config["productionSlot"] == "blue"
+    shown = tool("diff")["diff"]["changes"]
+    assert {(c["kind"], c["name"]) for c in shown} == {("Deployment", "web-blue"), ("Deployment", "web-green")}

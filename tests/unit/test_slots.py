@@ -3,7 +3,7 @@
 import pytest
 
 from bluegreen.config import other_slot, parse
-from bluegreen.slots import plan
+from bluegreen.contract import pod_selector, role_slots
 from bluegreen.values import chart_values
 from tests.scenarios import SCENARIOS
 
@@ -16,13 +16,13 @@ def test_other_slot():
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_plan_for_each_release_step(scenario):
-    p = plan(parse(scenario.config))
-    assert (p.production, p.stage) == (scenario.prod, scenario.stage)
-    assert p.prod_selector == {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web",
-                               "slot": scenario.prod}
-    assert p.stage_selector["slot"] == scenario.stage
-    assert {slot: p.image(slot) for slot in ("blue", "green")} == scenario.images
+def test_settings_for_each_release_step(scenario):
+    settings = parse(scenario.config)
+    assert (settings.production_slot, settings.stage_slot) == (scenario.prod, scenario.stage)
+    assert role_slots(settings.production_slot) == {"prod": scenario.prod, "stage": scenario.stage}
+    assert pod_selector(settings.app_name, scenario.prod) == {
+        "app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web", "slot": scenario.prod}
+    assert {slot: settings.image(slot) for slot in ("blue", "green")} == scenario.images
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)

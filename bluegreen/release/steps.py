@@ -1,6 +1,7 @@
-"""Pure release planning: for each command, the slot it acts on, its preconditions, and the stack
-config edits it makes. No Pulumi, no cluster: the CLI applies these edits with
-`pulumi config set --path` semantics and runs an ordinary `pulumi up`.
+"""Pure decisions of the release tool: for each command, the slot it acts on, its preconditions, the
+stack config edits it makes and the message its update carries into `pulumi stack history`; and
+what a preview may show for a flip. No Pulumi, no cluster: the commands apply these edits with
+`pulumi config set --path` semantics and run an ordinary `pulumi up`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import REPLICAS, SLOTS, ConfigError, Settings, other_slot, parse
+from ..config import ConfigError, Settings, parse
+from ..contract import RELEASE_TYPE, ROLES, SLOT_LABEL, SLOTS, Names, other_slot
+from ..keys import REPLICAS
 
 
 class Refused(Exception):
@@ -25,6 +28,7 @@ class Step:
     slot: str
     summary: str
     changes: Mapping[str, Any] = field(default_factory=dict)  # config path -> new value
+    message: str = ""  # the update's message in `pulumi stack history`
 
     def apply(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """The raw stack config after this step's edits (paths like "green.image")."""
@@ -50,7 +54,8 @@ def deploy(settings: Settings, image: str, replace: bool = False, replicas: int 
     changes: dict[str, Any] = {f"{idle}.enabled": True, f"{idle}.image": image,
                                f"{idle}.replicas": live.replicas if replicas is None else replicas}
     return Step("deploy", idle, f"deploy {image} into the idle slot {idle}; prod stays on "
-                                f"{settings.production_slot} ({live.image})", changes)
+                                f"{settings.production_slot} ({live.image})", changes,
+                f"bluegreen deploy: {image} into {idle} (stage); prod stays {settings.production_slot} ({live.image})")
 
 
 def promote(settings: Settings) -> Step:
@@ -62,9 +67,25 @@ def promote(settings: Settings) -> Step:
     if state.replicas == 0:
         raise Refused(f"{target} is scaled to 0 replicas; "
                       f"deploy it again before promoting: bluegreen deploy {state.image} --replace")
-    return Step("promote", target,
-                f"promote {target} ({state.image}) to prod; {settings.production_slot} stays deployed for rollback",
-                {"productionSlot": target})
+    was = settings.production_slot
+    return Step("promote", target, f"promote {target} ({state.image}) to prod; {was} stays deployed for rollback",
+                {"productionSlot": target},
+                f"bluegreen promote: {target} ({state.image}) to prod; was {was} ({settings.slot(was).image})")
+
+
+def stage_at_prod_size(settings: Settings) -> Step | None:
+    """Before a promotion, the stage slot scaled up to prod's replica count (Argo's
+    previewReplicaCount): a slot staged small (`deploy --replicas 1`) takes prod's traffic at full
+    size. None when it already runs as many replicas as prod, or more."""
+    stage, prod = settings.stage_slot, settings.production_slot
+    wanted, has = settings.slot(prod).replicas, settings.slot(stage).replicas
+    if has >= wanted:
+        return None
+    image = settings.slot(stage).image
+    return Step("promote", stage, f"scale stage ({stage}, {image}) from {has} to prod's {wanted} replicas first",
+                {f"{stage}.replicas": wanted},
+                f"bluegreen promote: {stage} ({image}) scaled from {has} to {wanted} replicas, prod's size, "
+                "before the flip")
 
 
 def rollback(settings: Settings) -> Step:
@@ -75,7 +96,9 @@ def rollback(settings: Settings) -> Step:
         raise Refused(f"cannot roll back: the previous slot {target} was retired ({target}.enabled is "
                       f"{'true' if state.enabled else 'false'}, replicas {state.replicas}). "
                       f"Redeploy the old version with: bluegreen deploy IMAGE, then bluegreen promote")
-    return Step("rollback", target, f"roll prod back to {target} ({state.image})", {"productionSlot": target})
+    was = settings.production_slot
+    return Step("rollback", target, f"roll prod back to {target} ({state.image})", {"productionSlot": target},
+                f"bluegreen rollback: prod back to {target} ({state.image}); was {was} ({settings.slot(was).image})")
 
 
 def retire(settings: Settings, slot: str | None = None, keep_replicas: int | None = None) -> Step:
@@ -91,11 +114,12 @@ def retire(settings: Settings, slot: str | None = None, keep_replicas: int | Non
         if not REPLICAS[0] <= keep_replicas <= REPLICAS[1]:
             raise Refused(f"--keep-replicas is {keep_replicas}; allowed: {REPLICAS[0]} to {REPLICAS[1]}")
         return Step("retire", target, f"scale the old slot {target} down to {keep_replicas} replica(s)",
-                    {f"{target}.replicas": keep_replicas})
+                    {f"{target}.replicas": keep_replicas},
+                    f"bluegreen retire: {target} ({state.image}) scaled to {keep_replicas}")
     if not state.enabled:
         raise Refused(f"{target} is already retired ({target}.enabled is false)")
     return Step("retire", target, f"retire the old slot {target} ({state.image}): its Deployment is removed",
-                {f"{target}.enabled": False})
+                {f"{target}.enabled": False}, f"bluegreen retire: {target} ({state.image}) removed")
 
 
 def checked(raw: Mapping[str, Any], step: Step) -> Settings:
@@ -119,7 +143,7 @@ def unexpected_changes(changes: list[tuple[str, str, list[str]]]) -> list[str]:
     for typ, op, paths in changes:
         if op in ("same", "read"):
             continue
-        if typ == "kubernetes:helm.sh/v3:Release" and op == "update":
+        if typ == RELEASE_TYPE and op == "update":
             extra = sorted(set(paths) - FLIP_RELEASE_PATHS)
             if extra:
                 problems.append(f"{typ} update also changes {', '.join(extra)}")
@@ -143,3 +167,33 @@ def apply_changes(raw: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[st
         else:
             result[head] = value
     return result
+
+
+def reached(deployed: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> bool:
+    """Whether the deployed chart values hold every config edit of a step: the update that makes them
+    got through. The chart's values mirror these paths (productionSlot, <slot>.enabled|image|replicas)."""
+    if deployed is None or not changes:
+        return False
+    for path, value in changes.items():
+        node: Any = deployed
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node != value:
+            return False
+    return True
+
+
+def unexpected_objects(changes: list, names: Names) -> list[str]:
+    """Given the object diff of a flip (manifests.ObjectChange), what a flip does not explain: a
+    flip changes the prod and stage Services' slot selectors and nothing else."""
+    flip = {("Service", names.service(role)) for role in ROLES}
+    problems = []
+    for change in changes:
+        if change.action != "changed":
+            problems.append(f"{change} {change.action}")
+            continue
+        explained = f"spec.selector.{SLOT_LABEL}" if (change.kind, change.name) in flip else None
+        extra = [f.path for f in change.fields if f.path != explained]
+        if extra:
+            problems.append(f"{change} changes {', '.join(extra)}")
+    return problems

@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -57,18 +58,24 @@ _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"sha256:[0-9a-f]{64}"
 # Plain classes and quantifiers only: the same text is a Python, an RE2 (Helm) and an ECMA (JSON
 # Schema) pattern; the chart's values.schema.json holds it verbatim (tests/unit/test_one_truth.py).
+# Python checks every pattern with fullmatch: its `$` alone also matches before a trailing newline.
 IMAGE_PATTERN = rf"^{_REGISTRY}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*(?::{_TAG}(?:@{_DIGEST})?|@{_DIGEST})$"
 _IMAGE_RE = re.compile(IMAGE_PATTERN)
+MAX_IMAGE_NAME = 255  # Docker's limit on a repository name: [registry/]path, without tag and digest
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DNS_NAME_PATTERN = rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
 _DNS_NAME_RE = re.compile(DNS_NAME_PATTERN)
+MAX_DNS_NAME = 253  # Kubernetes' limit on a DNS name: a host, an IngressClass, a Secret, a Gateway
 # Number bounds: (lowest, highest), also in values.schema.json.
 REPLICAS = (0, 100)
 CONTAINER_PORT = (1, 65535)
 _DNS_LABEL_RE = re.compile(rf"^{_DNS_LABEL}$")
 # App names become Helm release names and Deployment names (`<app>-green`): keep them short.
 _APP_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+# The quantities accepted (100m, 128Mi, 0.5), and what each suffix multiplies by.
+_QUANTITY_SUFFIXES: dict[str, Decimal | int] = {"m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                                                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_QUANTITY_RE = re.compile(rf"^[0-9]+(?:\.[0-9]+)?(?:{'|'.join(_QUANTITY_SUFFIXES)})?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGISTRY_SERVER_RE = re.compile(rf"^(?:localhost|{_HOST}(?:\.{_HOST})*)(?::[0-9]+)?$")
 RESERVED_ENV_PREFIX = "BLUEGREEN_"  # the chart sets BLUEGREEN_SLOT
@@ -163,7 +170,7 @@ def read_choice(path: str, value: Any, problems: list[Problem], choices: tuple[s
 
 def read_matching(path: str, value: Any, problems: list[Problem], pattern: re.Pattern, allowed: str,
                   example: Any) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or len(value) > MAX_DNS_NAME or not pattern.fullmatch(value):  # names all
         problems.append(bad(path, value, allowed, _set(path, example)))
         return value if isinstance(value, str) else ""
     return value
@@ -206,7 +213,7 @@ def _health_path(key: Key, value: Any, problems: list[Problem]) -> str:
 
 def _tls_secret(key: Key, value: Any, problems: list[Problem]) -> str:
     name = text(key, value, problems)
-    if name and not _DNS_NAME_RE.match(name):
+    if name and not _is_dns_name(name):
         problems.append(bad(key.name, name, "empty (no TLS) or the name of a kubernetes.io/tls Secret",
                             f"pulumi config set {key.name} web-tls"))
     return name
@@ -225,9 +232,13 @@ def _slot(key: Key, value: Any, problems: list[Problem]) -> SlotSettings:
     merged = {**defaults, **value}
     enabled = read_bool(f"{name}.enabled", merged["enabled"], problems)
     image = read_text(f"{name}.image", merged["image"], problems)
-    if image and not _IMAGE_RE.match(image):
+    if image and not _IMAGE_RE.fullmatch(image):
         problems.append(bad(f"{name}.image", image,
                             "an image reference with a tag or digest, such as registry/name:1.2.3",
+                            f"pulumi config set --path {name}.image registry/name:tag"))
+    elif image and len(re.sub(r":[^/]*$", "", image.split("@")[0])) > MAX_IMAGE_NAME:  # without tag and digest
+        problems.append(bad(f"{name}.image", image, f"an image whose name ([registry/]path) is at most "
+                            f"{MAX_IMAGE_NAME} characters (the runtime cannot pull a longer one)",
                             f"pulumi config set --path {name}.image registry/name:tag"))
     elif enabled and not image:
         problems.append(bad(f"{name}.image", image, f"an image while {name}.enabled is true",
@@ -242,7 +253,7 @@ def _slot(key: Key, value: Any, problems: list[Problem]) -> SlotSettings:
 def _variable_name(name: Any) -> bool:
     """A name a pod gets a value under (a variable, or a secret's file): letters, digits and '_',
     not starting with a digit, and not the chart's own prefix."""
-    return bool(_ENV_NAME_RE.match(str(name))) and not str(name).startswith(RESERVED_ENV_PREFIX)
+    return bool(_ENV_NAME_RE.fullmatch(str(name))) and not str(name).startswith(RESERVED_ENV_PREFIX)
 
 
 _VARIABLE_NAME = f"letters, digits and '_', not starting with a digit or {RESERVED_ENV_PREFIX}"
@@ -301,7 +312,7 @@ def _registry(key: Key, value: Any, problems: list[Problem]) -> dict[str, str]:
         problems.append(bad("registry", shown, "an object with exactly server, username and password", fix))
         return {}
     server = value["server"]
-    if not isinstance(server, str) or not _REGISTRY_SERVER_RE.match(server):
+    if not isinstance(server, str) or not _REGISTRY_SERVER_RE.fullmatch(server):
         problems.append(bad("registry.server", server, "a registry host, with a port if needed", fix))
     for name in ("username", "password"):
         if not isinstance(value[name], str) or not value[name]:
@@ -329,8 +340,7 @@ def _gateway(key: Key, value: Any, problems: list[Problem]) -> dict[str, str]:
         if name not in value:
             continue
         item = value[name]
-        pattern = _DNS_LABEL_RE if name == "namespace" else _DNS_NAME_RE
-        if not isinstance(item, str) or not pattern.match(item):
+        if not (_is_dns_label(item) if name == "namespace" else _is_dns_name(item)):
             problems.append(bad(f"gateway.{name}", item, "a lowercase DNS name" if name != "namespace" else
                                 "a namespace name (a DNS label)", f"pulumi config set --path gateway.{name} ..."))
         else:
@@ -375,7 +385,7 @@ def _stage_auth(key: Key, value: Any, problems: list[Problem]) -> dict[str, str]
 
 def _pull_secrets(key: Key, value: Any, problems: list[Problem]) -> tuple[str, ...]:
     """Names of existing kubernetes.io/dockerconfigjson Secrets in the namespace."""
-    if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_NAME_RE.match(v) for v in value):
+    if not isinstance(value, list) or not all(_is_dns_name(v) for v in value):
         problems.append(bad("imagePullSecrets", value, "a list of Secret names",
                             "pulumi config set --path 'imagePullSecrets[0]' registry-credentials"))
         return ()
@@ -391,7 +401,7 @@ def _annotations(key: Key, value: Any, problems: list[Problem]) -> dict[str, str
         return {}
     found = {}
     for name, item in value.items():
-        if not _ANNOTATION_RE.match(str(name)) or not isinstance(item, (str, int, float, bool)):
+        if not _ANNOTATION_RE.fullmatch(str(name)) or not isinstance(item, (str, int, float, bool)):
             problems.append(bad(f"ingressAnnotations.{name}", item,
                                 "an annotation key ([prefix/]name, a name of at most 63 characters) with text",
                                 f"pulumi config rm --path 'ingressAnnotations[\"{name}\"]'"))
@@ -409,6 +419,7 @@ def _resources(key: Key, value: Any, problems: list[Problem]) -> dict[str, dict[
         return key.default
     # Like the slots (and like Helm's own values merge), fields not given keep their defaults.
     result = {kind: dict(quantities) for kind, quantities in key.default.items()}
+    given = set()  # (kind, resource) set in the config
     for kind, quantities in value.items():
         if kind not in ("requests", "limits") or not isinstance(quantities, Mapping):
             problems.append(bad(f"resources.{kind}", quantities, allowed,
@@ -416,12 +427,30 @@ def _resources(key: Key, value: Any, problems: list[Problem]) -> dict[str, dict[
             continue
         result.setdefault(kind, {})
         for resource, quantity in quantities.items():
-            if resource not in RESOURCE_NAMES or not _QUANTITY_RE.match(str(quantity)):
+            if resource not in RESOURCE_NAMES or not _QUANTITY_RE.fullmatch(str(quantity)):
                 problems.append(bad(f"resources.{kind}.{resource}", quantity,
                                     f"one of {names}, as a quantity such as 100m or 128Mi", fix))
                 continue
             result[kind][resource] = str(quantity)
+            given.add((kind, resource))
+    for resource, limit in result["limits"].items():  # Kubernetes refuses a request above its limit
+        request = result["requests"].get(resource)
+        if request is not None and _quantity(request) > _quantity(limit):
+            # Name the one the user set: the limit when only it was set, else the request.
+            only_limit = ("limits", resource) in given and ("requests", resource) not in given
+            kind, shown, other = ("limits", limit, request) if only_limit else ("requests", request, limit)
+            problems.append(bad(f"resources.{kind}.{resource}", shown,
+                                f"{'at least' if kind == 'limits' else 'at most'} "
+                                f"resources.{'requests' if kind == 'limits' else 'limits'}.{resource} ({other}): "
+                                "Kubernetes refuses a request above its limit",
+                                f"pulumi config set --path resources.{kind}.{resource} {other}"))
     return result
+
+
+def _quantity(text: str) -> Decimal:
+    """A quantity that matched _QUANTITY_RE, as a number (100m -> 0.1, 1Ki -> 1024)."""
+    number = text.rstrip("".join(_QUANTITY_SUFFIXES))
+    return Decimal(number) * _QUANTITY_SUFFIXES.get(text[len(number):], 1)
 
 
 def _network_policy(key: Key, value: Any, problems: list[Problem]) -> dict[str, Any]:
@@ -487,31 +516,66 @@ def _peer_problem(where: str, name: str, part: Any) -> Problem | None:
         if not shape or not all(map(_is_cidr_block, [part.get("cidr"), *part.get("except", [])])):
             return bad(path, part, "{cidr, except}: CIDRs such as 10.244.0.1/32 (host bits zero)",
                        f"pulumi config set --path '{path}.cidr' 10.0.0.0/16")
+        cidr = _network(part["cidr"])
+        for index, text in enumerate(part.get("except", [])):  # Kubernetes' rule for except
+            inner = _network(text)
+            if not (cidr and inner and inner != cidr and _within(inner, cidr)):
+                return bad(f"{path}.except[{index}]", text, f"a range inside cidr {part['cidr']}, smaller than it",
+                           f"pulumi config rm --path '{path}.except[{index}]'")
         return None
     if not isinstance(part, Mapping) or set(part) - {"matchLabels", "matchExpressions"}:
         return bad(path, part, "a label selector {matchLabels, matchExpressions} ({} selects all)",
                    f"pulumi config set --path '{path}.matchLabels.app' web")
     labels, expressions = part.get("matchLabels", {}), part.get("matchExpressions", [])
     good_labels = isinstance(labels, Mapping) and all(
-        _LABEL_KEY_RE.match(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.match(v) for k, v in labels.items())
+        _LABEL_KEY_RE.fullmatch(str(k)) and isinstance(v, str) and _LABEL_VALUE_RE.fullmatch(v)
+        for k, v in labels.items())
     good_expressions = isinstance(expressions, list) and all(
-        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"} and _LABEL_KEY_RE.match(str(e.get("key")))
-        and e.get("operator") in _SELECTOR_OPERATORS and isinstance(e.get("values", []), list)
-        and all(isinstance(v, str) for v in e.get("values", [])) for e in expressions)
+        isinstance(e, Mapping) and set(e) <= {"key", "operator", "values"}
+        and _LABEL_KEY_RE.fullmatch(str(e.get("key"))) and e.get("operator") in _SELECTOR_OPERATORS
+        and isinstance(e.get("values", []), list)
+        and all(isinstance(v, str) and _LABEL_VALUE_RE.fullmatch(v) for v in e.get("values", []))
+        # Kubernetes' rule: In and NotIn need values, Exists and DoesNotExist take none.
+        and bool(e.get("values")) == (e.get("operator") in ("In", "NotIn")) for e in expressions)
     if not good_labels or not good_expressions:
         return bad(path, part, "matchLabels {label: value} and matchExpressions [{key, operator: "
-                   f"{'/'.join(_SELECTOR_OPERATORS)}, values}}] with Kubernetes label keys and values",
+                   f"{'/'.join(_SELECTOR_OPERATORS)}, values}}] with Kubernetes label keys and values "
+                   "(values for In and NotIn, none for Exists and DoesNotExist)",
                    f"pulumi config set --path '{path}.matchLabels.app' web")
     return None
 
 
 def _is_network(text: Any) -> bool:
-    """An IP address or a CIDR with no host bits set (IPv4 or IPv6)."""
+    """An IP address or a CIDR with no host bits set (IPv4 or IPv6), without an IPv6 zone
+    ("fe80::1%eth0": Python takes it, Traefik and Kubernetes do not)."""
+    return _network(text) is not None
+
+
+def _network(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if not isinstance(text, str) or "%" in text:
+        return None
     try:
-        ipaddress.ip_network(text, strict=True)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(text, str)
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return None
+
+
+def _within(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False  # another family
+
+
+def _is_dns_label(text: Any) -> bool:
+    return isinstance(text, str) and bool(_DNS_LABEL_RE.fullmatch(text))
+
+
+def _is_dns_name(text: Any) -> bool:
+    """A lowercase DNS name Kubernetes takes (a DNS-1123 subdomain, at most 253 characters)."""
+    return isinstance(text, str) and len(text) <= MAX_DNS_NAME and bool(_DNS_NAME_RE.fullmatch(text))
 
 
 def _is_cidr_block(text: Any) -> bool:

@@ -3,7 +3,9 @@ values made of several settings, written here."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,10 +54,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def helm_json(values: Any) -> str:
+    """Values (or any JSON data) as text for Helm's YAML parser (`helm --values`; kube-score's is
+    the same): JSON, so every string stays quoted (YAML would read a bare y, 0 or null as a boolean,
+    a number or nothing), with non-ASCII written as UTF-8 rather than \\u escapes (the parser cannot
+    join an escaped surrogate pair), and the characters YAML folds or refuses when raw (C1 controls,
+    NEL, line separators, BOM) escaped."""
+    return re.sub(r"[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]", lambda m: f"\\u{ord(m[0]):04x}",
+                  json.dumps(values, ensure_ascii=False))
+
+
 def version_label(image: str) -> str:
     """The app.kubernetes.io/version of a slot: its image's tag, else its digest's first 12 hex
-    digits (a label value: at most 63 characters, ending in a letter or digit)."""
+    digits (a label value: at most 63 characters, starting and ending with a letter or digit; a tag
+    may start with '_')."""
     name, _, digest = image.partition("@")
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
     label = tag or (digest.replace("sha256:", "sha256-")[:19] if digest else "")
-    return label[:63].rstrip("._-")
+    return label.lstrip("._-")[:63].rstrip("._-")

@@ -28,14 +28,10 @@ NODES=${BLUEGREEN_NODES:-2}
 # kwokctl keeps everything (clusters, cache) under its workdir; keep it inside .state.
 export KWOK_WORKDIR=$STATE/cluster
 CLUSTER_DIR=$KWOK_WORKDIR/clusters/$NAME
+LOGS=$CLUSTER_DIR/logs/ # for wait_for
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
-
-say() { echo "==> $*" >&2; }
-die() { echo "cluster: error: $*" >&2; exit 1; }
-
-need() { command -v "$1" || die "$1 not found; build it with: scripts/toolchain.sh kube etcd kwok"; }
-
-kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # kwokctl logs JSON; show its INFO lines as one short line each, anything else as is.
 kw() {
@@ -50,12 +46,12 @@ apiserver_ready() {
 create() {
   local etcd apiserver kcm scheduler kwok kubectl
   # One assignment a line: on a shared line only the last one's failure would stop the script.
-  etcd=$(need etcd)
-  apiserver=$(need kube-apiserver)
-  kcm=$(need kube-controller-manager)
-  scheduler=$(need kube-scheduler)
-  kwok=$(need kwok)
-  kubectl=$(need kubectl)
+  etcd=$(need etcd etcd)
+  apiserver=$(need kube-apiserver kube)
+  kcm=$(need kube-controller-manager kube)
+  scheduler=$(need kube-scheduler kube)
+  kwok=$(need kwok kwok)
+  kubectl=$(need kubectl kube)
   say "creating cluster '$NAME' (kube v$KUBERNETES_VERSION, etcd $("$etcd" --version | head -1 | awk '{print $NF}'), kwok v$KWOK_VERSION)"
   # kwok's stages, plus images tagged `never-ready` never becoming Ready (see cluster/stages.sh).
   "$REPO/scripts/cluster/stages.sh" > "$STATE/kwok-stages.yaml"
@@ -99,15 +95,6 @@ EOF
 write_kubeconfig() {
   kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_OUT.tmp"
   mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"
-}
-
-wait_for() {
-  local what=$1 timeout=$2 t0=$SECONDS; shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - t0 < timeout)) || die "timed out after ${timeout}s waiting for $what (logs: $CLUSTER_DIR/logs/)"
-    sleep 1
-  done
-  say "$what ($((SECONDS - t0)) s)"
 }
 
 # The real node where it can run; kwok's simulated nodes where not (or when asked), said loudly.
@@ -208,28 +195,26 @@ down() {
   say "cluster '$NAME' is down"
 }
 
-running() { [[ -d /proc/$1 && $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
-
 # kwokctl skips a component whose pid file names a live pid; a dead one (or a zombie nobody
 # reaped) must not count.
 forget_dead_pids() {
   local f
   for f in "$CLUSTER_DIR"/pids/*.pid; do
-    [[ -f $f ]] && ! running "$(cat "$f")" && rm -f "$f"
+    [[ -f $f ]] && ! alive "$(cat "$f")" && rm -f "$f"
   done
   return 0
 }
 
 # kwokctl only signals its components; wait for them to exit (so their ports are free), then kill.
 stop_pids() {
-  local pid t0=$SECONDS alive
+  local pid t0=$SECONDS left
   (($#)) || return 0
   kill "$@" 2>/dev/null || true
   while :; do
-    alive=()
-    for pid in "$@"; do running "$pid" && alive+=("$pid"); done
-    ((${#alive[@]})) || return 0
-    if ((SECONDS - t0 > 10)); then kill -9 "${alive[@]}" 2>/dev/null || true; return 0; fi
+    left=()
+    for pid in "$@"; do alive "$pid" && left+=("$pid"); done
+    ((${#left[@]})) || return 0
+    if ((SECONDS - t0 > 10)); then kill -9 "${left[@]}" 2>/dev/null || true; return 0; fi
     sleep 0.5
   done
 }

@@ -29,13 +29,12 @@ SERVICE_CIDR=10.96.0.0/24
 # per policy.
 CHAINS='KUBE-ROUTER-(INPUT|FORWARD|OUTPUT)|KUBE-POD-FW-[A-Z0-9]+|KUBE-NWPLCY-[A-Z0-9]+'
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
-
-say() { echo "==> $*" >&2; }
-die() { echo "netpol: error: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 live_pid() {
   local pid
-  pid=$(cat "$PIDFILE" 2>/dev/null) && [[ -d /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat") != Z ]] && echo "$pid"
+  pid=$(cat "$PIDFILE" 2>/dev/null) && alive "$pid" && echo "$pid"
 }
 
 # Its chains are in place and a first full sync is done (logged at --v 1): pods and policies that
@@ -75,7 +74,7 @@ stop() {
   local pid t0=$SECONDS
   if pid=$(live_pid); then
     kill "$pid" 2>/dev/null || true
-    while [[ -d /proc/$pid ]] && ((SECONDS - t0 < 15)); do sleep 0.3; done
+    while alive "$pid" && ((SECONDS - t0 < 15)); do sleep 0.3; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE"

@@ -33,13 +33,23 @@ CGROUP_ROOT=/bluegreen
 EGRESS_CHAIN=BLUEGREEN-EGRESS
 NO_REGISTRY=http://127.0.0.1:9
 KUBELET_PORT=20250 KUBELET_HEALTHZ_PORT=20248 PROXY_HEALTHZ_PORT=20256 PROXY_METRICS_PORT=20249
+# Where programs keep state outside a project's own dirs: the snapshot lists every name and type
+# under them, but not inside these entries of /var/lib, whose contents the OS and its services
+# change by themselves (package managers, systemd, a database, desktop catalogs).
+WATCHED_TREES=(/var/lib /etc/cni /opt/cni)
+SELF_CHANGING=(apt dpkg ucf man-db python sgml-base xml-core vim pam swcatalog PackageKit systemd dbus polkit-1
+  private logrotate postgresql)
+# Outside our own dirs, whatever we configure, the node's programs write here: kubelet its device
+# plugin socket (/var/lib/kubelet/device-plugins, a path fixed in kubelet), containerd's CNI library
+# its results cache (/var/lib/cni). `up` records what is there; `down` removes only what was not.
+FOREIGN_STATE=(/var/lib/kubelet /var/lib/cni /etc/cni /opt/cni)
 # kubelet changes these (it needs them for its OOM and panic policy); `down` restores them.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset)
+LOGS=$CONF/logs/ # for wait_for
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
-
-say() { echo "==> $*" >&2; }
-die() { echo "node: error: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # --- can this machine run containers? --------------------------------------------------------
 
@@ -202,6 +212,7 @@ record_host() {
   [[ -d /run/containerd ]] && touch "$HOST_BEFORE/run-containerd"
   nft list tables 2>/dev/null >"$HOST_BEFORE/nft-tables" || true
   ls /run/netns 2>/dev/null >"$HOST_BEFORE/netns" || true
+  find "${FOREIGN_STATE[@]}" 2>/dev/null >"$HOST_BEFORE/foreign-state" || true # (some do not exist)
 }
 
 restore_host() {
@@ -228,6 +239,16 @@ restore_host() {
     nft delete table $table 2>/dev/null || true
   done < <(nft list tables 2>/dev/null)
   [[ -f $HOST_BEFORE/run-netns ]] || rmdir /run/netns 2>/dev/null || true
+  # What the node's programs wrote outside our dirs and was not there before `up`, deepest first
+  # (a directory goes only once it is empty: it never takes along what was there before). A node
+  # started before `up` kept this record has none: then nothing is removed.
+  local path
+  if [[ -f $HOST_BEFORE/foreign-state ]]; then
+    while read -r path; do
+      grep -qxF "$path" "$HOST_BEFORE/foreign-state" && continue
+      if [[ -d $path && ! -L $path ]]; then rmdir "$path" 2>/dev/null || true; else rm -f "$path"; fi
+    done < <(find "${FOREIGN_STATE[@]}" 2>/dev/null | sort -r)
+  fi
   # containerd 1.6 keeps its shims' sockets in /run/containerd/s whatever its state dir is.
   [[ -f $HOST_BEFORE/run-containerd ]] || rm -rf /run/containerd
 }
@@ -279,7 +300,7 @@ make_cgroup_root() {
 # --- processes -------------------------------------------------------------------------------
 
 pidfile() { echo "$RUN/$1.pid"; }
-running() { local p; p=$(cat "$(pidfile "$1")" 2>/dev/null) && [[ -d /proc/$p ]] && [[ $(awk '{print $3}' "/proc/$p/stat") != Z ]]; }
+running() { local p; p=$(cat "$(pidfile "$1")" 2>/dev/null) && alive "$p"; }
 
 # start NAME COMMAND...: in its own session, logging to .state/node/logs/NAME.log.
 start() {
@@ -293,21 +314,11 @@ stop() {
   local name=$1 pid t0=$SECONDS
   pid=$(cat "$(pidfile "$name")" 2>/dev/null) || return 0
   kill "$pid" 2>/dev/null || true
-  while [[ -d /proc/$pid ]] && ((SECONDS - t0 < 15)); do sleep 0.3; done
+  while alive "$pid" && ((SECONDS - t0 < 15)); do sleep 0.3; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$(pidfile "$name")"
 }
 
-wait_for() {
-  local what=$1 timeout=$2 t0=$SECONDS; shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - t0 < timeout)) || die "timed out after ${timeout}s waiting for $what (logs: $CONF/logs/)"
-    sleep 0.5
-  done
-  say "$what ($((SECONDS - t0)) s)"
-}
-
-kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 node_ready() { kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s; }
 
 # --- up / down -------------------------------------------------------------------------------
@@ -458,6 +469,12 @@ snapshot() {
     for path in /var/log/containers /var/log/pods /run/netns /run/containerd "$ROOT" "$RUN"; do
       if [[ -e $path || -L $path ]]; then echo "path $path"; fi
     done
+    # Names and types (d directory, f file, l link, s socket, ...), not contents. Our own ROOT is
+    # the `path` above.
+    local skip
+    skip=$(IFS='|'; echo "${SELF_CHANGING[*]}")
+    find "${WATCHED_TREES[@]}" -regextype posix-extended \( -path "$ROOT" -o -regex "/var/lib/($skip)/.+" \) -prune \
+      -o -printf 'fs %y %p\n' 2>/dev/null
     # Process names (comm, at most 15 characters) of the node, the control plane and the ingress.
     # (Not zombies: a process that has exited waits there until PID 1 reaps it.)
     ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-router|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|pause|app' | sed 's/^/process /'

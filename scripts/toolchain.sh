@@ -46,8 +46,8 @@ WORK=""   # build dir in progress, removed if we are interrupted
 TICKER="" # pid of the progress ticker
 trap '[[ -z $TICKER ]] || kill "$TICKER" 2>/dev/null; [[ -z $WORK ]] || rm -rf "$WORK"' EXIT
 
-say() { echo "==> $*" >&2; }
-die() { echo "toolchain: error: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # --- per-tool facts -------------------------------------------------------------------------
 

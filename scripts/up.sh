@@ -10,40 +10,40 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK=${STACK:-staging}
 PROJECT=$(cd "${PROJECT:-$REPO}" && pwd)
 
-step() { echo "==> $*" >&2; }
-die() { echo "up: error: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 cd "$REPO"
 [[ -f $PROJECT/Pulumi.yaml ]] || die "no Pulumi.yaml in $PROJECT"
 
 if [[ ! -x .venv/bin/python ]]; then
-  step "python venv (make venv)"
+  say "python venv (make venv)"
   make --no-print-directory venv
 fi
 
-step "environment (source scripts/activate)"
+say "environment (source scripts/activate)"
 # shellcheck source-path=SCRIPTDIR/..
 source scripts/activate
 echo "    KUBECONFIG=${KUBECONFIG:-~/.kube/config} ($BLUEGREEN_CLUSTER cluster), PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL" >&2
 
 # With your own cluster, nothing for the local one is built.
-step "toolchain (scripts/toolchain.sh for-$BLUEGREEN_CLUSTER)"
+say "toolchain (scripts/toolchain.sh for-$BLUEGREEN_CLUSTER)"
 scripts/toolchain.sh "for-$BLUEGREEN_CLUSTER"
 PATH="$(scripts/toolchain.sh --print-path):$PATH" # what was just built, first
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
-  step "local cluster (scripts/cluster.sh up)"
+  say "local cluster (scripts/cluster.sh up)"
   scripts/cluster.sh up
 else
-  step "using your cluster: context $(kubectl config current-context 2>/dev/null || echo "?") (KUBECONFIG=${KUBECONFIG:-~/.kube/config})"
+  say "using your cluster: context $(kubectl config current-context 2>/dev/null || echo "?") (KUBECONFIG=${KUBECONFIG:-~/.kube/config})"
 fi
 
-step "stack $STACK (pulumi stack select --create $STACK)"
+say "stack $STACK (pulumi stack select --create $STACK)"
 pulumi -C "$PROJECT" stack select --create "$STACK"
 
 # --refresh: the stack first learns what the cluster lost (a wiped cluster, a deleted namespace),
 # so this recreates it instead of reporting everything unchanged.
-step "pulumi up --yes --refresh $*"
+say "pulumi up --yes --refresh $*"
 log=$(mktemp)
 if ! pulumi -C "$PROJECT" up --yes --refresh "$@" 2>&1 | tee "$log"; then
   # A killed update or release command leaves Pulumi's lock (and maybe a pending Helm revision):
@@ -59,7 +59,7 @@ fi
 rm -f "$log"
 
 if [[ $BLUEGREEN_CLUSTER == local ]]; then
-  step "try it (in \`make shell\`, or after \`source scripts/activate\`):"
+  say "try it (in \`make shell\`, or after \`source scripts/activate\`):"
   for key in prodHost stageHost; do
     host=$(pulumi -C "$PROJECT" config get "$key")
     answer=$(curl -sS --max-time 5 -H "Host: $host" -w 'HTTP %{http_code}' "$BLUEGREEN_INGRESS/" 2>&1 | tr '\n' ' ') || true

@@ -127,6 +127,7 @@ CHART_MODES = [
     _config_mode("cpu-limit", {**_TWO_SLOTS, "resources": {"limits": {"cpu": "500m"}}}),
     _config_mode("one-replica", {**BASE, "blue": _slot(True, V1, 1)}),
     _config_mode("network-policy-off", {**_TWO_SLOTS, "networkPolicy": {"enabled": False}}),
+    _config_mode("writable-root", {**_TWO_SLOTS, "readOnlyRootFilesystem": False}),
     _config_mode("network-policy-peers", {**_TWO_SLOTS, "networkPolicy": {
         "ingressController": [{"ipBlock": {"cidr": "192.0.2.0/24"}}],
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),

@@ -14,9 +14,10 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from ..config import ConfigError
 from .commands import COMMANDS
@@ -30,7 +31,13 @@ from .steps import Refused
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as usage:  # a bad command line is refused like any other bad input, JSON included
+        say(f"bluegreen: refused, nothing was changed: {usage}")
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            print(json.dumps({"command": usage.command, "ok": False, "refused": True, "error": str(usage)}, indent=2))
+        return 2
     started = time.monotonic()
     result: dict[str, Any] = {"command": args.command, "stack": args.stack}
     session: Session | None = None
@@ -93,8 +100,25 @@ def _one_at_a_time(session: Session, args: argparse.Namespace) -> Iterator[None]
         yield
 
 
+class UsageError(Exception):
+    """The command line is not one the tool takes: what is wrong, then the usage."""
+
+    def __init__(self, message: str, command: str | None):
+        super().__init__(message)
+        self.command = command
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises UsageError (argparse would print and exit 2 with
+    no JSON); subcommands' parsers are of the same class, named "bluegreen COMMAND"."""
+
+    def error(self, message: str) -> NoReturn:
+        words = self.prog.split()
+        raise UsageError(f"{message}\n{self.format_usage().strip()}", words[1] if len(words) > 1 else None)
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--stack", default=os.environ.get("BLUEGREEN_STACK", "staging"),
                         help="Pulumi stack (environment); default: staging")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -102,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--app", help="in a stack with several BlueGreenApps, the one to work on (its stack "
                         "config is the namespace named like it: APP:productionSlot, ...)")
     common.add_argument("--kubeconfig", help="kubeconfig to read the cluster with (default: $KUBECONFIG)")
-    parser = argparse.ArgumentParser(prog="bluegreen", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="bluegreen", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         parser_of_command = commands.add_parser(name, parents=[common], help=command.HELP)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..contract import Names
+from ..values import helm_json
 from .kube import KubeClient
 
 HELM = "helm"  # the helm CLI, found on PATH (scripts/activate puts the toolchain's first)
@@ -91,8 +92,8 @@ def template(chart_dir: str, release: str, namespace: str, values: Mapping[str, 
     is read from a cluster: the chart reads neither `.Capabilities` nor `lookup`, so the render does
     not depend on it. `kube_version` (`--kube-version`) only when a chart's `kubeVersion`
     constraint needs another version than helm's built-in one (its client-go's)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-        json.dump(values, file)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file:
+        file.write(helm_json(values))  # what Helm's YAML parser reads back exactly
         file.flush()
         args = [HELM, "template", release, chart_dir, "--namespace", namespace, "--values", file.name, "--no-hooks"]
         if kube_version:
@@ -108,8 +109,8 @@ def upgrade(release: str, chart_dir: str, namespace: str, values: Mapping[str, A
     """Helm's three-way merge against the live objects, with exactly `values` (`--reset-values`);
     `--atomic`: an upgrade that fails is rolled back, not left half-done. Helm's output goes to
     stderr (the tool's stdout carries only its result)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-        json.dump(values, file)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as file:
+        file.write(helm_json(values))  # what Helm's YAML parser reads back exactly
         file.flush()
         done = _run([HELM, "upgrade", release, chart_dir, "-n", namespace, "-f", file.name, "--reset-values",
                      "--wait", "--atomic", "--timeout", f"{timeout_seconds}s"], stdout=sys.stderr)

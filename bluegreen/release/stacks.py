@@ -94,6 +94,11 @@ class StackSession:
         except auto.StackNotFoundError:
             raise NoSuchStack(f"stack {stack_name!r} does not exist in {self.project_dir}; "
                               f"create it with: pulumi stack init {stack_name}") from None
+        except auto.CommandError as error:  # e.g. a name Pulumi does not take: its reason, not a dump
+            reason = [line for line in str(error).splitlines() if line.strip().startswith(("error:", "stderr:"))]
+            raise NoSuchStack(f"--stack {stack_name!r} cannot be selected in {self.project_dir}: "
+                              + (reason[-1].strip().removeprefix("stderr: ") if reason else str(error).strip())
+                              + " (a stack name: letters, digits, '-', '_', '.', optionally org/project/)") from None
         self.name, self.app = stack_name, app
         self.namespace = app or PROJECT
         self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import ConfigError, Settings, parse
 from ..contract import RELEASE_TYPE, ROLES, SLOT_LABEL, SLOTS, Names, other_slot
+from ..keys import REPLICAS
 
 
 class Refused(Exception):
@@ -44,6 +45,9 @@ def deploy(settings: Settings, image: str, replace: bool = False, replicas: int 
             f"Promote it (bluegreen promote), retire it (bluegreen retire), "
             f"or replace it (bluegreen deploy {image} --replace)."
         )
+    if replicas is not None and not 1 <= replicas <= REPLICAS[1]:
+        # A release without pods can be neither tested through stage nor promoted.
+        raise Refused(f"--replicas is {replicas}; allowed: 1 to {REPLICAS[1]}")
     live = settings.slot(settings.production_slot)
     # The new release gets prod's size unless told otherwise, so promoting it keeps prod's capacity
     # (a slot scaled down by `retire --keep-replicas` would otherwise come back small).
@@ -107,8 +111,8 @@ def retire(settings: Settings, slot: str | None = None, keep_replicas: int | Non
                       f"Retire {other_slot(target)}, or promote {other_slot(target)} first")
     state = settings.slot(target)
     if keep_replicas is not None:
-        if keep_replicas < 0:
-            raise Refused(f"--keep-replicas is {keep_replicas}; allowed: 0 or more")
+        if not REPLICAS[0] <= keep_replicas <= REPLICAS[1]:
+            raise Refused(f"--keep-replicas is {keep_replicas}; allowed: {REPLICAS[0]} to {REPLICAS[1]}")
         return Step("retire", target, f"scale the old slot {target} down to {keep_replicas} replica(s)",
                     {f"{target}.replicas": keep_replicas},
                     f"bluegreen retire: {target} ({state.image}) scaled to {keep_replicas}")

@@ -40,20 +40,16 @@ source "$REPO/scripts/versions.env"
 GATEWAY_NAMESPACE=kube-system
 GATEWAY_NAME=traefik
 export KUBECONFIG
-
-say() { echo "==> $*" >&2; }
-die() { echo "traefik: error: $*" >&2; exit 1; }
-
-need() { command -v "$1" >/dev/null || die "$1 not found; build it with: scripts/toolchain.sh $2"; }
-
-kc() { kubectl --request-timeout=10s "$@"; }
+KUBECONFIG_OUT=$KUBECONFIG KC_TIMEOUT=10s # for kc
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # The pid in the pid file, if that process is alive and is a traefik (pids get reused).
 live_pid() {
   local pid
   [[ -f $PIDFILE ]] || return 1
   pid=$(cat "$PIDFILE")
-  [[ $pid =~ ^[0-9]+$ && -d /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
+  alive "$pid" || return 1
   [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *traefik* ]] || return 1
   echo "$pid"
 }
@@ -217,8 +213,8 @@ wait_ready() {
 }
 
 start() {
-  need traefik traefik
-  need kubectl kube
+  need traefik traefik >/dev/null
+  need kubectl kube >/dev/null
   mkdir -p "$STATE"
   [[ -f $KUBECONFIG ]] || die "no kubeconfig at $KUBECONFIG (run scripts/cluster.sh up)"
   local facts
@@ -258,7 +254,7 @@ stop() {
     return 0
   fi
   kill "$pid" 2>/dev/null || true
-  while [[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do
+  while alive "$pid"; do
     if ((SECONDS - t0 > 15)); then kill -9 "$pid" 2>/dev/null || true; fi
     sleep 0.2
   done
@@ -281,6 +277,6 @@ url() { echo "http://127.0.0.1:$PORT"; }
 
 case ${1:-} in
   start | stop | status | url) "$1" ;;
-  apis) need kubectl kube; install_routing_apis ;;
+  apis) need kubectl kube >/dev/null; install_routing_apis ;;
   *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
 
 import yaml
 
+from bluegreen.values import helm_json
 from tests.conftest import REPO_ROOT
 
 CHART = REPO_ROOT / "bluegreen" / "chart"
@@ -47,9 +47,9 @@ class Manifest:
 def template(helm: str, values: dict | None = None, sets: list[str] = (), release: str = "web",
              namespace: str = "shop", chart: str = str(CHART)) -> Manifest:
     args = [helm, "template", release, chart, "--namespace", namespace, "--kube-version", KUBE_VERSION]
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as values_file:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as values_file:
         if values is not None:
-            json.dump(values, values_file)
+            values_file.write(helm_json(values))
             values_file.flush()
             args += ["--values", values_file.name]
         for item in sets:

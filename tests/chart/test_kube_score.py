@@ -29,6 +29,7 @@ DECIDED = {
     "deployment-has-host-podantiaffinity": "Deployment does not have a host podAntiAffinity set",
     "pod-networkpolicy": "The pod does not have a matching NetworkPolicy",
     "service-targets-pod": "The services selector does not match any pods",
+    "container-security-context-readonlyrootfilesystem": "The pod has a container with a writable root filesystem",
 }
 
 
@@ -106,7 +107,8 @@ def test_a_decision_is_dropped_where_it_does_not_apply(helm):
     checks all of it (the anti-affinity warning stays: topology spread is the chart's answer)."""
     modes = {m.name: m for m in CHART_MODES}
     two_slots = ignored(template(helm, modes["green-staged"].values))
-    assert two_slots["Deployment/web-blue"] == set(DECIDED) - {"pod-networkpolicy", "service-targets-pod"}
+    assert two_slots["Deployment/web-blue"] == set(DECIDED) - {"pod-networkpolicy", "service-targets-pod",
+                                                                "container-security-context-readonlyrootfilesystem"}
     assert two_slots["Service/web-stage"] == set()  # stage has pods
     assert ignored(template(helm, modes["blue-live"].values))["Service/web-stage"] == {"service-targets-pod"}
     for name, check in (("cpu-limit", "container-resources"), ("pull-always", "container-image-pull-policy")):

@@ -86,7 +86,7 @@ def chart_copy(tmp_path):
 def test_a_chart_edit_changes_the_deployments_probe(chart_copy):
     template = chart_copy / "templates" / "deployment.yaml"
     source = template.read_text()
-    probe = "          readinessProbe:\n            httpGet:\n              path: {{ $.Values.healthPath }}\n" \
+    probe = "          readinessProbe:\n            httpGet:\n              path: {{ $.Values.healthPath | quote }}\n" \
             "              port: http\n            periodSeconds: 5\n"
     assert source.count(probe) == 1
     template.write_text(source.replace(probe, probe.replace("periodSeconds: 5", "periodSeconds: 2")))

@@ -1,8 +1,9 @@
 """Tier 4, last: `scripts/cluster.sh down` leaves the host as it found it.
 
 Compares `scripts/node.sh snapshot` (links, routes, iptables and nft rules, mounts, cgroups, the
-sysctls kubelet changes, /var/log/containers, the node's and ingress's processes) from before the
-cluster started with the one after `down`, taken while real pods were running on the node.
+sysctls kubelet changes, /var/log/containers, the node's and ingress's processes, the files under
+/var/lib, /etc/cni and /opt/cni) from before the cluster started with the one after `down`, taken
+while real pods were running on the node.
 """
 
 from __future__ import annotations

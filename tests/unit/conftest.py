@@ -7,21 +7,15 @@ import json
 
 import pytest
 
-from bluegreen.release import cli, helm, session
-from tests.unit.fake_world import FakeCluster, FakeStack, fake_manifest
+from bluegreen.release import cli
+from tests.unit.fake_world import FakeCluster, FakeStack, install
 
 
 @pytest.fixture
 def world(monkeypatch, tmp_path):
-    cluster = FakeCluster()
-    stack = FakeStack(cluster)
+    stack = FakeStack(FakeCluster())
     stack.up()
-    monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack)
-    monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: cluster)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # this test's own journal and locks
-    monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
-                        fake_manifest(values))
-    return stack
+    return install(monkeypatch, stack, tmp_path)  # this test's own journal and locks
 
 
 @pytest.fixture

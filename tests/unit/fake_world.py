@@ -211,3 +211,16 @@ def fake_manifest(values: dict[str, Any], probe_path: str = "/healthz") -> str:
                       "readinessProbe": {"httpGet": {"path": probe_path}}}]}}}}
                 for slot in SLOTS if values[slot]["enabled"]]
     return "\n---\n".join(json.dumps(o) for o in objects)
+
+
+def install(monkeypatch, stack: FakeStack, tmp_dir) -> FakeStack:
+    """Point the release tool at this stack and its cluster, with its journal and locks in
+    `tmp_dir` and the chart rendered by fake_manifest (the `world` fixture, and the generated tests)."""
+    from bluegreen.release import helm, session
+
+    monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack)
+    monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: stack.cluster)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_dir))
+    monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
+                        fake_manifest(values))
+    return stack

@@ -21,6 +21,7 @@ from bluegreen.keys import (
     IMAGE_PATTERN,
     IMAGE_PULL_POLICIES,
     KEYS,
+    MAX_DNS_NAME,
     REPLICAS,
     ROUTINGS,
     STAGE_ACCESS,
@@ -71,6 +72,7 @@ def test_the_readmes_configuration_table_has_every_key_with_its_default():
 def test_the_schema_holds_config_pys_patterns_and_bounds_verbatim():
     assert SLOT["image"]["pattern"] == "^$|" + IMAGE_PATTERN
     assert SCHEMA["definitions"]["hostname"]["pattern"] == DNS_NAME_PATTERN
+    assert SCHEMA["definitions"]["hostname"]["maxLength"] == MAX_DNS_NAME
     assert (SLOT["replicas"]["minimum"], SLOT["replicas"]["maximum"]) == REPLICAS
     port = SCHEMA["properties"]["containerPort"]
     assert (port["minimum"], port["maximum"]) == CONTAINER_PORT

@@ -33,8 +33,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The app's pods, both slots. Add `slot: blue|green` to pick one slot. */}}
 {{- define "bluegreen.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "bluegreen.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "bluegreen.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/* The production slot, checked: it must exist and have pods, or prod would go dark. */}}
@@ -89,6 +89,9 @@ CRITICAL finding.
 {{- $checks = append $checks "container-resources" }}
 {{- end }}
 {{- $checks = append $checks "deployment-has-host-podantiaffinity" }}
+{{- if not $v.readOnlyRootFilesystem }}
+{{- $checks = append $checks "container-security-context-readonlyrootfilesystem" }}
+{{- end }}
 {{- end }}
 {{- join "," $checks }}
 {{- end }}

@@ -24,7 +24,7 @@ def count(commands: Commands) -> dict[str, int | list[str]]:
     started (a Python script such as the stand-in language host counts as an interpreter)."""
     with tempfile.TemporaryDirectory(prefix="bench-strace-") as directory:
         log = os.path.join(directory, "trace")
-        commands(wrap=["strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", log])
+        commands(wrap=["strace", "-f", "-qq", "-A", "-e", "trace=execve", "-e", "signal=none", "-o", log])
         with open(log) as f:
             executed = [m["path"] for m in map(_EXEC.match, f.read().splitlines()) if m]
     pulumi = [path for path in executed if os.path.basename(path) == "pulumi"]

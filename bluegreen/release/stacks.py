@@ -69,6 +69,15 @@ class NoSuchStack(Exception):
     """The stack (or the app in it) the command names does not exist: a refusal."""
 
 
+class _Workspace(auto.LocalWorkspace):
+    """The Automation API's workspace, without `pulumi stack select`: every command here names its
+    stack (--stack), and selecting one would change the stack the user's own `pulumi` commands act
+    on. Whether the stack exists is seen when its state is read, which every command does first."""
+
+    def select_stack(self, stack_name: str) -> None:
+        return None
+
+
 class StackSession:
     """One app in an existing stack of the Pulumi project in `project_dir`.
 
@@ -88,17 +97,7 @@ class StackSession:
         if program:
             background.submit(_warm_imports)
         background.shutdown(wait=False)
-        workspace = auto.LocalWorkspace(work_dir=self.project_dir, program=program)
-        try:
-            self.stack = auto.Stack.select(stack_name, workspace)
-        except auto.StackNotFoundError:
-            raise NoSuchStack(f"stack {stack_name!r} does not exist in {self.project_dir}; "
-                              f"create it with: pulumi stack init {stack_name}") from None
-        except auto.CommandError as error:  # e.g. a name Pulumi does not take: its reason, not a dump
-            reason = [line for line in str(error).splitlines() if line.strip().startswith(("error:", "stderr:"))]
-            raise NoSuchStack(f"--stack {stack_name!r} cannot be selected in {self.project_dir}: "
-                              + (reason[-1].strip().removeprefix("stderr: ") if reason else str(error).strip())
-                              + " (a stack name: letters, digits, '-', '_', '.', optionally org/project/)") from None
+        self.stack = auto.Stack.select(stack_name, _Workspace(work_dir=self.project_dir, program=program))
         self.name, self.app = stack_name, app
         self.namespace = app or PROJECT
         self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")
@@ -120,7 +119,10 @@ class StackSession:
         if self._config is None:
             every = self._stack_file_config()
             if every is None:  # no file of its own, or an ESC environment: Pulumi merges them
-                every = {key: value.value for key, value in self.stack.get_all_config().items()}
+                try:
+                    every = {key: value.value for key, value in self.stack.get_all_config().items()}
+                except auto.CommandError as error:
+                    raise self._no_such_stack(error) from None
             found = project_keys(every, self.namespace)
             self._config = {"appName": self.app, **found} if self.app and found else found
         return dict(self._config)
@@ -297,8 +299,22 @@ class StackSession:
         """The stack's state, read once per change: every check of a command shares it."""
         if self._state is None:
             exported, self._exported = self._exported, None
-            self._state = exported.result() if exported else _export(self.name, self.project_dir)
+            try:
+                self._state = exported.result() if exported else _export(self.name, self.project_dir)
+            except auto.CommandError as error:
+                raise self._no_such_stack(error) from None
         return self._state
+
+    def _no_such_stack(self, error: auto.CommandError) -> NoSuchStack:
+        """Pulumi's error on reading the stack, as a refusal that names it: no such stack, or a name
+        Pulumi does not take (its reason, not a dump)."""
+        if "no stack named" in str(error):
+            return NoSuchStack(f"stack {self.name!r} does not exist in {self.project_dir}; "
+                               f"create it with: pulumi stack init {self.name}")
+        reason = [line for line in str(error).splitlines() if line.strip().startswith(("error:", "stderr:"))]
+        return NoSuchStack(f"--stack {self.name!r} cannot be read in {self.project_dir}: "
+                           + (reason[-1].strip().removeprefix("stderr: ") if reason else str(error).strip())
+                           + " (a stack name: letters, digits, '-', '_', '.', optionally org/project/)")
 
     def history(self, limit: int = 5) -> list[dict[str, Any]]:
         """The last updates, newest first, with the production slot each one deployed and its message."""

@@ -186,4 +186,4 @@ def test_a_stack_name_pulumi_does_not_take_is_a_refusal_naming_it(tmp_path, stac
         pytest.skip("no pulumi CLI on PATH: scripts/toolchain.sh pulumi builds it")
     result = json.loads(done.stdout)
     assert done.returncode == 2 and result["refused"] is True, done.stderr
-    assert result["error"].startswith(f"--stack {stack!r} cannot be selected in ") and "CommandError" not in done.stderr
+    assert result["error"].startswith(f"--stack {stack!r} cannot be read in ") and "CommandError" not in done.stderr

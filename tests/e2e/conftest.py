@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from bench.traffic import Traffic
+from bluegreen.release import helm
 from bluegreen.release.kube import KubeClient
 from tests.conftest import REPO_ROOT
 
@@ -324,6 +325,12 @@ def container_pid(pod: dict) -> int:
     tasks = subprocess.run([str(SCRIPTS / "node.sh"), "ctr", "tasks", "ls"], capture_output=True, text=True,
                            check=True).stdout
     return int(next(line.split()[1] for line in tasks.splitlines() if line.startswith(container_id)))
+
+
+def helm_record(kube: KubeClient, namespace: str, release: str) -> helm.Record:
+    """The newest revision Helm recorded for `release`, decoded from its Secret."""
+    newest = kube.helm_releases(namespace, release)[0]
+    return helm.record_from_secret(kube.get(f"/api/v1/namespaces/{namespace}/secrets/{newest['name']}"))
 
 
 def fresh_namespace(kube: KubeClient, name: str) -> None:

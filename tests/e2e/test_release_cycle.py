@@ -14,9 +14,23 @@ import re
 import pytest
 from pulumi import automation as auto
 
+from bluegreen.release import helm
 from bluegreen.release.kube import EndpointWatch
+from bluegreen.release.manifests import CHANGED, diff
+from bluegreen.values import CHART_DIR
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import INGRESS_CLASS, V1, V2, V3, counted, fetch, fresh_namespace, version_of, wait_until
+from tests.e2e.conftest import (
+    INGRESS_CLASS,
+    V1,
+    V2,
+    V3,
+    counted,
+    fetch,
+    fresh_namespace,
+    helm_record,
+    version_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -118,6 +132,18 @@ def test_preview_of_the_promotion_shows_the_flip_and_changes_nothing(cycle, kube
     assert kube.helm_releases(NS, "web")[0]["revision"] == revision
     assert kube.service(NS, "web-prod")["metadata"]["resourceVersion"] == prod_version
     assert selector_slot(kube, "web-prod") == "blue"
+
+
+def test_the_release_record_is_the_charts_render_and_the_promotion_changes_only_the_selectors(cycle, kube):
+    # What the Release recorded (Pulumi's provider runs Helm's library) is `helm template` of the
+    # recorded values, so the object diff of a pending change shows only what it changes.
+    record = helm_record(kube, NS, "web")
+    assert diff(record.manifest, helm.template(CHART_DIR, "web", NS, record.values), NS) == []
+    promoted = helm.template(CHART_DIR, "web", NS, {**record.values, "productionSlot": "green"})
+    assert [(c.action, c.kind, c.name, [(f.path, f.old, f.new) for f in c.fields])
+            for c in diff(record.manifest, promoted, NS)] == [
+        (CHANGED, "Service", "web-prod", [("spec.selector.slot", "blue", "green")]),
+        (CHANGED, "Service", "web-stage", [("spec.selector.slot", "green", "blue")])]
 
 
 def test_promote_moves_prod_to_green_without_a_gap(cycle, kube):

@@ -138,7 +138,8 @@ class Session:
         pool.shutdown(wait=False)
         return future
 
-    def show_diff(self, future: concurrent.futures.Future) -> list[manifests.ObjectChange] | None:
+    def show_diff(self, future: concurrent.futures.Future,
+                  added_bodies: bool = False) -> list[manifests.ObjectChange] | None:
         """Say what the update changes, object by object, and put it in the report; None (and why,
         in the report) when it cannot be worked out: the preview still guards the update."""
         try:
@@ -147,7 +148,8 @@ class Session:
             self.report["diffError"] = str(error)
             say(f"==> what the update changes, object by object: not known ({error})")
             return None
-        say("==> what the update changes, object by object:\n" + manifests.render_text(found).rstrip())
+        say("==> what the update changes, object by object:\n"
+            + manifests.render_text(found, added_bodies=added_bodies).rstrip())
         self.report["diff"] = manifests.as_json(found)
         return found
 

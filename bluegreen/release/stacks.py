@@ -88,16 +88,20 @@ class StackSession:
 
     def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None):
         self.project_dir = os.path.abspath(project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT)
+        if not shutil.which("pulumi"):  # said now: the Automation API starts in the background
+            raise FileNotFoundError(2, "No such file or directory", "pulumi")
         program = inline_program(self.project_dir)
         self.inline = program is not None
-        # While the Automation API starts (`pulumi version`, `pulumi stack select`), the state is read
-        # and the program's imports are made: every command needs the one, every update the other.
-        background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bluegreen")
+        # The Automation API starts (its `pulumi version` check), the state is read and the
+        # program's imports are made side by side, while the command reads the config and the
+        # cluster: the first update or preview needs all three, every check the state.
+        background = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="bluegreen")
         self._exported: concurrent.futures.Future | None = background.submit(_export, stack_name, self.project_dir)
+        self._stack = background.submit(lambda: auto.Stack.select(stack_name, _Workspace(work_dir=self.project_dir,
+                                                                                          program=program)))
         if program:
             background.submit(_warm_imports)
         background.shutdown(wait=False)
-        self.stack = auto.Stack.select(stack_name, _Workspace(work_dir=self.project_dir, program=program))
         self.name, self.app = stack_name, app
         self.namespace = app or PROJECT
         self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")
@@ -109,6 +113,16 @@ class StackSession:
                 which = f"app {app!r} (no {app}:* keys)" if app else f"one app (no {PROJECT}:* keys)"
                 raise NoSuchStack(f"stack {stack_name!r} has no config for {which}; its apps: "
                                   f"{', '.join(apps) or 'none deployed yet'}. Choose one with --app NAME")
+
+    @property
+    def stack(self) -> auto.Stack:
+        """The Automation API's stack, once its workspace has started."""
+        return self._stack.result()
+
+    @stack.setter
+    def stack(self, stack: auto.Stack) -> None:
+        self._stack = concurrent.futures.Future()
+        self._stack.set_result(stack)
 
     # --- config ---------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@
 #   scripts/cluster.sh up       start it (idempotent) and wait for a Ready node
 #   scripts/cluster.sh down     stop it, remove its state and undo its changes to the host
 #   scripts/cluster.sh status   say whether it is up (exit 0 if up, 1 if not)
+#   scripts/cluster.sh stop-component NAME    stop one control-plane process (kube-apiserver, etcd,
+#   scripts/cluster.sh start-component NAME   kube-controller-manager, kube-scheduler), start it again
 #
 #   BLUEGREEN_NODE=simulated    kwok's simulated nodes even where real pods could run
 #   BLUEGREEN_NETWORK_POLICY=1  enforce NetworkPolicies on the real node (scripts/netpol.sh: kube-router's
@@ -72,7 +74,8 @@ create() {
 
 # What the control plane needs for a real node: a Service range of our own (kube-proxy routes it on
 # the node's bridge), kubelet reached by its InternalIP (a node name would be looked up in DNS, off
-# the machine) with the admin client certificate, and kwok kept off nodes it did not create.
+# the machine) with the admin client certificate, controllers that outlive an API server outage,
+# and kwok kept off nodes it did not create.
 node_patches() {
   local pki=$CLUSTER_DIR/pki
   cat <<EOF
@@ -85,6 +88,14 @@ componentsPatches:
   - {key: kubelet-preferred-address-types, value: InternalIP}
   - {key: kubelet-client-certificate, value: $pki/admin.crt}
   - {key: kubelet-client-key, value: $pki/admin.key}
+# One instance each: no leader election. With it, an API server down for longer than the lease's
+# renew deadline (10 s) made both exit ("leaderelection lost"), and nothing started them again.
+- name: kube-controller-manager
+  extraArgs:
+  - {key: leader-elect, value: "false"}
+- name: kube-scheduler
+  extraArgs:
+  - {key: leader-elect, value: "false"}
 - name: kwok-controller
   extraArgs:
   - {key: manage-all-nodes, value: "false", override: true}
@@ -219,6 +230,43 @@ stop_pids() {
   done
 }
 
+# One control-plane process, stopped and started again on its own (a fault drill: the node, the
+# pods and the ingress controller keep running). kwokctl starts what its pid files say is not running.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+
+component_pid() {
+  local name=$1 pid
+  [[ " ${COMPONENTS[*]} " == *" $name "* ]] ||
+    die "'$name' is not a control-plane component; allowed: ${COMPONENTS[*]}"
+  [[ -d $CLUSTER_DIR ]] || die "cluster '$NAME' is not set up; start it with: scripts/cluster.sh up"
+  pid=$(cat "$CLUSTER_DIR/pids/$name.pid" 2>/dev/null) || die "no pid file for $name in $CLUSTER_DIR/pids"
+  echo "$pid"
+}
+
+stop_component() {
+  local pid
+  pid=$(component_pid "$1")
+  if running "$pid"; then
+    stop_pids "$pid"
+    say "$1 stopped (pid $pid)"
+  else
+    say "$1 is not running"
+  fi
+}
+
+start_component() {
+  local pid
+  pid=$(component_pid "$1")
+  if running "$pid"; then
+    say "$1 is already running (pid $pid)"
+    return 0
+  fi
+  forget_dead_pids
+  kw start cluster --name "$NAME"
+  wait_for "apiserver ready" 120 apiserver_ready
+  say "$1 started again (pid $(component_pid "$1"))"
+}
+
 status() {
   if [[ -d $CLUSTER_DIR ]] && apiserver_ready; then
     echo "cluster '$NAME' is up: $(kc config view -o jsonpath='{.clusters[0].cluster.server}'), $(kc get nodes --no-headers 2>/dev/null | wc -l) node(s) ($(cat "$NODE_MODE_FILE" 2>/dev/null || echo "node mode unknown")); KUBECONFIG=$KUBECONFIG_OUT"
@@ -230,5 +278,7 @@ status() {
 
 case ${1:-} in
   up | down | status) "$1" ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  stop-component) stop_component "${2:-}" ;;
+  start-component) start_component "${2:-}" ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

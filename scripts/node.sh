@@ -7,6 +7,9 @@
 #   scripts/node.sh up         start the node (idempotent) and import the local images
 #   scripts/node.sh down       stop it and undo every change it made to the host
 #   scripts/node.sh status     exit 0 when kubelet, kube-proxy and containerd are running
+#   scripts/node.sh restart containerd|kubelet|kube-proxy
+#                              stop one of the node's processes and start it again (the pods keep
+#                              running: containerd's shims hold them), then wait for the node Ready
 #   scripts/node.sh snapshot   print the host state `down` must restore (for the teardown test)
 #   scripts/node.sh ctr ARGS   ctr against the node's containerd, in Kubernetes' namespace
 #
@@ -321,6 +324,23 @@ stop() {
 
 node_ready() { kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s; }
 
+# The node's three processes, each started one way (by `up` and by `restart`).
+# No registry is reachable from here, and a pull must not even look a registry's name up: every
+# pull goes to a proxy address where nothing listens, and fails at once (ErrImagePull).
+start_containerd() {
+  start containerd env HTTP_PROXY=$NO_REGISTRY HTTPS_PROXY=$NO_REGISTRY NO_PROXY= \
+    containerd --config "$CONF/containerd.toml"
+  wait_for "containerd" 30 ctr --address "$SOCK" version
+}
+
+start_kubelet() {
+  start kubelet kubelet --config "$CONF/kubelet.yaml" --kubeconfig "$KUBECONFIG_OUT" \
+    --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$ROOT/kubelet" \
+    --cert-dir "$ROOT/kubelet/pki" --v 1
+}
+
+start_kube_proxy() { start kube-proxy kube-proxy --config "$CONF/kube-proxy.yaml" --v 1; }
+
 # --- up / down -------------------------------------------------------------------------------
 
 # One node per machine (its bridge, state and ports are the machine's): prints the checkout that
@@ -359,17 +379,11 @@ up() {
   add_egress_guard
   make_cgroup_root
 
-  # No registry is reachable from here, and a pull must not even look a registry's name up: every
-  # pull goes to a proxy address where nothing listens, and fails at once (ErrImagePull).
-  start containerd env HTTP_PROXY=$NO_REGISTRY HTTPS_PROXY=$NO_REGISTRY NO_PROXY= \
-    containerd --config "$CONF/containerd.toml"
-  wait_for "containerd" 30 ctr --address "$SOCK" version
+  start_containerd
   import_images
 
-  start kubelet kubelet --config "$CONF/kubelet.yaml" --kubeconfig "$KUBECONFIG_OUT" \
-    --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$ROOT/kubelet" \
-    --cert-dir "$ROOT/kubelet/pki" --v 1
-  start kube-proxy kube-proxy --config "$CONF/kube-proxy.yaml" --v 1
+  start_kubelet
+  start_kube_proxy
   wait_for "node $NODE_NAME Ready" 120 node_ready
   say "node $NODE_NAME up in $((SECONDS - t0)) s (containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}'), pods on $POD_CIDR via $BRIDGE)"
 }
@@ -445,6 +459,23 @@ sweep() {
   rm -f "$CONF"/*.pid
 }
 
+# One of the node's processes stopped (as `down` stops it) and started again, the rest left running;
+# for a fault drill or after changing its config. The pods are not touched.
+restart() {
+  local name=${1:-} owner
+  case $name in
+    containerd | kubelet | kube-proxy) ;;
+    *) die "restart: '$name' is not one of the node's processes; allowed: containerd, kubelet, kube-proxy" ;;
+  esac
+  if owner=$(foreign_owner); then die "the node is in use by the checkout $owner; restart it from there"; fi
+  [[ -f $CONF/kubelet.yaml && -d $RUN ]] || die "node $NODE_NAME is not set up; start it with: scripts/cluster.sh up"
+  local t0=$SECONDS
+  stop "$name"
+  say "$name stopped ($((SECONDS - t0)) s)"
+  "start_${name//-/_}"
+  wait_for "node $NODE_NAME Ready after restarting $name" 120 node_ready
+}
+
 status() {
   local name
   for name in containerd kubelet kube-proxy; do
@@ -485,6 +516,7 @@ node_ctr() { ctr --address "$SOCK" -n k8s.io "$@"; }
 
 case ${1:-} in
   check | up | down | status | snapshot) "$1" ;;
+  restart) restart "${2:-}" ;;
   ctr) shift; node_ctr "$@" ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -10,6 +10,8 @@
 #   scripts/ingress/traefik.sh apis     apply only the CRDs, the GatewayClass and the Gateway
 #                                       (scripts/cluster.sh up runs this while the node starts, then
 #                                       start with BLUEGREEN_INGRESS_APIS_APPLIED=1, which skips them)
+#   scripts/ingress/traefik.sh restart  a new process for the running one, prepared before the old
+#                                       one stops (the port is closed only while the processes swap)
 #   scripts/ingress/traefik.sh stop     stop it
 #   scripts/ingress/traefik.sh status   exit 0 if it runs and answers its ping, 1 if not
 #   scripts/ingress/traefik.sh url      print its address, http://127.0.0.1:PORT
@@ -212,22 +214,10 @@ wait_ready() {
   say "traefik ready ($((SECONDS - t0)) s)"
 }
 
-start() {
-  need traefik traefik >/dev/null
-  need kubectl kube >/dev/null
-  mkdir -p "$STATE"
-  [[ -f $KUBECONFIG ]] || die "no kubeconfig at $KUBECONFIG (run scripts/cluster.sh up)"
-  local facts
-  facts=$(cluster_facts)
-  if live_pid >/dev/null && pinging && [[ $facts == "$(cat "$STATE/cluster" 2>/dev/null)" ]]; then
-    say "traefik is already running (pid $(live_pid), log $STATE/traefik.log)"
-    echo "BLUEGREEN_INGRESS=$(cat "$STATE/url")"
-    return 0
-  fi
-  if live_pid >/dev/null; then
-    say "restarting traefik (not answering, or the cluster changed)"
-    stop
-  fi
+# Everything a Traefik process reads when it starts, made while an older one may still serve (that
+# one read its own copies when it started): RBAC, the routing APIs, the CA, a token, the config.
+prepare() {
+  local facts=$1
   kc apply -f "$HERE/rbac.yaml" >/dev/null
   [[ ${BLUEGREEN_INGRESS_APIS_APPLIED:-} == 1 ]] || install_routing_apis
   echo "$facts" >"$STATE/cluster"
@@ -237,6 +227,9 @@ start() {
   write_config
   echo "$PING_PORT" >"$STATE/ping-port"
   echo "http://127.0.0.1:$PORT" >"$STATE/url"
+}
+
+launch() {
   say "starting traefik on 127.0.0.1:$PORT (ping :$PING_PORT) against $SERVER"
   # KUBECONFIG or in-cluster variables would make Traefik ignore endpoint/token in its config.
   env -u KUBECONFIG -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT \
@@ -244,6 +237,39 @@ start() {
   echo $! >"$PIDFILE"
   wait_ready "$!"
   echo "BLUEGREEN_INGRESS=http://127.0.0.1:$PORT"
+}
+
+preflight() {
+  need traefik traefik >/dev/null
+  need kubectl kube >/dev/null
+  mkdir -p "$STATE"
+  [[ -f $KUBECONFIG ]] || die "no kubeconfig at $KUBECONFIG (run scripts/cluster.sh up)"
+}
+
+start() {
+  preflight
+  local facts
+  facts=$(cluster_facts)
+  if live_pid >/dev/null && pinging && [[ $facts == "$(cat "$STATE/cluster" 2>/dev/null)" ]]; then
+    say "traefik is already running (pid $(live_pid), log $STATE/traefik.log)"
+    echo "BLUEGREEN_INGRESS=$(cat "$STATE/url")"
+    return 0
+  fi
+  prepare "$facts"
+  if live_pid >/dev/null; then
+    say "restarting traefik (not answering, or the cluster changed)"
+    stop
+  fi
+  launch
+}
+
+# A new Traefik process for the running one, prepared first: nothing listens on the port only
+# between the old process's exit and the new one's start (no kubectl call in between).
+restart() {
+  preflight
+  prepare "$(cluster_facts)"
+  stop
+  launch
 }
 
 stop() {
@@ -276,7 +302,7 @@ status() {
 url() { echo "http://127.0.0.1:$PORT"; }
 
 case ${1:-} in
-  start | stop | status | url) "$1" ;;
+  start | restart | stop | status | url) "$1" ;;
   apis) need kubectl kube >/dev/null; install_routing_apis ;;
-  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

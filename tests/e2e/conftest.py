@@ -40,6 +40,8 @@ NEVER_READY = f"{DEMO}:never-ready"  # its health path always answers 503
 INGRESS_CLASS = "traefik"
 # Requests, failures and switch times per step, printed at the end of the run and kept in .state/.
 REPORT: dict[str, dict] = {}
+# Tables and summaries a test module prints at the end of the run (title: lines).
+SECTIONS: dict[str, list[str]] = {}
 # The host as it was before this run started the cluster (scripts/node.sh snapshot), if it did.
 HOST_BEFORE: dict[str, str] = {}
 
@@ -341,6 +343,10 @@ def fresh_namespace(kube: KubeClient, name: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
+    for title, lines in SECTIONS.items():
+        terminalreporter.section(title)
+        for line in lines:
+            terminalreporter.write_line(line)
     if not REPORT:
         return
     terminalreporter.section("real requests to the prod host through the ingress, per step")

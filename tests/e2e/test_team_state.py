@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,48 +34,20 @@ from tests.e2e.conftest import (
     version_of,
     wait_until,
 )
+from tests.e2e.s3 import BUCKET, S3Server
 
 pytestmark = pytest.mark.e2e
 
-NS, STACK, BUCKET = "bg-e2e-team", "e2e-team", "pulumi-state"
+NS, STACK = "bg-e2e-team", "e2e-team"
 PROD_HOST, STAGE_HOST = "shop.team.example.com", "stage.shop.team.example.com"
-KEY, SECRET = "bluegreen-e2e", "bluegreen-e2e-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory, pulumi_env):
     """versitygw on 127.0.0.1, its buckets the directories of a temporary directory."""
     data = tmp_path_factory.mktemp("s3")
-    (data / BUCKET).mkdir()
-    port = free_port()
-    with open(data.parent / "versitygw.log", "w") as log:
-        server = subprocess.Popen(["versitygw", "--port", f"127.0.0.1:{port}", "--quiet", "posix", str(data)],
-                                  env={**pulumi_env, "ROOT_ACCESS_KEY": KEY, "ROOT_SECRET_KEY": SECRET},
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until("versitygw listens", lambda: _listening(port), timeout=30)
-            yield data, {
-                "PULUMI_BACKEND_URL": f"s3://{BUCKET}?endpoint=http://127.0.0.1:{port}&use_path_style=true"
-                                      "&region=us-east-1",
-                "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
-                # Credentials come from the environment only: no profile files, no instance metadata.
-                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    with S3Server(data, pulumi_env, data.parent / "versitygw.log") as server:
+        yield data, server.backend_env()
 
 
 class Machine:

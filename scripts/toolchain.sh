@@ -100,7 +100,7 @@ has_crds() { [[ $1 == traefik-crds || $1 == gateway-api || $1 == argo-rollouts ]
 # traefik 542. All together: 47 min. Measured later, alone (`toolchain.sh versitygw`, then
 # `toolchain.sh argo-rollouts`, each with empty Go module and build caches, while an e2e run shared
 # the 2 cores): versitygw 200, argo-rollouts 560 (both binaries; the go1.27.3 download included);
-# kube-score 104 (`toolchain.sh kube-score`, empty Go module and build caches).
+# kube-score 104 (`toolchain.sh kube-score`, empty Go module and build caches); vegeta 31 (likewise).
 estimate_of() {
   case $1 in
     helm) echo 4 ;;
@@ -112,7 +112,7 @@ estimate_of() {
     kwok) echo 3 ;;
     etcd) echo 1 ;;
     traefik) echo 11 ;;
-    vegeta) echo 3 ;;
+    vegeta) echo 1 ;;
     versitygw) echo 4 ;;
     argo-rollouts) echo 12 ;;
     kube-router) echo 6 ;;

@@ -18,7 +18,7 @@ from bluegreen.release.kube import EndpointWatch
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import INGRESS_CLASS, V1, V2, V3, counted, fetch, fresh_namespace, version_of, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 NS = "bg-e2e-staging"
 PROD_HOST, STAGE_HOST = "shop.e2e.example.com", "stage.shop.e2e.example.com"

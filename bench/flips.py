@@ -59,7 +59,7 @@ def flip(ingress: str, host: str, method: str, kind: str, version: str, run: Com
     switch_s = traffic.switched(started, version)
     assert switch_s is not None
     figures, failed = traffic.summary(), traffic.failures()
-    kinds = Counter(str(r.status or r.error.split(":")[0]) for r in failed)
+    kinds = Counter(r.kind for r in failed)
     when = [round(failed[0].sent - started, 3), round(failed[-1].sent - started, 3)] if failed else []
     ended = time.time()
     return Flip(method, kind, version, round(command_s, 3), switch_s, round(switch_s - command_s, 3),

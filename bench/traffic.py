@@ -6,6 +6,10 @@ that records each response: when it was sent, its status, and the `X-Slot` and `
 the demo app (scripts/images/demo) puts on every response. A failed request is a non-2xx status, a
 connection error or a timeout.
 
+The load is vegeta's (`vegeta attack -rate R/1s -duration D | vegeta encode -to json`, built by
+scripts/toolchain.sh vegeta): it keeps the rate whatever the latency, up to `max_workers` requests
+in flight, and its JSON results carry each response's headers, read here as they arrive.
+
     with Traffic(ingress, "shop.example.com") as traffic:
         ...  # a flip
     traffic.summary()               # sent, failed, per version, the failures themselves
@@ -14,16 +18,25 @@ connection error or a timeout.
 
 from __future__ import annotations
 
-import http.client
+import datetime
+import json
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 # The network rule: load goes to this machine's loopback only.
 LOOPBACK = ("127.0.0.1", "localhost")
+
+
+class LoadToolMissing(RuntimeError):
+    """vegeta is not on PATH."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +52,26 @@ class Response:
     def failed(self) -> bool:
         return not 200 <= self.status < 300
 
+    @property
+    def kind(self) -> str:
+        """What failed, in short: the status, or the error's cause (`connection refused`, `EOF`, ...)."""
+        return str(self.status) if self.status else self.error.rsplit(": ", 1)[-1]
+
+    @classmethod
+    def from_vegeta(cls, result: dict) -> Response:
+        """One line of `vegeta encode -to json`."""
+        headers = result.get("headers") or {}
+        status = int(result.get("code") or 0)
+        return cls(datetime.datetime.fromisoformat(result["timestamp"]).timestamp(), result.get("latency", 0) / 1e9,
+                   status, (headers.get("X-Slot") or [""])[0], (headers.get("X-Version") or [""])[0],
+                   "" if status else result.get("error", ""))
+
 
 @dataclass
 class Traffic:
-    """GETs `path` on `host` through `ingress` (http://127.0.0.1:PORT) at `rate` a second, from
-    `workers` threads with kept-alive connections, until stopped, `max_seconds` pass or
-    rate x max_seconds requests were sent, whichever comes first."""
+    """GETs `path` on `host` through `ingress` (http://127.0.0.1:PORT) at `rate` a second (a whole
+    number), with `workers` to start with and at most `max_workers` requests in flight, until
+    stopped or `max_seconds` pass, so at most rate x max_seconds requests."""
 
     ingress: str
     host: str
@@ -52,7 +79,9 @@ class Traffic:
     max_seconds: float = 900.0
     path: str = "/"
     workers: int = 8
+    max_workers: int = 100
     timeout: float = 5.0
+    vegeta: str | None = None  # its path; None: found on PATH
     responses: list[Response] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -60,69 +89,86 @@ class Traffic:
         if url.scheme != "http" or url.hostname not in LOOPBACK:
             raise ValueError(f"ingress is {self.ingress!r}; "
                              "allowed: http://127.0.0.1:PORT (load stays on this machine)")
-        if not 0 < self.rate <= 1000 or not 0 < self.max_seconds <= 3600:
-            raise ValueError(f"rate {self.rate}/s for {self.max_seconds} s; allowed: up to 1000/s for up to 3600 s")
-        self._address = (url.hostname, url.port or 80)
-        self._max_requests = int(self.rate * self.max_seconds)
-        self._next = 0
+        if not (float(self.rate).is_integer() and 0 < self.rate <= 1000 and 0 < self.max_seconds <= 3600):
+            raise ValueError(f"rate {self.rate}/s for {self.max_seconds} s; allowed: a whole number up to 1000/s "
+                             "for up to 3600 s")
+        if not 0 < self.workers <= self.max_workers <= 1000:
+            raise ValueError(f"workers {self.workers}, max_workers {self.max_workers}; allowed: "
+                             "0 < workers <= max_workers <= 1000")
+        vegeta = self.vegeta or shutil.which("vegeta")
+        if vegeta is None:
+            raise LoadToolMissing("vegeta is not on PATH: build it with `scripts/toolchain.sh vegeta`, then "
+                                  "`source scripts/activate`")
+        self._vegeta = vegeta
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self.workers)]
+        self._first = threading.Event()
+        self._procs: list[subprocess.Popen] = []
+        self._reader: threading.Thread | None = None
+        self._stderr: IO[bytes] | None = None
         self.started = self.stopped = 0.0
 
     def __enter__(self) -> Traffic:
+        target = json.dumps({"method": "GET", "url": f"{self.ingress.rstrip('/')}{self.path}",
+                             "header": {"Host": [self.host]}})
+        self._stderr = tempfile.TemporaryFile()
+        attack = subprocess.Popen(
+            [self._vegeta, "attack", "-format=json", f"-rate={int(self.rate)}/1s", f"-duration={self.max_seconds}s",
+             f"-timeout={self.timeout}s", f"-workers={self.workers}", f"-max-workers={self.max_workers}",
+             "-redirects=-1", "-max-body=0"],  # a redirect is an answer (not 2xx: failed), bodies are not kept
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        assert attack.stdin is not None and attack.stdout is not None
+        attack.stdin.write(target.encode() + b"\n")
+        attack.stdin.close()
+        encode = subprocess.Popen([self._vegeta, "encode", "-to=json"], stdin=attack.stdout, stdout=subprocess.PIPE,
+                                  stderr=self._stderr)
+        attack.stdout.close()  # encode holds it now
+        self._procs = [attack, encode]
         self.started = time.time()
-        self._t0 = time.monotonic()
-        for thread in self._threads:
-            thread.start()
+        self._reader = threading.Thread(target=self._read, args=(encode.stdout,), daemon=True)
+        self._reader.start()
+        # Return once the load flows (its first answer is in), so a step timed from here has it all along.
+        if not self._first.wait(self.timeout + 10):
+            self.stop()
+            raise RuntimeError(f"vegeta sent no request to {self.ingress} within {self.timeout + 10:.0f} s: "
+                               f"{self._errors()}")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-        self.stopped = self.stopped or time.time()
-
-    def _ticket(self) -> float | None:
-        """The monotonic time the next request is due, or None when the load is over."""
-        with self._lock:
-            index, self._next = self._next, self._next + 1
-        due = self._t0 + index / self.rate
-        if index >= self._max_requests or due - self._t0 > self.max_seconds:
-            return None
-        return due
-
-    def _work(self) -> None:
-        conn: http.client.HTTPConnection | None = None
-        while not self._stop.is_set():
-            due = self._ticket()
-            if due is None:
-                return
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                return
-            if conn is None:
-                conn = http.client.HTTPConnection(*self._address, timeout=self.timeout)
-            sent, t0 = time.time(), time.monotonic()
-            try:
-                conn.request("GET", self.path, headers={"Host": self.host})
-                reply = conn.getresponse()
-                reply.read()
-                response = Response(sent, time.monotonic() - t0, reply.status,
-                                    reply.getheader("X-Slot", ""), reply.getheader("X-Version", ""))
-                if reply.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (http.client.HTTPException, OSError) as error:
-                response = Response(sent, time.monotonic() - t0, 0, "", "", f"{type(error).__name__}: {error}")
-                conn.close()
-                conn = None
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            response = Response.from_vegeta(json.loads(line))
             with self._lock:
                 self.responses.append(response)
-        if conn is not None:
-            conn.close()
+            self._first.set()
+        self._first.set()  # vegeta ended (or failed to start): stop waiting for a first answer
+
+    def stop(self) -> None:
+        """Stop the load: vegeta finishes the requests in flight and writes their results."""
+        if self._procs:
+            attack, encode = self._procs
+            if attack.poll() is None:
+                attack.send_signal(signal.SIGINT)
+            for proc in (attack, encode):
+                try:
+                    proc.wait(timeout=self.timeout + 10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if self._reader is not None:
+                self._reader.join()
+            self._procs = []
+            self.stopped = self.stopped or time.time()
+            failed = [proc.args[1] for proc in (attack, encode) if proc.returncode not in (0, -signal.SIGINT)]
+            if failed:
+                raise RuntimeError(f"vegeta {' and '.join(failed)} failed: {self._errors()}")
+
+    def _errors(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()[-2000:] or "(nothing on stderr)"
 
     # --- what happened -----------------------------------------------------------------------
 

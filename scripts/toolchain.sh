@@ -7,19 +7,20 @@
 #   scripts/toolchain.sh --print-dir TOOL               a tool's cache dir, built or not (CRD tools: crds/)
 #
 # TOOL: helm kube-score pulumi langhost kubernetes-provider kube etcd kwok traefik traefik-crds
-# gateway-api versitygw argo-rollouts kube-router, or a group:
+# gateway-api vegeta versitygw argo-rollouts kube-router, or a group:
 #   chart         what the chart tier needs (make test builds it first): helm kube-score
 #   for-local     what `make up` needs with the local cluster: for-user, kwok, etcd, kube, traefik,
 #                 traefik-crds, gateway-api
 #   for-user      what it needs with your own cluster (KUBECONFIG): helm pulumi langhost provider
-#   e2e           the e2e tier: for-local, versitygw (an S3 gateway for Pulumi state) and
-#                 kube-router (enforces NetworkPolicies on the local node for their test)
+#   e2e           the e2e tier: for-local, vegeta (the counted HTTP load through every step),
+#                 versitygw (an S3 gateway for Pulumi state) and kube-router (enforces
+#                 NetworkPolicies on the local node for their test)
 #   bench         e2e and argo-rollouts (the peer the benchmarks compare with)
 #   all           everything
 # A tool you already have is used as it is: a pulumi on PATH at the pinned version or newer (then
 # the stand-in language host is not needed: your pulumi brings its own), the provider in Pulumi's
-# plugin cache, helm/kube-score/kube/kwok/traefik/versitygw/argo-rollouts on PATH at the pinned
-# version.
+# plugin cache, helm/kube-score/kube/kwok/traefik/vegeta/versitygw/argo-rollouts/kube-router on
+# PATH at the pinned version.
 #   kube = kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and a
 #   matching kubectl. argo-rollouts = rollouts-controller and kubectl-argo-rollouts (the plugin),
 #   and its CRDs in <tool dir>/crds/. kube-router = the local node's optional NetworkPolicy enforcer
@@ -38,7 +39,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/scripts/versions.env"
 TOOLS_DIR="${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}/tools"
 ALL_TOOLS=(helm kube-score pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api
-  versitygw argo-rollouts kube-router)
+  vegeta versitygw argo-rollouts kube-router)
 START=$SECONDS
 BUDGET_MIN=""
 SKIPPED=()
@@ -62,6 +63,7 @@ version_of() {
     etcd) echo "${ETCD_VERSION:-debian}" ;;
     traefik | traefik-crds) echo "$TRAEFIK_VERSION" ;;
     gateway-api) echo "$GATEWAY_API_VERSION" ;;
+    vegeta) echo "$VEGETA_VERSION" ;;
     versitygw) echo "$VERSITYGW_VERSION" ;;
     argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
     kube-router) echo "$KUBE_ROUTER_VERSION" ;;
@@ -81,6 +83,7 @@ bins_of() {
     kwok) echo kwok kwokctl ;;
     etcd) echo etcd ;;
     traefik) echo traefik ;;
+    vegeta) echo vegeta ;;
     versitygw) echo versitygw ;;
     argo-rollouts) echo rollouts-controller kubectl-argo-rollouts ;;
     kube-router) echo kube-router ;;
@@ -97,7 +100,7 @@ has_crds() { [[ $1 == traefik-crds || $1 == gateway-api || $1 == argo-rollouts ]
 # traefik 542. All together: 47 min. Measured later, alone (`toolchain.sh versitygw`, then
 # `toolchain.sh argo-rollouts`, each with empty Go module and build caches, while an e2e run shared
 # the 2 cores): versitygw 200, argo-rollouts 560 (both binaries; the go1.27.3 download included);
-# kube-score 104 (`toolchain.sh kube-score`, empty Go module and build caches).
+# kube-score 104 (`toolchain.sh kube-score`, empty Go module and build caches); vegeta 31 (likewise).
 estimate_of() {
   case $1 in
     helm) echo 4 ;;
@@ -109,6 +112,7 @@ estimate_of() {
     kwok) echo 3 ;;
     etcd) echo 1 ;;
     traefik) echo 11 ;;
+    vegeta) echo 1 ;;
     versitygw) echo 4 ;;
     argo-rollouts) echo 12 ;;
     kube-router) echo 6 ;;
@@ -134,6 +138,7 @@ on_path() {
       done ;;
     traefik) v=$(traefik version 2>/dev/null) && [[ $v =~ Version:[[:space:]]+v?$TRAEFIK_VERSION$'\n' ]] ;;
     versitygw) v=$(versitygw --version 2>/dev/null) && is_versitygw_version "$v" ;;
+    vegeta) v=$(vegeta -version 2>/dev/null) && is_vegeta_version "$v" ;;
     kube-router) v=$(kube-router --version 2>&1) && is_kube_router_version "$v" ;;
     argo-rollouts)
       v=$(rollouts-controller --version 2>/dev/null) && is_argo_version "$v" || return 1
@@ -402,6 +407,24 @@ build_gateway-api() {
   cp "$src"/config/crd/standard/*.yaml "$1/crds/"
 }
 
+# vegeta, the HTTP load generator of the e2e tier and the benchmarks (bench/traffic.py runs
+# `vegeta attack | vegeta encode`). No replace lines: `go install` works. Ldflags like upstream's
+# Makefile (CGO_ENABLED=0; main.Version is the tag, main.Date the build date); main.Commit comes
+# from git, unknown here, and stays empty. Its JSON results (`vegeta encode`) carry each
+# response's status, timestamp, latency, error and headers (the `headers` field of v12.13.0's
+# lib/results.go).
+build_vegeta() {
+  local v=v$VEGETA_VERSION
+  GOBIN="$1/bin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false with_ticker vegeta \
+    go install -trimpath -ldflags "-s -w -X main.Version=$v -X main.Date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "github.com/tsenart/vegeta/v12@$v"
+  local got; got=$("$1/bin/vegeta" -version)
+  is_vegeta_version "$got" || die "built vegeta reports '$got', want $v"
+}
+
+# `vegeta -version` prints "Version: vX.Y.Z" on a line of its own (then Commit, Runtime, Date).
+is_vegeta_version() { [[ $'\n'$1$'\n' == *$'\n'"Version: v$VEGETA_VERSION"$'\n'* ]]; }
+
 # versitygw, the S3 gateway e2e tests keep Pulumi state in: no replace lines, so `go install` works.
 # Ldflags like upstream's Makefile and Dockerfile (CGO_ENABLED=0; main.Version is the tag). Its
 # main.Build is the git commit, unknown outside git: it keeps its default, "norev".
@@ -625,7 +648,7 @@ expand() {
     chart) echo helm kube-score ;;
     for-local) echo helm pulumi langhost kubernetes-provider kwok etcd kube traefik traefik-crds gateway-api ;;
     for-user) echo helm pulumi langhost kubernetes-provider ;;
-    e2e) echo "$(expand for-local) versitygw kube-router" ;;
+    e2e) echo "$(expand for-local) vegeta versitygw kube-router" ;;
     bench) echo "$(expand e2e) argo-rollouts" ;;
     all) echo "${ALL_TOOLS[*]}" ;;
     *) version_of "$1" >/dev/null && echo "$1" ;;

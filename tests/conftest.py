@@ -30,24 +30,36 @@ def helm() -> str:
     return toolchain_tool("helm", "helm")
 
 
-@pytest.fixture(scope="session")
-def kube_score() -> str:
-    """kube-score on PATH or in the tool cache. Not built here (`scripts/toolchain.sh chart`, which
-    make test runs first, builds it): when it is missing, the tests that use it are skipped with the
-    reason in pytest's summary, or fail under BLUEGREEN_REQUIRE_E2E=1, like the e2e tier's tools."""
+def cached_tool(name: str, what_is_missing: str) -> str:
+    """A tool on PATH or in the tool cache, not built here (`make test` builds it first, within its
+    budget): when it is missing, the tests that use it are skipped with the reason in pytest's
+    summary, or fail under BLUEGREEN_REQUIRE_E2E=1, like the e2e tier's tools."""
     import os
     import shutil
     import subprocess
 
     tool_path = subprocess.run([str(REPO_ROOT / "scripts" / "toolchain.sh"), "--print-path"], check=True,
                                capture_output=True, text=True).stdout.strip()
-    found = shutil.which("kube-score", path=os.pathsep.join(p for p in (tool_path, os.environ.get("PATH", "")) if p))
+    found = shutil.which(name, path=os.pathsep.join(p for p in (tool_path, os.environ.get("PATH", "")) if p))
     if not found:
-        reason = "kube-score not built: the chart's kube-score checks did not run (scripts/toolchain.sh kube-score)"
+        reason = f"{name} not built: {what_is_missing} (scripts/toolchain.sh {name})"
         if os.environ.get("BLUEGREEN_REQUIRE_E2E"):
             pytest.fail(reason)
         pytest.skip(reason)
     return found
+
+
+@pytest.fixture(scope="session")
+def kube_score() -> str:
+    """kube-score (`scripts/toolchain.sh chart`)."""
+    return cached_tool("kube-score", "the chart's kube-score checks did not run")
+
+
+@pytest.fixture(scope="session")
+def vegeta() -> str:
+    """vegeta, the load generator of bench/traffic.py (`scripts/toolchain.sh e2e`): the tests that
+    send or count requests (the e2e modules whose steps are counted) use this fixture."""
+    return cached_tool("vegeta", "no load can be sent, so the tests that count requests did not run")
 
 
 def build_wheel(directory: pathlib.Path) -> pathlib.Path:

@@ -7,19 +7,18 @@ Two guards, because a team runs releases from several machines against one state
   the stack.
 - Across machines, Pulumi's own stack lock, an object in the state backend. Before it changes
   anything, a command reads that lock where it can (`backend_locks`: file:// and s3:// backends,
-  whose layout and lock content Pulumi's DIY backend defines) and is refused while another update
-  holds it. Where it cannot look (Pulumi Cloud, gs://, azblob://), Pulumi's error at `up` is turned
-  into `StackLocked` the same way, and the command puts back the config it had set.
+  whose layout and lock content Pulumi's DIY backend defines; S3 through boto3, with its credential
+  chain and the parameters of Pulumi's s3:// URLs) and is refused while another update holds it.
+  Where it cannot look (Pulumi Cloud, gs://, azblob://, an S3 backend that does not answer), Pulumi's
+  error at `up` is turned into `StackLocked` the same way, and the command puts back the config it
+  had set.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import hashlib
-import hmac
-import http.client
 import json
 import os
 import re
@@ -28,8 +27,9 @@ import sys
 import tempfile
 import time
 import urllib.parse
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 # Pulumi's words for "another update holds this stack": the DIY backends' (file, s3, gs, azblob)
 # and Pulumi Cloud's.
@@ -58,7 +58,8 @@ def pulumi_lock_error(message: str, stack: str) -> StackLocked | None:
 def backend_locks(backend_url: str, project: str, stack: str, timeout: float = 10.0) -> list[dict] | None:
     """The Pulumi locks on `stack` in a DIY state backend, each {"url", "username", "hostname",
     "pid", "timestamp"}; None when this backend cannot be read here (then Pulumi's own error at
-    `up` is the check)."""
+    `up` is the check). OSError when an s3:// backend does not answer or refuses (unreachable,
+    no credentials, access denied), ValueError when its URL has a parameter Pulumi would not take."""
     url = urllib.parse.urlsplit(backend_url)
     suffixes = (f"/organization/{project}/{stack}/", f"/{stack}/")  # project-scoped, then legacy layout
     if url.scheme == "file":
@@ -74,90 +75,124 @@ def backend_locks(backend_url: str, project: str, stack: str, timeout: float = 1
                         found.append({"url": path, **json.load(f)})
         return found
     if url.scheme == "s3":
-        return _s3_locks(url, suffixes, timeout)
+        return _s3_locks(backend_url, suffixes, timeout)
     return None
 
 
-def _s3_locks(url: urllib.parse.SplitResult, suffixes: tuple[str, ...], timeout: float) -> list[dict] | None:
-    """List and read the lock objects with the S3 API (SigV4, credentials from the environment)."""
-    key_id, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not key_id or not secret:
-        return None  # profiles, SSO, instance roles: leave it to Pulumi's own check
-    query = dict(urllib.parse.parse_qsl(url.query))
-    region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    bucket, prefix = url.netloc, url.path.strip("/")
-    endpoint = urllib.parse.urlsplit(query.get("endpoint") or f"https://s3.{region}.amazonaws.com")
-    if "://" not in (query.get("endpoint") or "://"):
-        endpoint = urllib.parse.urlsplit("https://" + query["endpoint"])
-    locks_prefix = f"{prefix}/.pulumi/locks/" if prefix else ".pulumi/locks/"
-    client = _S3(endpoint, bucket, region, key_id, secret, os.environ.get("AWS_SESSION_TOKEN"), timeout)
+# Pulumi's s3:// backend URLs: s3://BUCKET[/PREFIX][?PARAMETERS]. Pulumi hands them to gocloud.dev's
+# s3blob (AWS SDK for Go v2), after renaming the SDK v1 ones (disableSSL; an endpoint without a
+# scheme). Every parameter it takes is accepted here; those that matter only when writing (server-side
+# encryption, upload checksums, the client's rate limit, the SDK choice) are not used for reading.
+_S3_FLAGS = ("use_path_style", "s3ForcePathStyle", "hostname_immutable", "disable_https", "disableSSL",
+             "dualstack", "fips", "accelerate", "anonymous")
+_S3_CHECKSUMS = ("request_checksum_calculation", "response_checksum_validation")
+_S3_WRITE_ONLY = ("awssdk", "ssetype", "kmskeyid", "rate_limiter_capacity")
+S3_URL_PARAMETERS = ("region", "endpoint", "profile", "role", *_S3_FLAGS, *_S3_CHECKSUMS, *_S3_WRITE_ONLY)
+# Go's strconv.ParseBool, which reads those flags.
+_GO_BOOLEANS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+                **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
+
+
+@dataclass(frozen=True)
+class S3Backend:
+    """How to read an s3:// backend: its bucket and prefix, and boto3's settings for its URL."""
+
+    bucket: str
+    prefix: str
+    profile: str | None = None  # None: boto3's chain (environment, AWS_PROFILE, SSO, instance role)
+    region: str | None = None  # None: boto3's (AWS_REGION, the profile's)
+    role: str | None = None  # an IAM role to assume first (STS)
+    client: dict[str, Any] = field(default_factory=dict)  # boto3 client(): endpoint_url, use_ssl
+    config: dict[str, Any] = field(default_factory=dict)  # botocore Config()
+    anonymous: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}" + (f" at {self.client['endpoint_url']}" if "endpoint_url" in self.client else "")
+
+
+def s3_backend(backend_url: str) -> S3Backend:
+    """The settings of an s3:// backend URL; ValueError naming the parameter, its value and what is
+    allowed when Pulumi would not take it."""
+    url = urllib.parse.urlsplit(backend_url)
+    query = {key: values[0] for key, values in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+    for key, value in query.items():
+        if key not in S3_URL_PARAMETERS:
+            raise ValueError(f"the backend URL's parameter {key}={value!r} is unknown; allowed: "
+                             + ", ".join(S3_URL_PARAMETERS))
+    flags = {}
+    for key in _S3_FLAGS:
+        if key in query:
+            if query[key] not in _GO_BOOLEANS:
+                raise ValueError(f"the backend URL's parameter {key} is {query[key]!r}; allowed: true, false")
+            flags[key] = _GO_BOOLEANS[query[key]]
+    client: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    plain_http = flags.get("disable_https", flags.get("disableSSL", False))
+    if query.get("endpoint"):
+        endpoint = query["endpoint"]
+        client["endpoint_url"] = endpoint if "://" in endpoint else ("http://" if plain_http else "https://") + endpoint
+    if plain_http:
+        client["use_ssl"] = False
+    s3: dict[str, Any] = {}
+    if flags.get("use_path_style", flags.get("s3ForcePathStyle")) or flags.get("hostname_immutable"):
+        s3["addressing_style"] = "path"
+    if flags.get("accelerate"):
+        s3["use_accelerate_endpoint"] = True
+    if s3:
+        config["s3"] = s3
+    if flags.get("dualstack"):
+        config["use_dualstack_endpoint"] = True
+    if flags.get("fips"):
+        config["use_fips_endpoint"] = True
+    for key in _S3_CHECKSUMS:
+        if key in query:
+            if query[key].lower() not in ("when_supported", "when_required"):
+                raise ValueError(f"the backend URL's parameter {key} is {query[key]!r}; allowed: when_supported, "
+                                 "when_required")
+            config[key] = query[key].lower()
+    role = query.get("role") or None
+    if role is not None and not role.startswith("arn:"):
+        raise ValueError(f"the backend URL's parameter role is {role!r}; allowed: an IAM role ARN (arn:...)")
+    return S3Backend(url.netloc, url.path.strip("/"), query.get("profile") or None, query.get("region") or None, role,
+                     client, config, flags.get("anonymous", False))
+
+
+def _s3_locks(backend_url: str, suffixes: tuple[str, ...], timeout: float) -> list[dict]:
+    """List and read the lock objects with boto3, which is imported here only: a file:// backend
+    never loads it."""
+    backend = s3_backend(backend_url)
+    try:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError as error:
+        raise OSError(f"{error.name} is not installed (pip install boto3)") from None
+    config = Config(connect_timeout=timeout, read_timeout=timeout,
+                    retries={"mode": "standard", "total_max_attempts": 2}, **backend.config,
+                    **({"signature_version": UNSIGNED} if backend.anonymous else {}))
+    locks_prefix = f"{backend.prefix}/.pulumi/locks/" if backend.prefix else ".pulumi/locks/"
     found = []
-    for key in client.list(locks_prefix):
-        rest = "/" + key[len(locks_prefix):]
-        if key.endswith(".json") and rest.rsplit("/", 1)[0] + "/" in suffixes:
-            body = client.get(key)
-            with contextlib.suppress(ValueError):
-                found.append({"url": f"s3://{bucket}/{key}", **json.loads(body)})
+    try:
+        session = boto3.session.Session(profile_name=backend.profile, region_name=backend.region)
+        if backend.role:
+            assumed = session.client("sts", config=config).assume_role(
+                RoleArn=backend.role, RoleSessionName="bluegreen")["Credentials"]
+            session = boto3.session.Session(aws_access_key_id=assumed["AccessKeyId"],
+                                            aws_secret_access_key=assumed["SecretAccessKey"],
+                                            aws_session_token=assumed["SessionToken"], region_name=session.region_name)
+        s3 = session.client("s3", config=config, **backend.client)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket, Prefix=locks_prefix):
+            for key in (item["Key"] for item in page.get("Contents", [])):
+                rest = "/" + key[len(locks_prefix):]
+                if key.endswith(".json") and rest.rsplit("/", 1)[0] + "/" in suffixes:
+                    body = s3.get_object(Bucket=backend.bucket, Key=key)["Body"].read()
+                    with contextlib.suppress(ValueError):
+                        found.append({"url": f"s3://{backend.bucket}/{key}", **json.loads(body)})
+    except (BotoCoreError, ClientError) as error:  # unreachable, no credentials, access denied, ...
+        raise OSError(f"{backend.where}: {error}") from None
     return found
-
-
-class _S3:
-    """GET requests to one bucket, path-style, signed with AWS Signature Version 4."""
-
-    def __init__(self, endpoint, bucket, region, key_id, secret, token, timeout):
-        self.endpoint, self.bucket, self.region = endpoint, bucket, region
-        self.key_id, self.secret, self.token, self.timeout = key_id, secret, token, timeout
-
-    def list(self, prefix: str) -> list[str]:
-        keys: list[str] = []
-        token: str | None = None
-        while True:
-            params = {"list-type": "2", "prefix": prefix, **({"continuation-token": token} if token else {})}
-            token = None
-            for element in ElementTree.fromstring(self._get(f"/{self.bucket}", params)).iter():
-                tag = element.tag.rsplit("}", 1)[-1]  # without the XML namespace
-                if tag == "Key" and element.text:
-                    keys.append(element.text)
-                elif tag == "NextContinuationToken" and element.text:
-                    token = element.text
-            if not token:
-                return keys
-
-    def get(self, key: str) -> bytes:
-        return self._get(f"/{self.bucket}/{urllib.parse.quote(key)}", {})
-
-    def _get(self, path: str, params: dict[str, str]) -> bytes:
-        now = datetime.datetime.now(datetime.UTC)
-        stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        host = self.endpoint.netloc
-        query = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
-                         for k, v in sorted(params.items()))
-        headers = {"host": host, "x-amz-content-sha256": hashlib.sha256(b"").hexdigest(), "x-amz-date": stamp}
-        if self.token:
-            headers["x-amz-security-token"] = self.token
-        signed = ";".join(sorted(headers))
-        canonical = "\n".join(["GET", urllib.parse.quote(path, safe="/-_.~%"), query,
-                               "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed,
-                               headers["x-amz-content-sha256"]])
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key = f"AWS4{self.secret}".encode()
-        for part in (day, self.region, "s3", "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.key_id}/{scope}, SignedHeaders={signed}, "
-                                    f"Signature={signature}")
-        connection_type = http.client.HTTPSConnection if self.endpoint.scheme == "https" else http.client.HTTPConnection
-        conn = connection_type(self.endpoint.hostname, self.endpoint.port, timeout=self.timeout)
-        try:
-            conn.request("GET", path + (f"?{query}" if query else ""), headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise OSError(f"S3 GET {path}: HTTP {response.status}: {body[:200]!r}")
-        return body
 
 
 def held_by(locks: list[dict], stack: str) -> StackLocked:

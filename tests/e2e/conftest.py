@@ -185,8 +185,9 @@ def version_of(image: str) -> str:
 @contextmanager
 def counted(name: str, ingress: str, host: str, version: str | None = None, outage: bool = False):
     """Real requests to `host` through the ingress during the block, and for 2 s after it (what
-    the step left behind). None may fail (unless the block repairs an `outage`: then they are
-    counted only); with `version`, prod must end up serving only it.
+    the step left behind), sent by vegeta (the module uses the `vegeta` fixture). None may fail
+    (unless the block repairs an `outage`: then they are counted only); with `version`, prod must
+    end up serving only it.
     The figures go to REPORT: requests sent and failed, the rate, and, with `version`, the
     seconds from the block's start until every response came from that version."""
     traffic = Traffic(ingress, host, max_seconds=600)

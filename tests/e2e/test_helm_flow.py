@@ -11,7 +11,7 @@ from tests.conftest import REPO_ROOT
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import INGRESS_CLASS, V1, V2, counted, fetch, fresh_namespace, version_of, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 NS = "bg-e2e-helm"
 RELEASE = "shop"

@@ -21,7 +21,7 @@ from pulumi import automation as auto
 from tests.conftest import REPO_ROOT, build_wheel
 from tests.e2e.conftest import INGRESS_CLASS, V1, V2, ReleaseTool, counted, fetch, fresh_namespace, version_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 NS, STACK = "bg-e2e-package", "e2e-package"
 HOSTS = {"api": "api.pkg.example.com", "web": "pkg.example.com"}

@@ -22,7 +22,7 @@ from pulumi import automation as auto
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import INGRESS_CLASS, V1, V2, counted, fetch, fresh_namespace, version_of, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 STACK, NS = "e2e-app", "bg-e2e-app"
 PROD_HOST, STAGE_HOST = "shop.app.example.com", "stage.shop.app.example.com"

@@ -32,7 +32,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 NS = "bg-e2e-staging"
 PROD_HOST, STAGE_HOST = "shop.e2e.example.com", "stage.shop.e2e.example.com"

@@ -35,7 +35,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 STACK, NS = "e2e-tool", "bg-e2e-tool"
 PROD_HOST, STAGE_HOST = "shop.tool.example.com", "stage.shop.tool.example.com"

@@ -21,7 +21,7 @@ from pulumi import automation as auto
 
 from tests.e2e.conftest import V1, V2, counted, fresh_namespace, version_of, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 STACK, NS = "e2e-routing", "bg-e2e-routing"
 PROD_HOST, STAGE_HOST = "shop.routing.example.com", "stage.shop.routing.example.com"

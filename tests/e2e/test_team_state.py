@@ -36,7 +36,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.s3 import BUCKET, S3Server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
 NS, STACK = "bg-e2e-team", "e2e-team"
 PROD_HOST, STAGE_HOST = "shop.team.example.com", "stage.shop.team.example.com"
@@ -122,7 +122,7 @@ def test_the_release_cycle_with_state_in_s3(team):
     assert status["drift"] == [] and status["history"][0]["productionSlot"] == "green"
 
 
-def test_a_second_command_is_refused_while_the_first_runs(team, tmp_path):
+def test_a_second_command_is_refused_while_the_first_runs(team, tmp_path, capsys):
     # Machine B: another checkout with the same committed stack config.
     b = Machine(checkout(team.dir, tmp_path / "b" / "shop"), team.env, team.ingress)
     (b.dir / f"Pulumi.{STACK}.yaml").write_text(team.config_file())
@@ -139,7 +139,9 @@ def test_a_second_command_is_refused_while_the_first_runs(team, tmp_path):
         os.kill(cli, signal.SIGSTOP)
         try:
             same_checkout = team.tool("rollback", expect=2)
+            capsys.readouterr()
             other_machine = b.tool("deploy", V3, expect=2)
+            b_said = capsys.readouterr().err  # what B's command printed
         finally:
             os.kill(cli, signal.SIGCONT)
         assert first.poll() is None, "the first command ended before the second one was tried"
@@ -150,7 +152,9 @@ def test_a_second_command_is_refused_while_the_first_runs(team, tmp_path):
     # On A's checkout: A's own lock, naming the command that holds it.
     assert same_checkout["refused"] is True
     assert f"stack {STACK} is busy: bluegreen deploy {V3} --stack {STACK}" in same_checkout["error"]
-    # From B: Pulumi's lock in the bucket, its holder, and the command behind it.
+    # From B: Pulumi's lock in the bucket, read there (boto3) before anything changed, not left to
+    # Pulumi's check at `up`; its holder, and the command behind it.
+    assert "could not read the stack's lock" not in b_said and f"==> pulumi up --stack {STACK}" not in b_said, b_said
     assert other_machine["refused"] is True
     error = other_machine["error"]
     assert f"stack {STACK} is locked by another update" in error

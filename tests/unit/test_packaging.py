@@ -26,6 +26,8 @@ def test_runtime_dependencies_admit_the_pinned_versions():
     # The Pulumi SDKs: the lowest version allowed is the one this repo builds its CLI and plugin for.
     assert lower["pulumi"] == pinned["pulumi"]
     assert lower["pulumi-kubernetes"] == pinned["pulumi-kubernetes"]
+    # boto3 (S3 state backends): the lowest version allowed is the one the tests run with.
+    assert lower["boto3"] == pinned["boto3"]
 
 
 def test_the_wheel_carries_the_chart_and_its_dependencies(tmp_path):
@@ -36,5 +38,5 @@ def test_the_wheel_carries_the_chart_and_its_dependencies(tmp_path):
     chart = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "bluegreen" / "chart").rglob("*") if p.is_file()}
     assert chart <= names, chart - names
     requires = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
-    assert {"pulumi<4,>=3.260.0", "pulumi-kubernetes<5,>=4.25.0", "PyYAML>=6"} <= requires, requires
+    assert {"pulumi<4,>=3.260.0", "pulumi-kubernetes<5,>=4.25.0", "PyYAML>=6", "boto3<2,>=1.44.8"} <= requires, requires
     assert "bluegreen/component.py" in names and "bluegreen/release/cli.py" in names

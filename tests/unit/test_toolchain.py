@@ -109,9 +109,9 @@ def test_groups(installed, tmp_path):
         "chart": "helm kube-score",
         "for-local": local,
         "for-user": "helm pulumi langhost kubernetes-provider",
-        "e2e": f"{local} versitygw kube-router",
-        "bench": f"{local} versitygw kube-router argo-rollouts",
-        "all": f"helm kube-score {local.removeprefix('helm ')} versitygw argo-rollouts kube-router",
+        "e2e": f"{local} vegeta versitygw kube-router",
+        "bench": f"{local} vegeta versitygw kube-router argo-rollouts",
+        "all": f"helm kube-score {local.removeprefix('helm ')} vegeta versitygw argo-rollouts kube-router",
     }
     for group, tools in expected.items():
         done = toolchain("--budget-minutes", "0", group, env=env)
@@ -143,6 +143,7 @@ def test_versitygw_and_argo_rollouts_on_path_are_used_at_the_pinned_version_only
 VERSION_OUTPUT = {
     "kube-score": ("KUBE_SCORE_VERSION", "kube-score version: {v}, commit: abc123, built: 2025-01-01"),
     "kube-router": ("KUBE_ROUTER_VERSION", "Running kube-router version v{v}, built on 2026-01-01, go1.26.8"),
+    "vegeta": ("VEGETA_VERSION", "Version: v{v}\nCommit: \nRuntime: go1.26.8 linux/amd64\nDate: 2026-01-01T00:00:00Z"),
 }
 
 

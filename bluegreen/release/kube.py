@@ -43,6 +43,10 @@ class KubeError(RuntimeError):
     pass
 
 
+class KubeConfigError(KubeError):
+    """The kubeconfig cannot be used as it is (found before any request is sent)."""
+
+
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 EXEC_INTERACTIVE_MODES = ("Never", "IfAvailable")  # kubectl's third, Always, needs a terminal: refused
 EXEC_CLUSTER_EXTENSION = "client.authentication.k8s.io/exec"  # a cluster's config for its exec plugins
@@ -94,49 +98,51 @@ def read_kubeconfig(kubeconfig: str | None = None, context: str | None = None) -
             text = Path(path).read_text()
         except FileNotFoundError:
             if kubeconfig:
-                raise KubeError(f"kubeconfig {path} does not exist") from None
+                raise KubeConfigError(f"kubeconfig {path} does not exist") from None
             continue
         except OSError as error:
-            raise KubeError(f"cannot read kubeconfig {path}: {error.strerror or error}") from error
+            raise KubeConfigError(f"cannot read kubeconfig {path}: {error.strerror or error}") from error
         try:
             document = yaml.safe_load(text) or {}
         except yaml.YAMLError as error:
-            raise KubeError(f"kubeconfig {path} is not valid YAML: {error}") from error
+            raise KubeConfigError(f"kubeconfig {path} is not valid YAML: {error}") from error
         if not isinstance(document, dict):
-            raise KubeError(f"kubeconfig {path} is not a kubeconfig (a YAML mapping with clusters, users, contexts)")
+            raise KubeConfigError(f"kubeconfig {path} is not a kubeconfig "
+                                  "(a YAML mapping with clusters, users, contexts)")
         found.append(path)
         current = current or document.get("current-context") or None
         base = os.path.dirname(os.path.abspath(path))
         for section, key in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
             for item in document.get(section) or []:
                 if not isinstance(item, dict) or not item.get("name") or not isinstance(item.get(key) or {}, dict):
-                    raise KubeError(f"kubeconfig {path}: {section} has an entry that is not {{name, {key}: {{...}}}}: "
-                                    f"{item!r}"[:300])
+                    raise KubeConfigError(f"kubeconfig {path}: {section} has an entry that is not "
+                                          f"{{name, {key}: {{...}}}}: {item!r}"[:300])
                 merged[section].setdefault(item["name"], _absolute(key, item.get(key) or {}, base))
     if not found:
         where = "KUBECONFIG lists " + ", ".join(files) if os.environ.get("KUBECONFIG") else f"{files[0]} does not exist"
-        raise KubeError(f"no kubeconfig: {where}; point KUBECONFIG or --kubeconfig at one")
+        raise KubeConfigError(f"no kubeconfig: {where}; point KUBECONFIG or --kubeconfig at one")
     name = context or current
     if not name:
-        raise KubeError(f"kubeconfig {os.pathsep.join(found)} sets no current-context; "
+        raise KubeConfigError(f"kubeconfig {os.pathsep.join(found)} sets no current-context; "
                         "pick one with `kubectl config use-context NAME`")
     ctx = merged["contexts"].get(name)
     if ctx is None:
-        raise KubeError(f"kubeconfig has no context named {name!r}; it has: {', '.join(merged['contexts']) or 'none'}")
+        raise KubeConfigError(f"kubeconfig has no context named {name!r}; "
+                              f"it has: {', '.join(merged['contexts']) or 'none'}")
     cluster_name, user_name = ctx.get("cluster") or "", ctx.get("user") or ""
     cluster = merged["clusters"].get(cluster_name)
     where = os.pathsep.join(found)
     if cluster is None:
-        raise KubeError(f"kubeconfig context {name!r}: cluster {cluster_name!r} is not defined in {where}")
+        raise KubeConfigError(f"kubeconfig context {name!r}: cluster {cluster_name!r} is not defined in {where}")
     user: dict = {}
     if user_name:
         if user_name not in merged["users"]:
-            raise KubeError(f"kubeconfig context {name!r}: user {user_name!r} is not defined in {where}")
+            raise KubeConfigError(f"kubeconfig context {name!r}: user {user_name!r} is not defined in {where}")
         user = merged["users"][user_name]
     access = Access(tuple(found), name, ctx.get("namespace") or "default", cluster_name, cluster, user_name, user)
     problems = _problems(access)
     if problems:
-        raise KubeError("kubeconfig: " + "; ".join(problems))
+        raise KubeConfigError("kubeconfig: " + "; ".join(problems))
     return access
 
 
@@ -245,10 +251,10 @@ def _proxy(value: str, source: str, explicit: bool) -> Proxy:
     shown = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
         if parts.hostname else value
     if parts.scheme.startswith("socks"):
-        raise KubeError(f"{source} is {shown!r}: SOCKS proxies are not supported here; "
+        raise KubeConfigError(f"{source} is {shown!r}: SOCKS proxies are not supported here; "
                         f"allowed: an {' or '.join(s + '://' for s in PROXY_SCHEMES)} proxy (HTTP CONNECT)")
     if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
-        raise KubeError(f"{source} is {shown!r}; allowed: an {' or '.join(s + '://' for s in PROXY_SCHEMES)} "
+        raise KubeConfigError(f"{source} is {shown!r}; allowed: an {' or '.join(s + '://' for s in PROXY_SCHEMES)} "
                         "URL with a host")
     authorization = None
     if parts.username is not None:
@@ -342,7 +348,7 @@ class KubeClient:
         try:
             KubeConfigLoader(config).load_and_set(configuration)  # -data: private temp files, removed at exit
         except (ConfigException, OSError, ValueError) as error:
-            raise KubeError(f"kubeconfig context {self.context!r}: {error}") from error
+            raise KubeConfigError(f"kubeconfig context {self.context!r}: {error}") from error
         configuration.proxy, configuration.no_proxy = (self.proxy.url if self.proxy else None), None
         if self.proxy and self.proxy.authorization:
             configuration.proxy_headers = {"Proxy-Authorization": self.proxy.authorization}

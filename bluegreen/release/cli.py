@@ -25,7 +25,7 @@ from ..config import SLOTS, ConfigError, parse
 from ..values import CHART_DIR, chart_values
 from . import drift, plan
 from .checks import Names, slot_readiness, smoke_checks, verify_serving, wait_available
-from .kube import EndpointWatch, KubeClient, KubeError
+from .kube import EndpointWatch, KubeClient, KubeConfigError, KubeError
 from .locks import StackLocked, alive_here, command_lock, held_by, this_command
 from .stacks import NoSuchStack, StackSession, say
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(ok=False, error=str(locked), **({"refused": True} if refused else {}))
         say(f"bluegreen {args.command}: {'refused, nothing was changed' if refused else 'FAILED'}:\n{locked}")
         code = 2 if refused else 1
-    except (plan.Refused, ConfigError, NoSuchStack) as refusal:
+    except (plan.Refused, ConfigError, NoSuchStack, KubeConfigError) as refusal:
         result.update(ok=False, refused=True, error=str(refusal))
         say(f"bluegreen {args.command}: refused, nothing was changed:\n{refusal}")
         code = 2

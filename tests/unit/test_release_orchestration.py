@@ -147,3 +147,21 @@ def test_status_says_when_prod_does_not_serve(tool, world):
     world.cluster.pod_ips["web-blue"] = []
     result = tool("status", expect=1)
     assert "prod does not serve blue" in result["error"]
+
+
+def test_a_kubeconfig_that_cannot_be_used_is_a_refusal(world, monkeypatch, tmp_path, tool):
+    """Found before anything changes: exit 2, the key named, the stack config untouched."""
+    from bluegreen.release.kube import KubeClient
+
+    monkeypatch.setattr(cli, "KubeClient", KubeClient)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443", "proxy-url": "socks5://p:1080"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    before = json.dumps(world.config)
+    result = tool("deploy", V2, "--kubeconfig", str(kubeconfig), expect=2)
+    assert result["refused"] is True
+    assert result["error"] == ("kubeconfig: cluster 'k': proxy-url is 'socks5://p:1080': SOCKS proxies are not "
+                               "supported here; allowed: an http:// or https:// proxy (HTTP CONNECT)")
+    assert json.dumps(world.config) == before and world.cluster.services["web-prod"]

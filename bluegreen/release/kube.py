@@ -224,13 +224,14 @@ def _exec_problems(spec: Any, where: str, with_auth_provider: bool) -> list[str]
     if spec.get("apiVersion") not in EXEC_API_VERSIONS:
         problems.append(f"{where}: exec apiVersion is {spec.get('apiVersion')!r}; "
                         f"allowed: {', '.join(EXEC_API_VERSIONS)}")
-    mode = spec.get("interactiveMode") or "IfAvailable"
+    # v1beta1 defaults it to IfAvailable; v1 must say (kubectl refuses an exec without one too)
+    mode = spec.get("interactiveMode") or ("IfAvailable" if spec.get("apiVersion") == EXEC_API_VERSIONS[1] else None)
     if mode not in EXEC_INTERACTIVE_MODES:
         problems.append(f"{where}: exec interactiveMode is {mode!r}; allowed: {', '.join(EXEC_INTERACTIVE_MODES)} "
                         "(the release tool runs credential plugins without a terminal)")
     for item in spec.get("env") or []:
-        if not isinstance(item, dict) or not item.get("name") or "value" not in item:
-            problems.append(f"{where}: exec env entry {item!r} is not {{name, value}}")
+        if not isinstance(item, dict) or not item.get("name"):
+            problems.append(f"{where}: exec env entry {item!r} has no name")
     return problems
 
 
@@ -597,7 +598,7 @@ class ExecPlugin:
                                 "spec": {"interactive": False}}
         if self._cluster is not None:
             info["spec"]["cluster"] = self._cluster
-        env = {**os.environ, **{item["name"]: str(item["value"]) for item in self._spec.get("env") or []},
+        env = {**os.environ, **{item["name"]: str(item.get("value") or "") for item in self._spec.get("env") or []},
                "KUBERNETES_EXEC_INFO": json.dumps(info)}
         try:
             done = subprocess.run([executable, *map(str, self._spec.get("args") or [])], env=env,

@@ -276,7 +276,8 @@ def script_user(tmp_path: Path, name: str, body: str) -> dict:
     plugin = tmp_path / name
     plugin.write_text(body)
     plugin.chmod(0o755)
-    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}}
+    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin),
+                     "interactiveMode": "Never"}}
 
 
 def runs(tmp_path: Path) -> int:
@@ -692,6 +693,9 @@ REFUSED = {
                            "interactiveMode": "Always"}}},
         "exec interactiveMode is 'Always'; allowed: Never, IfAvailable (the release tool runs credential plugins "
         "without a terminal)"),
+    "v1 exec without interactiveMode": (
+        {"user": {"exec": {"command": "x", "apiVersion": "client.authentication.k8s.io/v1"}}},
+        "exec interactiveMode is None; allowed: Never, IfAvailable"),
     "missing token file": ({"user": {"tokenFile": "nowhere"}}, "user 'someone': tokenFile {dir}/nowhere cannot be "
                                                                "read (does not exist)"),
 }

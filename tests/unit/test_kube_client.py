@@ -65,6 +65,7 @@ class FakeAPIServer(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the API server does
+    wbufsize = 65536  # a response in one write, as the API server sends it (flushed after each request)
 
     def do_GET(self):
         auth = self.headers.get("Authorization", "")

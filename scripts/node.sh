@@ -12,6 +12,7 @@
 #                              running: containerd's shims hold them), then wait for the node Ready
 #   scripts/node.sh snapshot   print the host state `down` must restore (for the teardown test)
 #   scripts/node.sh ctr ARGS   ctr against the node's containerd, in Kubernetes' namespace
+#   scripts/node.sh packages   install the Debian packages below that are missing (`up` does it too)
 #
 # Everything of ours is named for the project: state in /var/lib/bluegreen-node and
 # /run/bluegreen-node (outside the checkout: a mount left under a checkout can keep a machine from
@@ -48,7 +49,9 @@ SELF_CHANGING=(apt dpkg ucf man-db python sgml-base xml-core vim pam swcatalog P
 FOREIGN_STATE=(/var/lib/kubelet /var/lib/cni /etc/cni /opt/cni)
 # kubelet changes these (it needs them for its OOM and panic policy); `down` restores them.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset)
+# tinyproxy is not the node's: it is the HTTP CONNECT proxy the e2e tier's release-tool module
+# reaches the API server through (tests/e2e/conftest.py TinyProxy), installed here with the rest.
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack nftables iproute2 ipset tinyproxy)
 LOGS=$CONF/logs/ # for wait_for
 PATH="$("$REPO/scripts/toolchain.sh" --print-path):$PATH"
 # shellcheck source=scripts/lib.sh
@@ -84,7 +87,7 @@ check() {
 install_packages() {
   local missing=() bin
   for bin in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-    iptables:iptables conntrack:conntrack nft:nftables ip:iproute2 ipset:ipset; do
+    iptables:iptables conntrack:conntrack nft:nftables ip:iproute2 ipset:ipset tinyproxy:tinyproxy; do
     [[ -x ${bin%%:*} ]] || command -v "${bin%%:*}" >/dev/null || missing+=("${bin#*:}")
   done
   ((${#missing[@]})) || return 0
@@ -92,8 +95,10 @@ install_packages() {
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  # Debian's containerd package would start a system containerd; ours has its own socket and root.
+  # Debian's containerd and tinyproxy packages would start system services (a containerd, a proxy
+  # on port 8888); ours have their own sockets, ports and configs.
   service containerd stop >/dev/null 2>&1 || true
+  service tinyproxy stop >/dev/null 2>&1 || true
 }
 
 import_images() {
@@ -506,9 +511,10 @@ snapshot() {
     skip=$(IFS='|'; echo "${SELF_CHANGING[*]}")
     find "${WATCHED_TREES[@]}" -regextype posix-extended \( -path "$ROOT" -o -regex "/var/lib/($skip)/.+" \) -prune \
       -o -printf 'fs %y %p\n' 2>/dev/null
-    # Process names (comm, at most 15 characters) of the node, the control plane and the ingress.
+    # Process names (comm, at most 15 characters) of the node, the control plane, the ingress and
+    # the e2e tier's proxy.
     # (Not zombies: a process that has exited waits there until PID 1 reaps it.)
-    ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-router|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|pause|app' | sed 's/^/process /'
+    ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' | grep -xE 'containerd|containerd-shim.*|runc|kubelet|kube-proxy|kube-router|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|traefik|tinyproxy|pause|app' | sed 's/^/process /'
   } | sort
 }
 
@@ -518,5 +524,6 @@ case ${1:-} in
   check | up | down | status | snapshot) "$1" ;;
   restart) restart "${2:-}" ;;
   ctr) shift; node_ctr "$@" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  packages) install_packages ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

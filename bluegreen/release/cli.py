@@ -23,7 +23,7 @@ from ..config import ConfigError
 from .commands import COMMANDS
 from .commands.status import read_state
 from .helm import HelmError
-from .kube import KubeError
+from .kube import KubeConfigError, KubeError
 from .locks import StackLocked, command_lock, this_command
 from .session import Failed, Session
 from .stacks import NoSuchStack, say
@@ -72,7 +72,7 @@ def _failure(error: Exception, session: Session | None, command: str) -> tuple[i
         refused = not changed
         return (2 if refused else 1), {"error": str(error), **({"refused": True} if refused else {})}, \
             "refused, nothing was changed" if refused else "FAILED"
-    if isinstance(error, (Refused, ConfigError, NoSuchStack)):
+    if isinstance(error, (Refused, ConfigError, NoSuchStack, KubeConfigError)):  # found before anything changed
         return 2, {"error": str(error), "refused": True}, "refused, nothing was changed"
     if isinstance(error, (Failed, KubeError, HelmError)):
         return getattr(error, "code", 1), {"error": str(error)}, \

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -292,10 +293,11 @@ subjects: [{kind: ServiceAccount, name: bluegreen-e2e-exec, namespace: kube-syst
 """
 
 
-def exec_plugin_kubeconfig(admin: str, directory: Path) -> Path:
+def exec_plugin_kubeconfig(admin: str, directory: Path, proxy_url: str | None = None) -> Path:
     """A kubeconfig as EKS, GKE and AKS hand them out: the cluster's address and CA, and a user
     that is an exec credential plugin (./bin/get-token, relative to the kubeconfig) with no
-    certificate or token of its own. The plugin logs each run to bin/runs.log."""
+    certificate or token of its own. The plugin logs each run to bin/runs.log. With `proxy_url`,
+    the cluster is reached through that proxy (the cluster's proxy-url)."""
     subprocess.run(["kubectl", "--kubeconfig", admin, "apply", "-f", "-"], input=EXEC_RBAC, text=True,
                    check=True, capture_output=True)
     plugin = directory / "bin" / "get-token"
@@ -304,6 +306,8 @@ def exec_plugin_kubeconfig(admin: str, directory: Path) -> Path:
     plugin.chmod(0o755)
     with open(admin) as f:
         cluster = yaml.safe_load(f)["clusters"][0]["cluster"]
+    if proxy_url:
+        cluster["proxy-url"] = proxy_url
     config = {
         "apiVersion": "v1", "kind": "Config", "current-context": "exec",
         "clusters": [{"name": "local", "cluster": cluster}],
@@ -320,6 +324,57 @@ def exec_plugin_kubeconfig(admin: str, directory: Path) -> Path:
 def exec_plugin_runs(kubeconfig: Path) -> int:
     log = kubeconfig.parent / "bin" / "runs.log"
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def api_server_port(kubeconfig: str) -> int:
+    with open(kubeconfig) as f:
+        server = yaml.safe_load(f)["clusters"][0]["cluster"]["server"]
+    return urllib.parse.urlsplit(server).port or 443
+
+
+class TinyProxy:
+    """Debian's tinyproxy as a corporate HTTP proxy: on a free port of 127.0.0.1, with a config of
+    its own (clients from 127.0.0.1 only, CONNECT only to the API server's port) and a log file
+    that lists every CONNECT. scripts/node.sh installs it; `start` and `stop` are the test's."""
+
+    def __init__(self, directory: Path, connect_port: int):
+        self.directory, self.connect_port = directory, connect_port
+        self.log = directory / "tinyproxy.log"
+        with socket.socket() as probe:  # a free port; tinyproxy binds it right after
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, connect_port: int | None = None) -> None:
+        binary = shutil.which("tinyproxy")
+        if not binary:
+            subprocess.run([str(SCRIPTS / "node.sh"), "packages"], check=True)  # where the project installs it
+            binary = shutil.which("tinyproxy") or pytest.fail("tinyproxy not found after scripts/node.sh packages")
+        self.connect_port = connect_port or self.connect_port
+        config = self.directory / "tinyproxy.conf"
+        config.write_text(f"Port {self.port}\nListen 127.0.0.1\nAllow 127.0.0.1\nConnectPort {self.connect_port}\n"
+                          f"Timeout 600\nMaxClients 200\nLogFile \"{self.log}\"\nLogLevel Connect\n")
+        self._process = subprocess.Popen([binary, "-d", "-c", str(config)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        wait_until(f"tinyproxy listens on {self.url}", self._listening, timeout=10, interval=0.1)
+
+    def _listening(self) -> bool:
+        assert self._process and self._process.poll() is None, f"tinyproxy exited; see {self.log}"
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        self._process = None
+
+    def connects(self) -> list[str]:
+        """The log's CONNECT requests, without the HTTP version: `CONNECT 127.0.0.1:35031`."""
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        return [line.split("): ", 1)[1].rsplit(" ", 1)[0] for line in lines
+                if "Request (file descriptor" in line and "): CONNECT " in line]
 
 
 def container_pid(pod: dict) -> int:

@@ -9,16 +9,19 @@ none may fail.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
 from pulumi import automation as auto
 
+from bluegreen.release.kube import KubeClient
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     INGRESS_CLASS,
@@ -44,31 +47,49 @@ WEB_PODS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web"
 
 @pytest.fixture(scope="module")
 def tool(project_dir, pulumi_env, kube, ingress, tmp_path_factory):
-    """The release tool, run as a user runs it, with a kubeconfig whose user is an exec credential
-    plugin (as on EKS, GKE and AKS): every command here, and the pulumi, helm and kubectl it runs,
-    authenticates through it."""
+    """The release tool, run as a user runs it, with a kubeconfig as a cloud hands it out behind a
+    corporate proxy: its user is an exec credential plugin (as on EKS, GKE and AKS), and its cluster
+    is reached through an HTTP proxy (proxy-url: tinyproxy on 127.0.0.1). Every command here, and
+    the pulumi, helm and kubectl it runs, authenticates through the plugin and goes through the
+    proxy. (The other e2e modules reach the API server directly: each path runs once.)"""
     fresh_namespace(kube, NS)
+    admin = pulumi_env["KUBECONFIG"]
     credentials = tmp_path_factory.mktemp("exec-kubeconfig")
-    kubeconfig = exec_plugin_kubeconfig(pulumi_env["KUBECONFIG"], credentials)
-    stack = auto.create_or_select_stack(STACK, work_dir=str(project_dir))
-    for key, value in {"namespace": NS, "prodHost": PROD_HOST, "stageHost": STAGE_HOST, "ingressClass": INGRESS_CLASS,
-                       "blue.enabled": "true", "blue.image": V1, "blue.replicas": "2", "green.enabled": "false",
-                       "helmTimeoutSeconds": "30"}.items():
-        stack.set_config(key, auto.ConfigValue(value), path=True)
-    stack.up(on_output=print, color="never")
-    # --check-url reaches the hosts through the ingress on 127.0.0.1, as in the README's shell.
-    env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress, "KUBECONFIG": str(kubeconfig)}
+    proxy = e2e.TinyProxy(tmp_path_factory.mktemp("proxy"), e2e.api_server_port(admin))
+    proxy.start()
+    try:
+        kubeconfig = exec_plugin_kubeconfig(admin, credentials, proxy.url)
+        stack = auto.create_or_select_stack(STACK, work_dir=str(project_dir))
+        for key, value in {"namespace": NS, "prodHost": PROD_HOST, "stageHost": STAGE_HOST,
+                           "ingressClass": INGRESS_CLASS, "blue.enabled": "true", "blue.image": V1,
+                           "blue.replicas": "2", "green.enabled": "false", "helmTimeoutSeconds": "30"}.items():
+            stack.set_config(key, auto.ConfigValue(value), path=True)
+        stack.up(on_output=print, color="never")
+        # --check-url reaches the hosts through the ingress on 127.0.0.1, as in the README's shell.
+        env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress, "KUBECONFIG": str(kubeconfig)}
 
-    run = e2e.ReleaseTool(STACK, project_dir, env)
-    run.stack = stack
-    run.ingress = ingress
-    run.env = env
-    run.kubeconfig = kubeconfig
-    run.admin_kubeconfig = pulumi_env["KUBECONFIG"]
-    run.renew_kubeconfig = lambda: exec_plugin_kubeconfig(pulumi_env["KUBECONFIG"], credentials)
-    yield run
-    stack.destroy(on_output=print, color="never")
-    stack.workspace.remove_stack(STACK)
+        def renew_kubeconfig() -> Path:
+            """After the cluster was made anew: its credentials again, and the proxy let through
+            to its API server's port, should that have changed."""
+            if e2e.api_server_port(admin) != proxy.connect_port:
+                proxy.stop()
+                proxy.start(e2e.api_server_port(admin))
+            return exec_plugin_kubeconfig(admin, credentials, proxy.url)
+
+        run = e2e.ReleaseTool(STACK, project_dir, env)
+        run.stack = stack
+        run.ingress = ingress
+        run.env = env
+        run.kubeconfig = kubeconfig
+        run.admin_kubeconfig = admin
+        run.proxy = proxy
+        run.renew_kubeconfig = renew_kubeconfig
+        yield run
+        stack.destroy(on_output=print, color="never")
+        stack.workspace.remove_stack(STACK)
+    finally:
+        proxy.stop()
+        e2e.REPORT["release tool through tinyproxy"] = {"connects": len(proxy.connects()), "log": str(proxy.log)}
 
 
 def prod_slot(kube):
@@ -105,6 +126,35 @@ def test_the_tool_authenticates_through_the_exec_plugin(tool):
     before = exec_plugin_runs(tool.kubeconfig)
     assert tool("status")["state"]["productionSlot"] == "blue"
     assert exec_plugin_runs(tool.kubeconfig) > before
+
+
+def test_the_tool_reaches_the_cluster_through_the_proxy(tool):
+    """tinyproxy's own log lists the CONNECTs: one for the release tool's client alone, more for a
+    whole command (the tool, and the pulumi and helm it runs)."""
+    cluster = yaml.safe_load(tool.kubeconfig.read_text())["clusters"][0]["cluster"]
+    assert cluster["proxy-url"] == tool.proxy.url
+    target = f"CONNECT {urllib.parse.urlsplit(cluster['server']).netloc}"
+    before = len(tool.proxy.connects())
+    assert KubeClient(str(tool.kubeconfig)).namespace(NS)["metadata"]["name"] == NS
+    assert tool.proxy.connects()[before:] == [target]
+    assert tool("status")["state"]["productionSlot"] == "blue"
+    assert len(tool.proxy.connects()) > before + 1
+    assert set(tool.proxy.connects()) == {target}  # nothing else went through it
+
+
+def test_with_the_proxy_stopped_a_command_fails_with_a_message(tool):
+    tool.proxy.stop()
+    try:
+        done = subprocess.run(tool.command("status"), capture_output=True, text=True, env=tool.env)
+    finally:
+        tool.proxy.start()
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    error = json.loads(done.stdout)["error"]
+    assert f"cannot reach the proxy {tool.proxy.url} (cluster 'local': proxy-url)" in error, error
+    assert error.endswith("Connection refused"), error
+    assert f"bluegreen status: FAILED: {error}" in done.stderr
+    print(f"with the proxy stopped: exit {done.returncode}, {error}")
 
 
 def test_hosts_answer_through_the_ingress(tool):

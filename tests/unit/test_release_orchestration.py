@@ -161,3 +161,22 @@ def test_promote_refuses_a_chart_edit_in_the_checkout_and_names_the_objects(tool
     assert prod_slot(world) == "blue" and world.config["productionSlot"] == "blue"
     shown = tool("diff")["diff"]["changes"]
     assert {(c["kind"], c["name"]) for c in shown} == {("Deployment", "web-blue"), ("Deployment", "web-green")}
+
+
+def test_a_kubeconfig_that_cannot_be_used_is_a_refusal(world, monkeypatch, tmp_path, tool):
+    """Found before anything changes: exit 2, the key named, the stack config untouched."""
+    from bluegreen.release import session
+    from bluegreen.release.kube import KubeClient
+
+    monkeypatch.setattr(session, "KubeClient", KubeClient)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443", "proxy-url": "socks5://p:1080"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    before = json.dumps(world.config)
+    result = tool("deploy", V2, "--kubeconfig", str(kubeconfig), expect=2)
+    assert result["refused"] is True
+    assert result["error"] == ("kubeconfig: cluster 'k': proxy-url is 'socks5://p:1080': SOCKS proxies are not "
+                               "supported here; allowed: an http:// or https:// proxy (HTTP CONNECT)")
+    assert json.dumps(world.config) == before and world.cluster.services["web-prod"]

@@ -1,7 +1,9 @@
 """Access to the Kubernetes API: Services, EndpointSlices, Deployments, Pods, Helm release Secrets.
 
-The release tool changes the cluster only through Pulumi; it reads the cluster to check that a
-slot is ready and that prod has ready Endpoints (and `recover` deletes two kinds of leftovers).
+The release tool changes the cluster through Pulumi (and, in `repair` and `recover`, through
+helm.py); with this client it reads the cluster to check that a slot is ready and that prod has
+ready Endpoints, and `recover` deletes two kinds of leftovers: a pending Helm record, and a
+Deployment no Helm revision has any more.
 
 It reads your kubeconfig the way kubectl does (README: "Cluster access"). The official
 `kubernetes` client does what it covers as kubectl does: its kubeconfig loader maps the cluster's

@@ -10,8 +10,8 @@ Two guards, because a team runs releases from several machines against one state
   whose layout and lock content Pulumi's DIY backend defines; S3 through boto3, with its credential
   chain and the parameters of Pulumi's s3:// URLs) and is refused while another update holds it.
   Where it cannot look (Pulumi Cloud, gs://, azblob://, an S3 backend that does not answer), Pulumi's
-  error at `up` is turned into `StackLocked` the same way, and the command puts back the config it
-  had set.
+  error at `up` is turned into `StackLocked` the same way; the command had changed nothing (its
+  config edits live in a copy of the config file until its update succeeds).
 """
 
 from __future__ import annotations

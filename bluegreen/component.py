@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -123,7 +124,16 @@ def last_update_outputs(*names: str) -> dict[str, Any]:
     StackReference reads, without registering one) through the SDK's public, synchronous
     `pulumi.runtime.invoke`, which hands back secret outputs unwrapped."""
     own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    read = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": own})
+    for attempt in range(1, 6):
+        try:
+            read = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": own})
+            break
+        except Exception as error:
+            # The engine writes the stack's checkpoint as the update starts; a read that meets the
+            # file half-written ("failed to load checkpoint: EOF", seen on a new stack) is made again.
+            if "failed to load checkpoint" not in str(error) or attempt == 5:
+                raise
+            time.sleep(0.2 * attempt)
     outputs = (read.value or {}).get("outputs") or {}
     return {name: outputs.get(name) for name in names}
 

@@ -63,9 +63,9 @@ class App:
         return self.stack.get_config("productionSlot").value
 
     def status(self) -> tuple[int, list[str], str]:
-        """`bluegreen status --json`: exit code, the drift list (object: problem), the error."""
+        """`bluegreen status --json`: exit code, the drift list (what is wrong), the error."""
         code, printed = self.tool.run("status")
-        drift = [f"{d['object']}: {d['problem']}" for d in (printed.get("state") or {}).get("drift") or []]
+        drift = [f"{d['subject']} {d['problem']}" for d in (printed.get("state") or {}).get("drift") or []]
         return code, drift, printed.get("error", "")
 
     def pulumi_up(self) -> subprocess.Popen:

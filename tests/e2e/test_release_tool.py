@@ -190,8 +190,10 @@ def test_preview_guard_refuses_an_unrelated_change(tool, kube):
     tool.stack.set_config("stageHost", auto.ConfigValue("other-stage.shop.tool.example.com"))
     try:
         result = tool("promote", expect=2)
-        assert "the preview shows more than the flip" in result["error"]
-        assert "values.ingress" in result["error"] or "stageUrl" in result["error"]
+        # The object diff names the stage Ingress's changed host before the preview is read.
+        assert "the update would change more objects than the flip does" in result["error"], result["error"]
+        assert "Ingress bg-e2e-tool/web-stage changes spec.rules" in result["error"], result["error"]
+        assert [c["name"] for c in result["diff"]["changes"] if c["kind"] == "Ingress"] == ["web-stage"]
         assert prod_slot(kube) == "blue"
         assert tool.stack.get_config("productionSlot").value == "blue"
     finally:

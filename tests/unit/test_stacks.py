@@ -90,3 +90,60 @@ def test_without_changes_the_stack_config_file_itself_is_used(tmp_path):
     with session_in(tmp_path, calls)._config_with({}) as copy:
         assert copy is None
     assert calls == []
+
+
+class EngineStack:
+    """The Automation API's stack as an update started ahead meets it: `up` starts at once and calls
+    the program (as the engine does once it holds the lock and read the state) in its own thread."""
+
+    def __init__(self, workspace):
+        self.workspace, self.ran, self.config_files = workspace, [], []
+
+    def up(self, program, on_output, on_event, config_file=None, **kwargs):
+        import pulumi
+        from pulumi import automation as auto
+
+        self.config_files.append(open(config_file).read() if config_file else None)
+        on_output("Updating (dev)")
+        try:
+            program()
+        except pulumi.RunError as error:  # the engine fails the update; nothing was registered
+            raise auto.CommandError(auto.CommandResult("", str(error), 255)) from None
+        self.ran.append(True)
+
+
+def ahead_session(tmp_path, calls):
+    session = session_in(tmp_path, calls)
+    session.stack = EngineStack(session.stack.workspace)
+    session._program = lambda: None
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK_FILE)
+    return session
+
+
+def test_an_update_started_ahead_runs_its_program_only_once_let_go(tmp_path):
+    calls: list[list[str]] = []
+    session = ahead_session(tmp_path, calls)
+    with session.update_ahead({"productionSlot": "green"}, "flip") as ahead:
+        assert session.stack.ran == []  # the program waits at the gate while the checks run
+        run = ahead.go()
+    assert run.ok and session.stack.ran == [True]
+    assert "bluegreen:productionSlot: green" in session.stack.config_files[0]  # the update's copy
+    assert calls[-1][-1] == "bluegreen:productionSlot=green"  # recorded once it succeeded
+
+
+def test_a_refusal_during_the_checks_ends_the_update_before_its_program_ran(tmp_path, capsys):
+    calls: list[list[str]] = []
+    session = ahead_session(tmp_path, calls)
+
+    class Refused(Exception):
+        pass
+
+    try:
+        with session.update_ahead({"productionSlot": "green"}, "flip"):
+            raise Refused("stage check failed")
+    except Refused:
+        pass
+    assert session.stack.ran == [] and calls == []  # no program run, nothing recorded
+    assert "blue" in open(session.config_file).read()
+    err = capsys.readouterr().err
+    assert "Updating (dev)" not in err and "ended before its program ran (refused; nothing changed)" in err

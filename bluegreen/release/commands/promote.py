@@ -1,5 +1,6 @@
 """`bluegreen promote`: stage checked, a preview that may show only the flip, the flip, prod verified;
-on any failure after the flip, prod goes back to the previous slot by itself."""
+on any failure after the flip, prod goes back to the previous slot by itself. The flip's update
+starts while the checks and the preview run, and waits for them."""
 
 from __future__ import annotations
 
@@ -27,18 +28,40 @@ def run(session: Session, args: argparse.Namespace) -> None:
     step = session.plan(steps.promote(session.settings))
     previous = session.settings.production_slot
     grow = None if args.keep_stage_size else steps.stage_at_prod_size(session.settings)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background:
-        previewing = None
-        diff = session.diff_in_background(step.changes)
-        if not grow:  # the preview runs while the cluster and the stage are checked: it changes nothing
-            previewing = background.submit(_preview, session, step)
+    if grow:  # the stage grows in an update of its own first; the flip's update starts after it
         session.require_true_cluster(NAME)
         session.require_available(step.slot, NAME)
-        if grow:
-            _scale_stage(session, grow)
+        _scale_stage(session, grow)
+    diff = session.diff_in_background(step.changes)
+    # The flip's update starts now and waits for the checks, the preview and the diff, which run
+    # side by side: none of them changes anything, and a refusal ends the update unchanged.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background, \
+            session.update_ahead(step.changes, step.message, record=False) as update:
+        previewing = background.submit(_preview, session, step)
+        if not grow:
+            session.require_true_cluster(NAME)
+            session.require_available(step.slot, NAME)
         session.smoke("stage", step.slot)
-        preview = previewing.result() if previewing else _preview(session, step)
-    objects = session.show_diff(diff if not grow else session.diff_in_background(step.changes))
+        preview = previewing.result()
+        _guard(session, preview, session.show_diff(diff))
+        with session.watch_prod():
+            # The stack config records the flip only once prod is verified: a promote killed before
+            # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
+            problem = _verified(session, step.slot, update())
+            if problem:
+                say(f"==> verification failed: {problem}")
+                say(f"==> automatic rollback: prod back to {previous}")
+                session.journal.phase("rollback")
+                back = session.up({}, f"bluegreen promote: automatic rollback to {previous} ({problem})"[:500])
+                still = verify_serving(session.kube, session.names, "prod", previous) if back.ok else tail(back.error)
+                raise Failed(f"promotion of {step.slot} failed ({problem}); "
+                             + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
+            session.journal.phase("record")
+            session.stack.record(step.changes)
+
+
+def _guard(session: Session, preview: Run, objects: list | None) -> None:
+    """Refuse when the object diff or the preview shows anything beyond the flip."""
     if objects:
         beyond = steps.unexpected_objects(objects, session.names)
         if beyond:
@@ -50,21 +73,6 @@ def run(session: Session, args: argparse.Namespace) -> None:
     if not preview.ok or unexpected:
         reason = preview.error if not preview.ok else "; ".join(unexpected)
         raise steps.Refused(f"the preview shows more than the flip: {reason}\n{preview.output}")
-    with session.watch_prod():
-        # The stack config records the flip only once prod is verified: a promote killed before
-        # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
-        update = session.up(step.changes, step.message, record=False)
-        problem = _verified(session, step.slot, update)
-        if problem:
-            say(f"==> verification failed: {problem}")
-            say(f"==> automatic rollback: prod back to {previous}")
-            session.journal.phase("rollback")
-            back = session.up({}, f"bluegreen promote: automatic rollback to {previous} ({problem})"[:500])
-            still = verify_serving(session.kube, session.names, "prod", previous) if back.ok else tail(back.error)
-            raise Failed(f"promotion of {step.slot} failed ({problem}); "
-                         + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
-        session.journal.phase("record")
-        session.stack.record(step.changes)
 
 
 def _preview(session: Session, step: steps.Step) -> Run:

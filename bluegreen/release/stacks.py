@@ -40,10 +40,13 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._minimum_version import _MINIMUM_VERSION  # the oldest CLI the Automation API takes
 from pulumi.automation._stack import StackInitMode  # what Stack.select passes; not re-exported
+from semver import VersionInfo
 
 from ..config import is_secret_path, project_keys
 from ..contract import COMPONENT_TYPE, PROJECT, RELEASE_TYPE
+from . import launch
 from .locks import backend_locks, held_by, pulumi_lock_error
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,6 +86,25 @@ class _Workspace(auto.LocalWorkspace):
 
     def select_stack(self, stack_name: str) -> None:
         return None
+
+
+class _LaunchedCommand(auto.PulumiCommand):
+    """The Automation API's handle on the `pulumi` on PATH, given the version that the launch read
+    (bluegreen.release.launch) instead of running `pulumi version` once more."""
+
+    def __init__(self, version: VersionInfo):  # not the parent's: it runs `pulumi version`
+        self.command, self.version = "pulumi", version
+
+
+def _pulumi_command() -> auto.PulumiCommand | None:
+    """The launched command, when the launch read a version the Automation API takes; otherwise
+    None, and the workspace runs and checks `pulumi version` itself (with its own error)."""
+    text = launch.pulumi_version()
+    try:
+        version = VersionInfo.parse(text) if text else None
+    except ValueError:
+        return None
+    return _LaunchedCommand(version) if version and version >= _MINIMUM_VERSION else None
 
 
 class _Stack(auto.Stack):
@@ -153,7 +175,8 @@ class StackSession:
         background = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="bluegreen")
         self._exported: concurrent.futures.Future | None = background.submit(_export, stack_name, self.project_dir)
         self._program = program
-        workspace = lambda: _Workspace(work_dir=self.project_dir, program=program)  # noqa: E731
+        workspace = lambda: _Workspace(work_dir=self.project_dir, program=program,  # noqa: E731
+                                       pulumi_command=_pulumi_command())
         self._stack: concurrent.futures.Future[auto.Stack] = background.submit(
             lambda: _Stack(stack_name, workspace(), StackInitMode.SELECT))
         if program:

@@ -5,6 +5,7 @@ update that deploys them succeeded."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import yaml
 
@@ -103,7 +104,7 @@ class EngineStack:
         import pulumi
         from pulumi import automation as auto
 
-        self.config_files.append(open(config_file).read() if config_file else None)
+        self.config_files.append(Path(config_file).read_text() if config_file else None)
         on_output("Updating (dev)")
         try:
             program()
@@ -144,6 +145,30 @@ def test_a_refusal_during_the_checks_ends_the_update_before_its_program_ran(tmp_
     except Refused:
         pass
     assert session.stack.ran == [] and calls == []  # no program run, nothing recorded
-    assert "blue" in open(session.config_file).read()
+    assert "blue" in Path(session.config_file).read_text()
     err = capsys.readouterr().err
     assert "Updating (dev)" not in err and "ended before its program ran (refused; nothing changed)" in err
+
+
+def _launched(tmp_path, monkeypatch, prints: str):
+    """launch.main's `pulumi version`, with a `pulumi` on PATH that prints `prints`."""
+    import subprocess
+
+    from bluegreen.release import launch, stacks
+
+    fake = tmp_path / "pulumi"
+    fake.write_text(f"#!/bin/sh\necho '{prints}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(launch, "_version", subprocess.Popen(["pulumi", "version"], stdout=subprocess.PIPE, text=True))
+    return stacks._pulumi_command()
+
+
+def test_the_version_read_at_launch_is_the_automation_apis_and_no_second_pulumi_version_runs(tmp_path, monkeypatch):
+    command = _launched(tmp_path, monkeypatch, "v3.260.0")
+    assert command is not None and str(command.version) == "3.260.0" and command.command == "pulumi"
+
+
+def test_a_version_the_automation_api_would_refuse_is_left_to_its_own_check(tmp_path, monkeypatch):
+    assert _launched(tmp_path, monkeypatch, "v2.25.0") is None  # too old: its own error names it
+    assert _launched(tmp_path, monkeypatch, "not a version") is None

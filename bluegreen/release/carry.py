@@ -233,7 +233,8 @@ def read_source(target: Session, args: argparse.Namespace, now: datetime.datetim
     min_age = args.min_age.seconds if args.min_age else 0
     age = ((now or datetime.datetime.now(datetime.UTC)) - promoted.started).total_seconds()
     if age < min_age:
-        raise Refused(f"{where} was promoted {spoken(age)} ago ({promoted.started.isoformat(timespec='seconds')}, "
+        raise Refused(f"{where} was promoted {'' if promoted.exact else 'at least '}{spoken(age)} ago "
+                      f"({promoted.started.isoformat(timespec='seconds')}, "
                       f"from its pulumi stack history); --min-age is {args.min_age}.\nFix: let it serve "
                       f"{spoken(min_age - age)} more, or pass a shorter --min-age")
     return Source(name, slot, image, promoted)
@@ -244,9 +245,9 @@ def refuse_same_image(target: Session, source: Source) -> None:
     names: Names = target.names
     prod = target.settings.production_slot
     ready, _ = ready_pods(target.kube.pods(names.namespace, names.pod_selector(prod)))
-    digests = {_PINNED_RE.match(str(s.get("imageID") or ""))
-               for pod in ready for s in (pod.get("status") or {}).get("containerStatuses") or []}
-    if source.image.digest in {found["digest"] for found in digests if found}:
+    found = (_PINNED_RE.match(str(status.get("imageID") or ""))
+             for pod in ready for status in (pod.get("status") or {}).get("containerStatuses") or [])
+    if source.image.digest in {pinned["digest"] for pinned in found if pinned}:
         raise Refused(f"stack {target.stack.name}'s prod ({prod}) already runs {source.image.image_id}, what "
                       f"{source.stack}'s prod runs: there is nothing to carry.\nFix: none needed; to deploy it "
                       f"anyway, bluegreen deploy {source.image.reference}")

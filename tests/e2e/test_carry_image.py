@@ -116,12 +116,26 @@ def test_a_promotion_younger_than_min_age_is_refused(tools, kube):
     assert unchanged(kube, "production") == before
 
 
-def test_production_gets_stagings_digest_in_its_idle_slot(tools, kube, ingress):
+def test_a_source_that_is_the_target_or_does_not_exist_is_refused(tools, kube):
+    before = unchanged(kube, "production")
+    result = tools["production"]("deploy", "--from-stack", "production", expect=2)
+    assert "--from-stack is 'production', the stack this command deploys to" in result["error"]
+    result = tools["production"]("deploy", "--from-stack", "qa", expect=2)
+    assert "--from-stack 'qa': stack 'qa' does not exist" in result["error"]
+    assert "The stacks of this project: production, staging" in result["error"]
+    assert unchanged(kube, "production") == before
+
+
+def test_production_gets_stagings_digest_in_its_idle_slot(tools, kube, ingress, pulumi_env, tmp_path):
     staged = image_ids(kube, "staging", "green")
     assert len(staged) == 1 and next(iter(staged)).startswith(DIGEST_PREFIX), staged
     running = next(iter(staged))
     with both_prods("production: deploy --from-stack staging", ingress, V2, V1):
-        result = tools["production"]("deploy", "--from-stack", "staging", "--min-age", "1s")
+        # SOURCE's cluster through a kubeconfig of its own (here a copy: the same cluster).
+        source_kubeconfig = tmp_path / "staging-kubeconfig"
+        shutil.copy(pulumi_env["KUBECONFIG"], source_kubeconfig)
+        result = tools["production"]("deploy", "--from-stack", "staging", "--min-age", "1s",
+                                     "--from-kubeconfig", str(source_kubeconfig))
     source = result["source"]
     assert (source["stack"], source["slot"], source["imageID"], source["tag"]) == ("staging", "green", running, "2.0.0")
     pinned = f"bluegreen.local/demo:2.0.0@{running.split('@')[1]}"

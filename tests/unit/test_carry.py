@@ -250,3 +250,14 @@ def test_check_arguments_takes_image_or_source():
     carry.check_arguments(args)
     carry.check_arguments(argparse.Namespace(image=None, from_stack="staging", min_age=carry.duration("0"),
                                              from_kubeconfig="/k"))
+
+
+def test_the_source_is_read_with_from_kubeconfig_and_the_target_with_its_own(tool, promoted, monkeypatch):
+    from bluegreen.release import session
+
+    cluster, opened = session.KubeClient(), []
+    monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: opened.append(kubeconfig) or cluster)
+    tool("deploy", "--from-stack", "staging", "--kubeconfig", "/target", "--from-kubeconfig", "/source")
+    assert opened == ["/target", "/source"]
+    tool("deploy", "--from-stack", "staging", "--replace", "--kubeconfig", "/target")
+    assert opened[2:] == ["/target", "/target"]  # by default, SOURCE's cluster is read like the target's

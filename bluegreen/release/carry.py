@@ -17,14 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..contract import Names
+from ..contract import CONTAINER, Names
 from ..keys import DEFAULTS
+from .checks import pod_ready
 from .steps import Refused
 
 if TYPE_CHECKING:
     from .session import Session
 
-CONTAINER = "app"  # the chart's container name (templates/deployment.yaml)
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_ALLOWED = "0, or a whole number with a unit s, m, h or d (e.g. 90s, 30m, 2h, 1d)"
 HISTORY_LIMIT = 500  # updates read back from SOURCE's history to find its promotion
@@ -86,12 +86,11 @@ class Image:
         return f"{self.repository}:{self.tag}@{self.digest}" if self.tag else f"{self.repository}@{self.digest}"
 
 
-def ready_pods(pods: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[str]]:
+def ready_pods(pods: Iterable[dict]) -> tuple[list[dict], list[str]]:
     """(the Ready pods that are not terminating, the names of the others)."""
     ready, others = [], []
     for pod in pods:
-        conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
-        if conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
+        if pod_ready(pod):
             ready.append(pod)
         else:
             others.append(pod["metadata"]["name"])

@@ -66,9 +66,16 @@ def read(kube: KubeClient, names: Names) -> Cluster:
 
 def prod_serves(deployed: Deployed, cluster: Cluster) -> bool:
     """The prod Service selects the production slot and has ready endpoints, all of them its pods."""
-    prod, ready = deployed.production_slot, cluster.endpoints["prod"]
-    return (selected_slot(cluster.services["prod"]) == prod and bool(ready)
-            and set(ready) <= set(cluster.ready_pods[prod]))
+    return serving_slot(cluster) == deployed.production_slot
+
+
+def serving_slot(cluster: Cluster) -> str | None:
+    """The slot the prod Service selects, when it has ready endpoints and all of them are that slot's
+    ready pods (prod serves it, whatever the stack deployed); None when prod serves nothing whole."""
+    slot, ready = selected_slot(cluster.services["prod"]), cluster.endpoints["prod"]
+    if slot in cluster.ready_pods and ready and set(ready) <= set(cluster.ready_pods[slot]):
+        return slot
+    return None
 
 
 def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Problem]:

@@ -127,3 +127,15 @@ def test_empty_lists_the_state_drops_are_no_pending_change():
     assert "imagePullSecrets" not in stored and "env" not in stored["blue"]
     assert changed_keys(wanted, stored) == []
     assert changed_keys(wanted, {**stored, "productionSlot": "green"}) == ["productionSlot"]
+
+
+def test_the_slot_prod_serves_is_the_one_its_service_selects_with_that_slots_ready_pods():
+    from bluegreen.release.drift import serving_slot
+
+    assert serving_slot(healthy()) == "blue"
+    moved = changed(services={"prod": service("green"), "stage": service("green")},
+                    endpoints={"prod": PODS["green"], "stage": PODS["green"]})
+    assert serving_slot(moved) == "green" and not prod_serves(DEPLOYED, moved)  # serves, not what was deployed
+    lagging = changed(services={"prod": service("green"), "stage": service("blue")},
+                      endpoints={"prod": PODS["blue"], "stage": PODS["blue"]})
+    assert serving_slot(lagging) is None  # the selector moved, the endpoints not yet: nothing whole

@@ -82,3 +82,17 @@ def test_every_update_carries_the_commands_message_into_the_history(tool, world)
     assert history[0]["message"].startswith("bluegreen promote: green (registry.example.com/shop/web:2.0.0) to prod; "
                                             "was blue")
     assert history[1]["message"].startswith("bluegreen deploy: registry.example.com/shop/web:2.0.0 into green")
+
+
+def test_a_rollback_killed_while_helm_applied_it_shows_prod_serving_the_slot_it_moved_to(tool, world):
+    """Killed after Helm patched the prod Service, before the state recorded the update: prod
+    serves the slot it selects, so status says what is half-done (exit 3), not that prod is down."""
+    tool("deploy", V2)
+    tool("promote")
+    world.cluster.services["web-prod"]["spec"]["selector"]["slot"] = "blue"  # Helm's patch, then the kill
+    killed(world, "rollback", "update", {"productionSlot": "blue"})
+    status = tool("status", expect=3)
+    assert status["state"]["productionSlot"] == "blue" and status["state"]["serving"] is True
+    assert "interrupted during its update phase" in status["error"]
+    tool("recover")
+    assert tool("status")["ok"] is True and prod_slot(world) == world.config["productionSlot"]

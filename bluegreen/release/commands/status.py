@@ -10,7 +10,7 @@ from typing import Any
 
 from ...config import parse
 from ...contract import SLOTS, Problem, other_slot, selected_slot
-from .. import steps
+from .. import drift, steps
 from ..checks import slot_readiness
 from ..journal import UNCHANGED, Entry
 from ..session import Drifted, Failed, Session, listed
@@ -29,8 +29,11 @@ def run(session: Session, args: argparse.Namespace) -> None:
         state.update(serving=False, drift=[asdict(p) for p in found], pending=[])
         raise Failed(f"{session.never_deployed()}" + (f"\n{listed(found)}" if found else ""))
     found += truth.found
-    state.update(serving=truth.serving, drift=[asdict(p) for p in found], pending=session.pending(truth.deployed))
-    if not truth.serving:
+    # A command cut off in its update may have moved prod before the state says so: prod serves if
+    # it serves the slot it selects (that slot is what the state shows as prod, and recover settles it).
+    serving = truth.serving or bool(entry and drift.serving_slot(truth.cluster))
+    state.update(serving=serving, drift=[asdict(p) for p in found], pending=session.pending(truth.deployed))
+    if not serving:
         raise Failed(f"prod does not serve {truth.deployed.production_slot}:\n{listed(found)}")
     if found:
         raise Drifted(f"{len(found)} difference(s) between the cluster and what the stack deployed:\n{listed(found)}")

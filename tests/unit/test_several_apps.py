@@ -165,3 +165,11 @@ def test_an_interrupted_promote_of_several_apps_cut_off_in_its_update_is_put_bac
     assert len(staged.updates) == updates + 1  # one update put both back
     assert [prod(staged, app) for app in APPS] == ["blue", "blue"]
     assert tool("status", "--all")["ok"] is True
+
+
+def test_the_text_output_shows_each_app(staged, capsys):
+    assert cli.main(["status", "--all", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("app api:") < out.index("app web:")
+    assert out.count("release api revision") == 1 and out.count("release web revision") == 1
+    assert out.rstrip().splitlines()[-1].startswith("status: ok in")

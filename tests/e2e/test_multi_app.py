@@ -1,0 +1,162 @@
+"""Tier 4: several apps in one switch, on the real node. A program with two BlueGreenApps, api and
+web (each configured in the stack config namespace named like it), released together with
+`bluegreen promote --app api --app web`: one update flips both, with real requests to BOTH prod
+hosts counted through the ingress (none may fail); then a promotion of both whose check against
+web's prod fails sends both back in one update; `rollback --all` flips both back together.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from pulumi import automation as auto
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import INGRESS_CLASS, V1, V2, ReleaseTool, counted, fetch, fresh_namespace, version_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
+
+NS, STACK = "bg-e2e-multi", "e2e-multi"
+HOSTS = {"api": "api.multi.example.com", "web": "multi.example.com"}
+APPS = tuple(HOSTS)
+
+# This checkout's package, two apps, each from its own stack config namespace (api:productionSlot, ...).
+PROGRAM = '''
+import pulumi
+from bluegreen.component import BlueGreenApp, BlueGreenAppArgs
+from bluegreen.config import stack_config
+
+apps = []
+for name in ("api", "web"):  # api creates the namespace, web goes into it
+    app = BlueGreenApp(name, BlueGreenAppArgs.from_config(stack_config(name)),
+                       pulumi.ResourceOptions(depends_on=apps[:1]))
+    apps.append(app)
+    pulumi.export(name + ".productionSlot", app.production_slot)
+'''
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, pulumi_env, kube, ingress):
+    """A project of two apps, with this checkout's package and venv (the program runs inline), deployed
+    on blue (V1)."""
+    project = tmp_path_factory.mktemp("multi") / "shop"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: shop\nruntime:\n  name: python\n  options:\n    toolchain: pip\n"
+                                         "    virtualenv: .venv\n")
+    (project / "__main__.py").write_text(PROGRAM)
+    shutil.copytree(REPO_ROOT / "bluegreen", project / "bluegreen",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (project / ".venv").symlink_to(REPO_ROOT / ".venv")
+    fresh_namespace(kube, NS)
+    stack = auto.create_or_select_stack(STACK, work_dir=str(project))
+    for app, host in HOSTS.items():
+        for key, value in {"namespace": NS, "createNamespace": str(app == "api").lower(), "prodHost": host,
+                           "stageHost": "stage." + host, "ingressClass": INGRESS_CLASS, "helmTimeoutSeconds": "60",
+                           "blue.image": V1}.items():
+            stack.set_config(f"{app}:{key}", auto.ConfigValue(value), path=True)
+    stack.up(on_output=print, color="never")
+    stack.ingress = ingress
+    stack.tool = ReleaseTool(STACK, project, {**pulumi_env, "BLUEGREEN_INGRESS": ingress})
+    yield stack
+    stack.destroy(on_output=print, color="never")
+    stack.workspace.remove_stack(STACK)
+
+
+def updates(stack) -> list:
+    """The stack's updates, newest first."""
+    return [entry for entry in stack.history() if entry.kind == "update"]
+
+
+def config(stack) -> dict:
+    return {key: value.value for key, value in stack.get_all_config().items()}
+
+
+def serve(stack, slot: str, image: str) -> bool:
+    return all(fetch(stack.ingress, host) == (200, slot, version_of(image)) for host in HOSTS.values())
+
+
+def both_counted(stack, name: str, image: str):
+    """Requests to BOTH prod hosts counted through the step; each prod must end up serving only `image`."""
+    counting = [counted(f"{name}: {app}'s prod host", stack.ingress, HOSTS[app], version_of(image)) for app in APPS]
+    return _Both(counting)
+
+
+class _Both:
+    """Several `counted` blocks as one: each one's figures are taken even when another's fails."""
+
+    def __init__(self, contexts):
+        self.contexts = contexts
+
+    def __enter__(self):
+        for context in self.contexts:
+            context.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        failure = None
+        for context in reversed(self.contexts):
+            try:
+                context.__exit__(*exc)
+            except Exception as error:  # the step's own error, or a host's failed requests
+                failure = failure or error
+        if failure and not exc[0]:
+            raise failure
+        return False  # the step's own error goes on as it is
+
+
+def test_one_app_commands_refuse_several_apps(shop):
+    before = (config(shop), len(updates(shop)))
+    refused = shop.tool("deploy", V2, "--all", expect=2)
+    assert "deploy acts on one app: --all names several" in refused["error"]
+    unknown = shop.tool("promote", "--app", "api", "--app", "shop", expect=2)
+    assert "no config for app 'shop'" in unknown["error"] and "its apps: api, web" in unknown["error"]
+    assert (config(shop), len(updates(shop))) == before
+
+
+def test_both_apps_are_promoted_in_one_update_under_counted_load_on_both(shop):
+    for app in APPS:
+        assert shop.tool("deploy", V2, "--app", app)["slot"] == "green"
+    before = len(updates(shop))
+    with both_counted(shop, "bluegreen promote --app api --app web", V2):
+        promoted = shop.tool("promote", "--app", "api", "--app", "web")
+    history = updates(shop)
+    assert len(history) == before + 1, [entry.message for entry in history]  # one update flipped both
+    assert history[0].message.startswith("bluegreen promote of api, web: api: green (")
+    assert "; web: green (" in history[0].message
+    settings = config(shop)
+    assert settings["api:productionSlot"] == settings["web:productionSlot"] == "green"
+    for app in APPS:
+        part = promoted["apps"][app]
+        assert part["state"]["productionSlot"] == "green" and part["prodWatch"]["empty"] == 0, part
+    assert serve(shop, "green", V2)
+    print(json.dumps({"promote both": {"seconds": promoted["seconds"], "upSeconds": promoted["upSeconds"]}}))
+
+
+def test_a_failed_check_against_one_apps_prod_sends_both_back(shop):
+    before = len(updates(shop))
+    check = f'test "$BLUEGREEN_TARGET $BLUEGREEN_NAMESPACE $BLUEGREEN_SERVICE" != "prod {NS} web-prod"'
+    with both_counted(shop, "bluegreen promote --all, web's prod check fails", V2):
+        code, failed = shop.tool.run("promote", "--all", "--check-cmd", check)
+    assert code == 1, failed
+    assert "app web: " in failed["error"] and "rolled back all of them in one update" in failed["error"], failed
+    history = updates(shop)
+    assert len(history) == before + 2  # the flip of both, then both back
+    assert history[0].message.startswith("bluegreen promote of api, web: automatic rollback to api: green, "
+                                         "web: green")
+    settings = config(shop)
+    assert settings["api:productionSlot"] == settings["web:productionSlot"] == "green"
+    assert serve(shop, "green", V2)
+    print(json.dumps({"promote both, sent back": {"seconds": failed["seconds"], "upSeconds": failed["upSeconds"]}}))
+
+
+def test_status_and_rollback_of_every_app(shop):
+    status = shop.tool("status", "--all")
+    assert {app: part["state"]["productionSlot"] for app, part in status["apps"].items()} == {"api": "green",
+                                                                                            "web": "green"}
+    before = len(updates(shop))
+    with both_counted(shop, "bluegreen rollback --all", V1):
+        back = shop.tool("rollback", "--all")
+    assert len(updates(shop)) == before + 1 and set(back["apps"]) == set(APPS)
+    assert serve(shop, "blue", V1)

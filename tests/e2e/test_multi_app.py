@@ -33,7 +33,6 @@ for name in ("api", "web"):  # api creates the namespace, web goes into it
     app = BlueGreenApp(name, BlueGreenAppArgs.from_config(stack_config(name)),
                        pulumi.ResourceOptions(depends_on=apps[:1]))
     apps.append(app)
-    pulumi.export(name + ".productionSlot", app.production_slot)
 '''
 
 

@@ -7,6 +7,7 @@ web's prod fails sends both back in one update; `rollback --all` flips both back
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
 
@@ -94,14 +95,19 @@ class _Both:
         return self
 
     def __exit__(self, *exc):
-        failure = None
-        for context in reversed(self.contexts):
+        """Each block ends at once, side by side: each one's figures end when the step did."""
+
+        def end(context):
             try:
                 context.__exit__(*exc)
             except Exception as error:  # the step's own error, or a host's failed requests
-                failure = failure or error
-        if failure and not exc[0]:
-            raise failure
+                return error
+            return None
+
+        with concurrent.futures.ThreadPoolExecutor(len(self.contexts)) as pool:
+            failures = [failure for failure in pool.map(end, self.contexts) if failure]
+        if failures and not exc[0]:
+            raise failures[0]
         return False  # the step's own error goes on as it is
 
 

@@ -1,6 +1,8 @@
 """`bluegreen recover`: after an interrupted update or release command. Clears the stack lock a
 killed update left (`pulumi cancel`) and a Helm release left pending-* (pulumi-kubernetes #2054),
-then finishes an interrupted release command or puts it back. Run it only when no update runs."""
+then finishes an interrupted release command or puts it back. Run it only when no update runs.
+One that changed several apps in one update (`promote --app api --app web`) is finished or put back
+for all of them, whichever of its apps --app names (its journal entry lists them)."""
 
 from __future__ import annotations
 

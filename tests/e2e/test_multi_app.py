@@ -2,7 +2,8 @@
 web (each configured in the stack config namespace named like it), released together with
 `bluegreen promote --app api --app web`: one update flips both, with real requests to BOTH prod
 hosts counted through the ingress (none may fail); then a promotion of both whose check against
-web's prod fails sends both back in one update; `rollback --all` flips both back together.
+web's prod fails sends both back in one update; one killed after its update is finished for both by
+`recover`; `rollback --all` flips both back together.
 """
 
 from __future__ import annotations
@@ -14,8 +15,21 @@ import shutil
 import pytest
 from pulumi import automation as auto
 
+from bluegreen.release.journal import Journal
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import INGRESS_CLASS, V1, V2, ReleaseTool, counted, fetch, fresh_namespace, version_of
+from tests.e2e.conftest import (
+    INGRESS_CLASS,
+    REPORT,
+    V1,
+    V2,
+    ReleaseTool,
+    counted,
+    fetch,
+    fresh_namespace,
+    version_of,
+    wait_until,
+)
+from tests.e2e.test_kill_phases import kill_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("vegeta")]  # prod traffic is counted
 
@@ -77,10 +91,11 @@ def serve(stack, slot: str, image: str) -> bool:
     return all(fetch(stack.ingress, host) == (200, slot, version_of(image)) for host in HOSTS.values())
 
 
-def both_counted(stack, name: str, image: str):
-    """Requests to BOTH prod hosts counted through the step; each prod must end up serving only `image`."""
-    counting = [counted(f"{name}: {app}'s prod host", stack.ingress, HOSTS[app], version_of(image)) for app in APPS]
-    return _Both(counting)
+def both_counted(stack, name: str, image: str | None = None):
+    """Requests to BOTH prod hosts counted through the step; with `image`, each prod must end up
+    serving only it."""
+    return _Both([counted(f"{name}: {app}'s prod host", stack.ingress, HOSTS[app], image and version_of(image))
+                  for app in APPS])
 
 
 class _Both:
@@ -156,12 +171,34 @@ def test_a_failed_check_against_one_apps_prod_sends_both_back(shop):
     print(json.dumps({"promote both, sent back": {"seconds": failed["seconds"], "upSeconds": failed["upSeconds"]}}))
 
 
+def test_a_promotion_of_both_killed_after_its_update_is_finished_by_recover_for_both(shop):
+    """SIGKILL during the checks against prod (after the one update flipped both): each app's
+    status names the promotion of both, and a recover through either app records both flips."""
+    journal = Journal(shop.tool.project_dir, STACK, *APPS)
+    with both_counted(shop, "kill `bluegreen promote --all` in its verify phase, then recover --app web"):
+        kill_at(shop.tool, ["promote", "--all", "--check-cmd", "sleep 3"], "verify", 1.0, journal)
+        wait_until("both prod hosts serve blue", lambda: serve(shop, "blue", V1), timeout=30)  # the config: green
+        code, status = shop.tool.run("status", "--app", "web")
+        assert code == 3 and "`bluegreen promote` (apps api, web, in one update)" in status["error"], status
+        assert "api:productionSlot=blue, web:productionSlot=blue" in status["error"]
+        refused = shop.tool("deploy", V2, "--replace", "--app", "api", expect=2)
+        assert "bluegreen recover" in refused["error"]
+        recovered = shop.tool("recover", "--app", "web")
+    assert any(action.startswith("finished the interrupted promote: prod serves web blue, api blue")
+               for action in recovered["actions"]), recovered["actions"]
+    settings = config(shop)
+    assert settings["api:productionSlot"] == settings["web:productionSlot"] == "blue"
+    REPORT["kill `bluegreen promote --all` in its verify phase, then recover --app web: web's prod host"].update(
+        status_exit=code, recover_did=recovered["actions"])
+
+
 def test_status_and_rollback_of_every_app(shop):
     status = shop.tool("status", "--all")
-    assert {app: part["state"]["productionSlot"] for app, part in status["apps"].items()} == {"api": "green",
-                                                                                            "web": "green"}
+    assert status["ok"] is True
+    assert {app: part["state"]["productionSlot"] for app, part in status["apps"].items()} == {"api": "blue",
+                                                                                            "web": "blue"}
     before = len(updates(shop))
-    with both_counted(shop, "bluegreen rollback --all", V1):
+    with both_counted(shop, "bluegreen rollback --all", V2):
         back = shop.tool("rollback", "--all")
     assert len(updates(shop)) == before + 1 and set(back["apps"]) == set(APPS)
-    assert serve(shop, "blue", V1)
+    assert serve(shop, "green", V2)

@@ -152,8 +152,8 @@ def test_an_interrupted_promote_of_several_apps_is_finished_for_all_of_them(stag
     refused = tool("deploy", V2, "--app", "api", "--replace", expect=2)  # nothing builds on it, from either app
     assert "bluegreen recover" in refused["error"]
     result = tool("recover", "--app", "web")
-    assert any(a.startswith("finished the interrupted promote: prod serves web green, api green")
-               for a in result["actions"]), result["actions"]
+    assert "finished the interrupted promote: prod serves web green, api green; recorded web:productionSlot=green, " \
+           "api:productionSlot=green" in result["actions"], result["actions"]
     assert staged.configs["api"]["productionSlot"] == staged.configs["web"]["productionSlot"] == "green"
     assert tool("status", "--all")["ok"] is True
 

@@ -94,10 +94,11 @@ def _finish(session: Session, entry: Entry, apps: list[App], done: list[str]) ->
             production = (deployed[app] or {}).get("productionSlot", app.settings.production_slot)
             app.expect_serving("prod", production)
             serves.append(f"{app.names.app + ' ' if entry.apps else ''}{production}")
-        session.stack.record(edits[0][1] if len(edits) == 1
-                             else {key: value for app, changes in edits for key, value in app.keys(changes).items()})
+        recorded = edits[0][1] if len(edits) == 1 else \
+            {key: value for app, changes in edits for key, value in app.keys(changes).items()}
+        session.stack.record(recorded)
         done.append(f"finished the interrupted {entry.command}: prod serves {', '.join(serves)}; recorded "
-                    + ", ".join(f"{path}={value}" for _, changes in edits for path, value in changes.items()))
+                    + ", ".join(f"{key}={value}" for key, value in recorded.items()))
         if entry.command == "promote":
             say("==> the promotion's checks against prod did not run: run yours now; `bluegreen rollback` undoes it")
     else:

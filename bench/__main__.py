@@ -147,6 +147,7 @@ def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress:
     # `stack init` selects the new stack; put the user's selection back at the end.
     selected = subprocess.run([*pulumi, "stack", "--show-name"], env=env, cwd=REPO, capture_output=True, text=True)
     subprocess.run([*pulumi, "stack", "init", STACK], env=env, cwd=REPO, capture_output=True)
+    cleanup: list[Callable[[], None]] = []
     try:
         for key, value in {**CONFIG, "productionSlot": "blue"}.items():
             run([*pulumi, "config", "set", "--path", key, value, "--stack", STACK], env)
@@ -162,15 +163,7 @@ def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress:
 
         methods = [Method("pulumi up", up), Method("bluegreen promote/rollback", tool)]
         if args.baseline:
-            revision = subprocess.run(["git", "-C", args.baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                      text=True).stdout.strip() or args.baseline
-            before_env = {**env, "PYTHONPATH": os.path.abspath(args.baseline)}
-
-            def baseline(kind: str, image: str) -> flips.Commands:
-                return flips.shell([sys.executable, "-m", "bluegreen", kind, "--stack", STACK, "--project-dir", REPO],
-                                   before_env, os.path.abspath(args.baseline))
-
-            methods.append(Method(f"bluegreen before ({revision})", baseline))
+            methods.append(_baseline_method(args.baseline, env, cleanup))
         for method in methods:
             results["flips"][method.name] = flip_all(method, ingress, args.runs)
 
@@ -182,12 +175,35 @@ def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress:
         results["breakdown"] = breakdown.breakdown([*pulumi, "up", "--yes", "--skip-preview", "--stack", STACK],
                                                    env, REPO)
     finally:
+        for undo in cleanup:
+            undo()
         say("==> removing the bench stack")
         run([*pulumi, "destroy", "--yes", "--stack", STACK], env)
         run([*pulumi, "stack", "rm", "--yes", STACK], env)
         if selected.returncode == 0:
             subprocess.run([*pulumi, "stack", "select", selected.stdout.strip()], env=env, cwd=REPO,
                            capture_output=True)
+
+
+def _baseline_method(directory: str, env: dict, cleanup: list[Callable[[], None]]) -> Method:
+    """The release tool of another checkout, run as that checkout runs it: its own venv and program
+    (so its program runs in its process, as this checkout's does), on the same stack: the stack's
+    config file is linked into it for the run."""
+    base = os.path.abspath(directory)
+    revision = subprocess.run(["git", "-C", base, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip() or base
+    python = os.path.join(base, ".venv", "bin", "python")
+    if not os.path.exists(python):
+        raise RuntimeError(f"--baseline {directory}: no .venv there (run `make venv` in it first)")
+    stack_file = os.path.join(base, f"Pulumi.{STACK}.yaml")
+    if not os.path.lexists(stack_file):
+        os.symlink(os.path.join(REPO, f"Pulumi.{STACK}.yaml"), stack_file)
+        cleanup.append(lambda: os.remove(stack_file))
+
+    def flip(kind: str, image: str) -> flips.Commands:
+        return flips.shell([python, "-m", "bluegreen", kind, "--stack", STACK, "--project-dir", base], env, base)
+
+    return Method(f"bluegreen before ({revision})", flip)
 
 
 def helm_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: str, results: dict) -> None:

@@ -2,6 +2,6 @@
 
 import sys
 
-from bluegreen.release.cli import main
+from bluegreen.release.launch import main
 
 sys.exit(main())

@@ -181,7 +181,9 @@ def _print_state(stack: str, result: dict) -> None:
         if not state.get("servingChecked"):
             print("  (prod's slot as the stack deployed it: the cluster could not be read)")
         for entry in state.get("history", [])[:5]:
-            print(f"  {entry['started']}  {entry['kind']} {entry['result']}  productionSlot={entry['productionSlot']}"
+            unchanged = " (changed nothing)" if entry["result"] == "failed" and not entry.get("changed") else ""
+            print(f"  {entry['started']}  {entry['kind']} {entry['result']}{unchanged}  "
+                  f"productionSlot={entry['productionSlot']}"
                   + (f"  {entry['message']}" if entry.get("message") else ""))
     if state and state.get("pending"):
         print(f"  the stack config has changes not deployed yet: {', '.join(state['pending'])}")

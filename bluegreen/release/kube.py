@@ -329,9 +329,18 @@ class KubeClient:
         if not self.access.cluster.get("disable-compression"):
             self._headers.append(("Accept-Encoding", "gzip"))  # as Go's transport asks by default
         self.proxy = choose_proxy(self.access)
-        self._configuration = self._load()
-        self._basic = self._configuration.api_key.get("BearerToken")  # username/password, from the loader
-        self._rest = self._transport()
+        # The client library's configuration and transport are made on the first request: importing
+        # the library takes about 0.3 s, which a release command spends while its update starts.
+        self._configuration: Configuration | None = None
+        self._basic: str | None = None
+        self._rest: RESTClientObject | None = None
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._rest is None:
+                self._configuration = self._load()
+                self._basic = self._configuration.api_key.get("BearerToken")  # username/password, from the loader
+                self._rest = self._transport()
 
     def _load(self) -> Configuration:
         """The client library's loader, given the context's cluster TLS settings and the user's
@@ -388,6 +397,7 @@ class KubeClient:
                     path = os.path.join(self._tmp.name, name)
                     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                         f.write(pem)
+                assert self._configuration is not None  # _connect ran: request() makes it first
                 self._configuration.cert_file = os.path.join(self._tmp.name, "exec-client.crt")
                 self._configuration.key_file = os.path.join(self._tmp.name, "exec-client.key")
                 replaced, self._rest = self._rest, self._transport()
@@ -396,6 +406,7 @@ class KubeClient:
     def request(self, method: str, path: str, query: dict | None = None) -> dict | None:
         """JSON of the object at `path`, or None when it does not exist (404)."""
         url = self.server + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        self._connect()
         if self._exec:
             self._credential()
         status, body = self._send(method, url, path)
@@ -425,6 +436,7 @@ class KubeClient:
         authorization = f"Bearer {self._token}" if self._token else self._basic
         if authorization:
             headers["Authorization"] = authorization
+        assert self._rest is not None  # _connect ran: request() makes it first
         try:
             response = self._rest.request(method, url, headers=headers, _request_timeout=self._timeout)
             # kubernetes 36 reads the body into .data; later versions read it on .read()

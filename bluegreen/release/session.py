@@ -15,7 +15,7 @@ import concurrent.futures
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -318,6 +318,23 @@ class Session:
         self.report.setdefault("upSeconds", []).append(round(run.seconds, 2))
         self.journal.phase("verify")
         return run
+
+    @contextlib.contextmanager
+    def update_ahead(self, changes: Mapping[str, Any], message: str,
+                     record: bool = True) -> Iterator[Callable[[], Run]]:
+        """`up`, started now and let go by the function this yields, once the command's checks passed:
+        Pulumi's start overlaps them (stacks.StackSession.update_ahead). A refusal in the block ends
+        the update before its program ran; the journal stays in its phase until then, as nothing changes."""
+        with self.stack.update_ahead(changes, message, record) as ahead:
+            def go() -> Run:
+                self.journal.phase("update")
+                run = ahead.go()  # Pulumi's lock met here is a refusal: nothing ran
+                self.updated = True
+                self.report.setdefault("upSeconds", []).append(round(run.seconds, 2))
+                self.journal.phase("verify")
+                return run
+
+            yield go
 
     @contextlib.contextmanager
     def watch_every_prod(self) -> Iterator[None]:

@@ -12,6 +12,10 @@ things make it cheaper and safer than those two commands:
   config set-all --path --config-file COPY`), which the preview and the update use. The stack's own
   file changes only once the update succeeded (`record`), so a command killed before that leaves
   the config as it was, and never a flipped config that the next `pulumi up` would deploy unchecked.
+- An update can be started ahead of the command's last checks (`update_ahead`): the CLI starts,
+  takes the stack's lock and reads the state while the checks run, and the program waits at a gate
+  until they passed. A refusal closes the gate: the program stops before it registers anything, so
+  nothing changes (the history shows that update as failed, with the reason).
 """
 
 from __future__ import annotations
@@ -27,16 +31,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pulumi
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._minimum_version import _MINIMUM_VERSION  # the oldest CLI the Automation API takes
+from pulumi.automation._stack import StackInitMode  # what Stack.select passes; not re-exported
+from semver import VersionInfo
 
 from ..config import is_secret_path, project_keys
 from ..contract import COMPONENT_TYPE, PROJECT, RELEASE_TYPE
+from . import launch
 from .locks import backend_locks, held_by, pulumi_lock_error
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -78,6 +88,73 @@ class _Workspace(auto.LocalWorkspace):
         return None
 
 
+class _LaunchedCommand(auto.PulumiCommand):
+    """The Automation API's handle on the `pulumi` on PATH, given the version that the launch read
+    (bluegreen.release.launch) instead of running `pulumi version` once more."""
+
+    def __init__(self, version: VersionInfo):  # not the parent's: it runs `pulumi version`
+        self.command, self.version = "pulumi", version
+
+
+def _pulumi_command() -> auto.PulumiCommand | None:
+    """The launched command, when the launch read a version the Automation API takes; otherwise
+    None, and the workspace runs and checks `pulumi version` itself (with its own error)."""
+    text = launch.pulumi_version()
+    try:
+        version = VersionInfo.parse(text) if text else None
+    except ValueError:
+        return None
+    return _LaunchedCommand(version) if version and version >= _MINIMUM_VERSION else None
+
+
+class _Stack(auto.Stack):
+    """The Automation API's stack, without the outputs it reads after every update (`pulumi stack
+    output` twice, about 0.5 s after the switch): the tool reads the state itself, once per change
+    (StackSession._export), and a step's changes from the engine's events."""
+
+    def outputs(self) -> auto.OutputMap:
+        return {}
+
+
+class Gate:
+    """Holds an update's program (in this process) until the command has decided: `open` lets it
+    run; `refuse` makes it stop before it registers anything, so the update changes nothing."""
+
+    def __init__(self) -> None:
+        self._decided = threading.Event()
+        self.refusal: str | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self._decided.is_set()
+
+    def open(self) -> None:
+        self._decided.set()
+
+    def refuse(self, reason: str) -> None:
+        self.refusal = reason
+        self._decided.set()
+
+    def wait(self) -> None:
+        self._decided.wait()
+        if self.refusal is not None:
+            raise pulumi.RunError(f"bluegreen: the release command refused before this update's program ran; "
+                                  f"nothing was changed: {self.refusal}")
+
+
+class Ahead:
+    """An update started ahead of the command's last checks (StackSession.update_ahead). `go()`
+    lets its program run and returns the update's result."""
+
+    def __init__(self, finish: Callable[[], Run], gate: Gate | None = None):
+        self._finish, self.gate = finish, gate
+
+    def go(self) -> Run:
+        if self.gate:
+            self.gate.open()
+        return self._finish()
+
+
 class StackSession:
     """An existing stack of the Pulumi project in `project_dir`, and the app a command works on.
 
@@ -99,8 +176,11 @@ class StackSession:
         # cluster: the first update or preview needs all three, every check the state.
         background = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="bluegreen")
         self._exported: concurrent.futures.Future | None = background.submit(_export, stack_name, self.project_dir)
-        self._stack = background.submit(lambda: auto.Stack.select(stack_name, _Workspace(work_dir=self.project_dir,
-                                                                                          program=program)))
+        self._program = program
+        workspace = lambda: _Workspace(work_dir=self.project_dir, program=program,  # noqa: E731
+                                       pulumi_command=_pulumi_command())
+        self._stack: concurrent.futures.Future[auto.Stack] = background.submit(
+            lambda: _Stack(stack_name, workspace(), StackInitMode.SELECT))
         if program:
             background.submit(_warm_imports)
         background.shutdown(wait=False)
@@ -262,16 +342,61 @@ class StackSession:
             self.record(changes or {})
         return run
 
+    @contextlib.contextmanager
+    def update_ahead(self, changes: Mapping[str, Any] | None = None, message: str = "",
+                     record: bool = True) -> Iterator[Ahead]:
+        """An update with `changes`, started now, whose program waits until `go()`: the CLI's start,
+        the lock and the state read overlap the caller's checks. If the block ends without `go()` (a
+        refusal, an error), the program stops before it registers anything, and the update ends
+        having changed nothing. A program that runs outside this process cannot wait: then the
+        update runs at `go()`, as `up` would."""
+        if self._program is None:
+            yield Ahead(lambda: self.up(changes, message, record))
+            return
+        program, gate = self._program, Gate()
+
+        def gated() -> None:
+            gate.wait()
+            program()
+
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="update")
+        with self._config_with(changes or {}) as config_file:
+            running = pool.submit(self._run, "up", self.stack.up, message=message or None, config_file=config_file,
+                                  show_secrets=False, program=gated, gate=gate)
+            pool.shutdown(wait=False)
+
+            def finish() -> Run:
+                run = running.result()
+                if run.ok and record:
+                    self.record(changes or {})
+                return run
+
+            try:
+                yield Ahead(finish, gate)
+            finally:
+                if not gate.decided:
+                    gate.refuse("the command stopped before its update")
+                    with contextlib.suppress(Exception):  # the command's own error is the one to report
+                        running.result()
+
     def refresh(self) -> Run:
         return self._run("refresh", self.stack.refresh)
 
-    def _run(self, verb: str, operation: Callable, **kwargs: Any) -> Run:
+    def _run(self, verb: str, operation: Callable, gate: Gate | None = None, **kwargs: Any) -> Run:
+        """`operation` (the Automation API's preview, up or refresh) with its output shown and its
+        changes collected. With a `gate`, the output is held until the gate opens, and a refused
+        update is not shown at all: the command says why it refused."""
         changes: dict[str, Change] = {}
         lines: list[str] = []
+        shown = 0
 
         def on_output(line: str) -> None:
+            nonlocal shown
             lines.append(line)
-            say(f"  | {line}")
+            if gate is None or (gate.decided and gate.refusal is None):
+                for held in lines[shown:]:
+                    say(f"  | {held}")
+                shown = len(lines)
 
         def on_event(event: auto.EngineEvent) -> None:
             for step_event in (event.resource_pre_event, event.res_outputs_event):
@@ -286,7 +411,8 @@ class StackSession:
                 paths = meta.detailed_diff or meta.diffs or []
                 change.paths = sorted(set(change.paths) | set(paths))
 
-        say(f"==> pulumi {verb} --stack {self.name}")
+        say(f"==> pulumi {verb} --stack {self.name}" + (" (started ahead; its program waits for the checks)"
+                                                        if gate else ""))
         started = time.monotonic()
         try:
             operation(on_output=on_output, on_event=on_event, color="never",
@@ -302,7 +428,10 @@ class StackSession:
             if verb != "preview":
                 self._state = None  # the update or refresh changed it (or may have, when it failed)
         seconds = time.monotonic() - started
-        say(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
+        if gate and gate.refusal is not None:
+            say(f"==> pulumi {verb} ended before its program ran (refused; nothing changed)")
+        else:
+            say(f"==> pulumi {verb} {'succeeded' if ok else 'FAILED'} in {seconds:.1f} s")
         return Run(ok, seconds, list(changes.values()), "\n".join(lines), error)
 
     # --- state ----------------------------------------------------------------------------------
@@ -356,13 +485,16 @@ class StackSession:
 
     def history(self, limit: int = 5, app: str | None = None) -> list[dict[str, Any]]:
         """The last updates, newest first, with the production slot each one deployed (of `app`, by
-        default this session's) and its message."""
+        default this session's), its message and how many resources it changed (a refused release
+        command's update ended having changed none)."""
         entries = []
         key = qualified(namespace_of(app or self.app), "productionSlot")
         for summary in self.stack.history(page_size=limit, page=1, show_secrets=False) or []:
             slot = (summary.config or {}).get(key)
+            changed = sum(count for op, count in (summary.resource_changes or {}).items() if op != "same")
             entries.append({"kind": summary.kind, "result": summary.result, "started": str(summary.start_time),
-                            "productionSlot": slot.value if slot else None, "message": summary.message})
+                            "productionSlot": slot.value if slot else None, "message": summary.message,
+                            "changed": changed})
         return entries
 
     def cancel(self) -> None:

@@ -11,6 +11,7 @@ injected by the tests (`up_fails`, `locked_by`, `after_up`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import gzip
 import json
@@ -21,7 +22,7 @@ from bluegreen.contract import RELEASE_TYPE, SLOTS
 from bluegreen.release import steps
 from bluegreen.release.kube import Endpoints
 from bluegreen.release.locks import held_by, pulumi_lock_error
-from bluegreen.release.stacks import Change, NoSuchStack, Run
+from bluegreen.release.stacks import Ahead, Change, Gate, NoSuchStack, Run
 from bluegreen.values import chart_values
 
 V1, V2, V3 = "registry.example.com/shop/web:1.0.0", "registry.example.com/shop/web:2.0.0", \
@@ -119,6 +120,7 @@ class FakeStack:
         self.after_up = None  # called after each successful up (to break the cluster)
         self.extra_preview_change: Change | None = None
         self.backend_locks: list[dict] | None = []  # Pulumi's locks in the state backend; None: unreadable
+        self.refused_ahead: list[str] = []  # the messages of updates started ahead and refused
 
     def check_unlocked(self):
         if self.backend_locks:
@@ -178,6 +180,17 @@ class FakeStack:
         if self.after_up:
             self.after_up(self)
         return Run(True, 0.1, [], "up output")
+
+    @contextlib.contextmanager
+    def update_ahead(self, changes=None, message="", record=True):
+        """StackSession.update_ahead: the update runs at go(); a block left without it is refused."""
+        ahead = Ahead(lambda: self.up(changes, message, record), Gate())
+        try:
+            yield ahead
+        finally:
+            if not ahead.gate.decided:
+                ahead.gate.refuse("the command stopped before its update")
+                self.refused_ahead.append(message)
 
     def refresh(self) -> Run:
         if self.locked_by:

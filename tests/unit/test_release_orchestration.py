@@ -56,6 +56,18 @@ def test_promote_refuses_when_the_preview_shows_more_than_the_flip(tool, world):
     result = tool("promote", expect=2)
     assert "the preview shows more than the flip: kubernetes:core/v1:Namespace replace" in result["error"]
     assert world.config["productionSlot"] == "blue" and prod_slot(world) == "blue"
+    # The flip's update had started while the preview ran; the refusal ended it before its program.
+    assert len(world.refused_ahead) == 1 and world.refused_ahead[0].startswith("bluegreen promote: green")
+    assert len(world.updates) == 2  # the fixture's up and the deploy: no flip
+
+
+def test_a_failed_stage_check_ends_the_update_started_ahead_and_nothing_changes(tool, world):
+    tool("deploy", V2)
+    updates = len(world.updates)
+    result = tool("promote", "--check-cmd", "exit 3", expect=2)
+    assert "smoke checks against stage failed" in result["error"]
+    assert len(world.refused_ahead) == 1 and world.refused_ahead[0].startswith("bluegreen promote: green")
+    assert len(world.updates) == updates and world.config["productionSlot"] == "blue" and prod_slot(world) == "blue"
 
 
 def test_a_promotion_that_fails_verification_is_rolled_back(tool, world, monkeypatch):

@@ -5,6 +5,7 @@ update that deploys them succeeded."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import yaml
 
@@ -101,3 +102,84 @@ def test_one_update_can_change_several_apps_namespaces(tmp_path):
         assert yaml.safe_load(f)["config"] == {"api:productionSlot": "green", "web:productionSlot": "green"}
     session.record({"api:productionSlot": "green", "web:green.secrets.TOKEN": "t"})
     assert calls[-1][-4:] == ["--plaintext", "api:productionSlot=green", "--secret", "web:green.secrets.TOKEN=t"]
+
+
+class EngineStack:
+    """The Automation API's stack as an update started ahead meets it: `up` starts at once and calls
+    the program (as the engine does once it holds the lock and read the state) in its own thread."""
+
+    def __init__(self, workspace):
+        self.workspace, self.ran, self.config_files = workspace, [], []
+
+    def up(self, program, on_output, on_event, config_file=None, **kwargs):
+        import pulumi
+        from pulumi import automation as auto
+
+        self.config_files.append(Path(config_file).read_text() if config_file else None)
+        on_output("Updating (dev)")
+        try:
+            program()
+        except pulumi.RunError as error:  # the engine fails the update; nothing was registered
+            raise auto.CommandError(auto.CommandResult("", str(error), 255)) from None
+        self.ran.append(True)
+
+
+def ahead_session(tmp_path, calls):
+    session = session_in(tmp_path, calls)
+    session.stack = EngineStack(session.stack.workspace)
+    session._program = lambda: None
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK_FILE)
+    return session
+
+
+def test_an_update_started_ahead_runs_its_program_only_once_let_go(tmp_path):
+    calls: list[list[str]] = []
+    session = ahead_session(tmp_path, calls)
+    with session.update_ahead({"productionSlot": "green"}, "flip") as ahead:
+        assert session.stack.ran == []  # the program waits at the gate while the checks run
+        run = ahead.go()
+    assert run.ok and session.stack.ran == [True]
+    assert "bluegreen:productionSlot: green" in session.stack.config_files[0]  # the update's copy
+    assert calls[-1][-1] == "bluegreen:productionSlot=green"  # recorded once it succeeded
+
+
+def test_a_refusal_during_the_checks_ends_the_update_before_its_program_ran(tmp_path, capsys):
+    calls: list[list[str]] = []
+    session = ahead_session(tmp_path, calls)
+
+    class Refused(Exception):
+        pass
+
+    try:
+        with session.update_ahead({"productionSlot": "green"}, "flip"):
+            raise Refused("stage check failed")
+    except Refused:
+        pass
+    assert session.stack.ran == [] and calls == []  # no program run, nothing recorded
+    assert "blue" in Path(session.config_file).read_text()
+    err = capsys.readouterr().err
+    assert "Updating (dev)" not in err and "ended before its program ran (refused; nothing changed)" in err
+
+
+def _launched(tmp_path, monkeypatch, prints: str):
+    """launch.main's `pulumi version`, with a `pulumi` on PATH that prints `prints`."""
+    import subprocess
+
+    from bluegreen.release import launch, stacks
+
+    fake = tmp_path / "pulumi"
+    fake.write_text(f"#!/bin/sh\necho '{prints}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(launch, "_version", subprocess.Popen(["pulumi", "version"], stdout=subprocess.PIPE, text=True))
+    return stacks._pulumi_command()
+
+
+def test_the_version_read_at_launch_is_the_automation_apis_and_no_second_pulumi_version_runs(tmp_path, monkeypatch):
+    command = _launched(tmp_path, monkeypatch, "v3.260.0")
+    assert command is not None and str(command.version) == "3.260.0" and command.command == "pulumi"
+
+
+def test_a_version_the_automation_api_would_refuse_is_left_to_its_own_check(tmp_path, monkeypatch):
+    assert _launched(tmp_path, monkeypatch, "v2.25.0") is None  # too old: its own error names it
+    assert _launched(tmp_path, monkeypatch, "not a version") is None

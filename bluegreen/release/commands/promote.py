@@ -1,5 +1,7 @@
 """`bluegreen promote`: stage checked, a preview that may show only the flip, the flip, prod verified;
-on any failure after the flip, prod goes back to the previous slot by itself."""
+on any failure after the flip, prod goes back to the previous slot by itself. The flip's update
+starts while the checks and the preview run, and waits for them. Several apps (--app repeated,
+--all): every app's flip in that one update, and all of them back together."""
 
 from __future__ import annotations
 
@@ -30,23 +32,39 @@ def run(session: Session, args: argparse.Namespace) -> None:
     sizes = [] if args.keep_stage_size else [(app, steps.stage_at_prod_size(app.settings)) for app, _ in planned]
     grow = [(app, step) for app, step in sizes if step]
     changes, message = session.changes(planned), session.message(planned)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background:
-        previewing = None
-        diffs = [app.diff_in_background(step.changes) for app, step in planned]
-        if not grow:  # the preview runs while the cluster and the stage are checked: it changes nothing
-            previewing = background.submit(_preview, session, changes)
+    if grow:  # the stages grow in an update of their own first; the flip's update starts after it
         for app, step in planned:
             app.require_true_cluster(NAME)
             app.require_available(step.slot, NAME)
-        if grow:
-            _scale_stage(session, grow)
-            diffs = [app.diff_in_background(step.changes) for app, step in planned]
+        _scale_stage(session, grow)
+    diffs = [app.diff_in_background(step.changes) for app, step in planned]
+    # The flip's update (of every app) starts now and waits for the checks, the preview and the
+    # diffs, which run side by side: none of them changes anything, and a refusal ends the update unchanged.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background, \
+            session.update_ahead(changes, message, record=False) as update:
+        previewing = background.submit(_preview, session, changes)
+        if not grow:
+            for app, step in planned:
+                app.require_true_cluster(NAME)
+                app.require_available(step.slot, NAME)
         for app, step in planned:
             app.smoke("stage", step.slot)
-        preview = previewing.result() if previewing else _preview(session, changes)
-    for (app, _), diff in zip(planned, diffs, strict=True):
-        objects = app.show_diff(diff)
-        beyond = steps.unexpected_objects(objects, app.names) if objects else []
+        preview = previewing.result()
+        _guard([(app, app.show_diff(diff)) for (app, _), diff in zip(planned, diffs, strict=True)], preview)
+        with session.watch_every_prod():
+            # The stack config records the flip only once prod is verified: a promote killed before
+            # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
+            problem = _verified(planned, update())
+            if problem:
+                _roll_back(session, planned, previous, problem)
+            session.journal.phase("record")
+            session.stack.record(changes)
+
+
+def _guard(objects: list[tuple[App, list | None]], preview: Run) -> None:
+    """Refuse when an app's object diff or the preview shows anything beyond the flips."""
+    for app, found in objects:
+        beyond = steps.unexpected_objects(found, app.names) if found else []
         if beyond:
             raise steps.Refused(f"the update would change more objects{app.of()} than the flip does (a chart edit "
                                 "in the checkout, or drift):\n" + "\n".join(f"- {line}" for line in beyond)
@@ -56,15 +74,6 @@ def run(session: Session, args: argparse.Namespace) -> None:
     if not preview.ok or unexpected:
         reason = preview.error if not preview.ok else "; ".join(unexpected)
         raise steps.Refused(f"the preview shows more than the flip: {reason}\n{preview.output}")
-    with session.watch_every_prod():
-        # The stack config records the flip only once prod is verified: a promote killed before
-        # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
-        update = session.up(changes, message, record=False)
-        problem = _verified(planned, update)
-        if problem:
-            _roll_back(session, planned, previous, problem)
-        session.journal.phase("record")
-        session.stack.record(changes)
 
 
 def _roll_back(session: Session, planned: list[tuple[App, steps.Step]], previous: dict[App, str],

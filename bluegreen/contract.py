@@ -19,6 +19,7 @@ RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 SLOTS = ("blue", "green")
 ROLES = ("prod", "stage")
 SLOT_LABEL = "slot"  # the pod label a Service selects a slot by (the chart's `slot:` selector label)
+CONTAINER = "app"  # the name of the app's container in a slot's pods (templates/deployment.yaml)
 
 
 def other_slot(slot: str) -> str:

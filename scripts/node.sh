@@ -104,7 +104,10 @@ install_packages() {
 import_images() {
   local name archive n=0
   while read -r name archive; do
-    node_ctr images import --snapshotter overlayfs "$archive" >/dev/null ||
+    # --digests with the image's name as --base-name: containerd also records the image as
+    # name@sha256:<manifest digest>, as a registry pull does, so the node reports that digest as the
+    # pods' imageID and can start a pod whose image is pinned by it (bluegreen deploy --from-stack).
+    node_ctr images import --snapshotter overlayfs --base-name "${name%:*}" --digests "$archive" >/dev/null ||
       die "importing $name from $archive failed"
     n=$((n + 1))
   done < <(python3 "$REPO/scripts/images/build.py")

@@ -33,14 +33,15 @@ def wait_available(kube: KubeClient, names: Names, slot: str, timeout: float, sa
         time.sleep(0.5)
 
 
+def pod_ready(pod: dict) -> bool:
+    """The pod is Ready and not terminating."""
+    conditions = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
+    return conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp")
+
+
 def ready_pod_ips(kube: KubeClient, names: Names, slot: str) -> list[str]:
-    ips = []
-    for pod in kube.pods(names.namespace, names.pod_selector(slot)):
-        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
-        ready = conditions.get("Ready") == "True" and pod["status"].get("podIP")
-        if ready and not pod["metadata"].get("deletionTimestamp"):
-            ips.append(pod["status"]["podIP"])
-    return sorted(ips)
+    return sorted(pod["status"]["podIP"] for pod in kube.pods(names.namespace, names.pod_selector(slot))
+                  if pod_ready(pod) and pod["status"].get("podIP"))
 
 
 def verify_serving(kube: KubeClient, names: Names, role: str, slot: str, timeout: float = 30.0) -> str | None:

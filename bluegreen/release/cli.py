@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     session: Session | None = None
     try:
         _selection_taken(args)
+        check = getattr(COMMANDS[args.command], "check_arguments", None)
+        if check:  # arguments that go together or not at all: refused before the stack is even read
+            check(args)
         session = Session(args)
         with _one_at_a_time(session, args):
             try:

@@ -497,6 +497,10 @@ class StackSession:
                             "changed": changed})
         return entries
 
+    def stack_names(self) -> list[str]:
+        """The stacks of this project in the state backend (`pulumi stack ls`)."""
+        return sorted(summary.name for summary in self.stack.workspace.list_stacks())
+
     def cancel(self) -> None:
         """`pulumi cancel`: end the update that holds the stack's lock (a stale one after a kill).
         With no lock it succeeds too."""

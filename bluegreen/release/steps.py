@@ -35,15 +35,17 @@ class Step:
         return apply_changes(raw, self.changes)
 
 
-def deploy(settings: Settings, image: str, replace: bool = False, replicas: int | None = None) -> Step:
-    """Put `image` into the idle slot and enable it. Prod is not touched."""
+def deploy(settings: Settings, image: str, replace: bool = False, replicas: int | None = None,
+           origin: str = "") -> Step:
+    """Put `image` into the idle slot and enable it. Prod is not touched. `origin`: where the image
+    comes from (deploy --from-stack: another stack's prod), for the update's message."""
     idle = settings.stage_slot
     staged = settings.slot(idle)
     if staged.enabled and staged.image and not replace:
         raise Refused(
             f"a release is already staged: {idle} runs {staged.image}. "
             f"Promote it (bluegreen promote), retire it (bluegreen retire), "
-            f"or replace it (bluegreen deploy {image} --replace)."
+            f"or replace it (bluegreen deploy {'--from-stack SOURCE' if origin else image} --replace)."
         )
     if replicas is not None and not 1 <= replicas <= REPLICAS[1]:
         # A release without pods can be neither tested through stage nor promoted.
@@ -53,9 +55,11 @@ def deploy(settings: Settings, image: str, replace: bool = False, replicas: int 
     # (a slot scaled down by `retire --keep-replicas` would otherwise come back small).
     changes: dict[str, Any] = {f"{idle}.enabled": True, f"{idle}.image": image,
                                f"{idle}.replicas": live.replicas if replicas is None else replicas}
+    stays = f"prod stays {settings.production_slot} ({live.image})"
+    message = f"bluegreen deploy: {idle} <- {origin}; {stays}" if origin else \
+        f"bluegreen deploy: {image} into {idle} (stage); {stays}"
     return Step("deploy", idle, f"deploy {image} into the idle slot {idle}; prod stays on "
-                                f"{settings.production_slot} ({live.image})", changes,
-                f"bluegreen deploy: {image} into {idle} (stage); prod stays {settings.production_slot} ({live.image})")
+                                f"{settings.production_slot} ({live.image})", changes, message)
 
 
 def promote(settings: Settings) -> Step:

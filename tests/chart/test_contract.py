@@ -6,7 +6,7 @@ chart and for every step of a release."""
 import pytest
 
 from bluegreen.config import parse
-from bluegreen.contract import ROLES, SLOT_LABEL, SLOTS, Names, role_slots, selected_slot
+from bluegreen.contract import CONTAINER, ROLES, SLOT_LABEL, SLOTS, Names, role_slots, selected_slot
 from bluegreen.values import chart_values
 from tests.chart.render import template
 from tests.scenarios import SCENARIOS
@@ -44,3 +44,5 @@ def test_deployments_are_named_and_labelled_as_contract_says(helm, scenario, app
         pods = deployment["spec"]["template"]["metadata"]["labels"]
         assert names.pod_selector(slot).items() <= pods.items()
         assert deployment["metadata"]["labels"][SLOT_LABEL] == slot
+        # deploy --from-stack reads the app container's imageID by this name
+        assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == [CONTAINER]

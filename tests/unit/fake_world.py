@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import datetime
 import gzip
+import hashlib
 import json
 from typing import Any
 
@@ -39,6 +41,8 @@ class FakeCluster:
         self.services: dict[str, dict] = {}  # name -> Service
         self.pod_ips: dict[str, list[str]] = {}  # Deployment name -> ready pod IPs
         self.records: list[dict] = []  # Helm records, oldest first
+        self.not_ready: set[str] = set()  # pod names whose Ready condition is False (not in the endpoints)
+        self.image_ids: dict[str, str] = {}  # pod name -> the imageID its node reports, instead of image_id()
         self._next_ip = 10
 
     # --- what `helm upgrade` does with chart values ---------------------------------------------
@@ -80,16 +84,25 @@ class FakeCluster:
 
     def pods(self, namespace, selector):
         name = f"{selector['app.kubernetes.io/instance']}-{selector['slot']}"
-        return [{"metadata": {"name": f"{name}-{i}"},
-                 "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
-                for i, ip in enumerate(self.pod_ips.get(name, []))]
+        image = _image(self.deployments[name]) if name in self.deployments else ""
+        pods = []
+        for i, ip in enumerate(self.pod_ips.get(name, [])):
+            pod = f"{name}-{i}"
+            ready = "False" if pod in self.not_ready else "True"
+            pods.append({"metadata": {"name": pod},
+                         "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}],
+                                    "containerStatuses": [{"name": "app", "image": image, "ready": ready == "True",
+                                                           "imageID": self.image_ids.get(pod, image_id(image))}]}})
+        return pods
 
     def endpoints(self, namespace, service):
         found = self.services.get(service)
         if not found:
             return Endpoints([], [])
         selector = found["spec"]["selector"]
-        return Endpoints(sorted(self.pod_ips.get(f"{selector['app.kubernetes.io/name']}-{selector['slot']}", [])), [])
+        name = f"{selector['app.kubernetes.io/name']}-{selector['slot']}"
+        return Endpoints(sorted(ip for i, ip in enumerate(self.pod_ips.get(name, []))
+                                if f"{name}-{i}" not in self.not_ready), [])
 
     def helm_releases(self, namespace, release):
         return [{k: r[k] for k in ("name", "revision", "status")}
@@ -114,6 +127,8 @@ class FakeStack:
         self.deployed: dict | None = None  # the Release's values in the state
         self.updates: list[dict] = []  # the config of each successful up
         self.messages: list[str] = []  # the message of each successful up
+        self.times: list[datetime.datetime] = []  # when each successful up started
+        self.stacks: list[str] = [name]  # the project's stacks (`pulumi stack ls`)
         self.recorded: list[dict] = []  # the changes written into the stack config, in order
         self.up_fails: str | None = None  # the error of the next up
         self.locked_by: str | None = None  # Pulumi's lock error text, for every up/refresh
@@ -175,6 +190,7 @@ class FakeStack:
         self.cluster.apply(settings.namespace, settings.app_name, self.deployed)
         self.updates.append(copy.deepcopy(config))
         self.messages.append(message)
+        self.times.append(datetime.datetime.now(datetime.UTC))
         if record:
             self.record(changes or {})
         if self.after_up:
@@ -214,8 +230,53 @@ class FakeStack:
                 "prodUrl": "http://shop.example.com/", "stageUrl": "http://stage.shop.example.com/"}
 
     def history(self, limit=5, app=None):
-        return [{"kind": "update", "result": "succeeded", "started": "", "productionSlot": u["productionSlot"],
-                 "message": m} for u, m in reversed(list(zip(self.updates, self.messages, strict=True)))][:limit]
+        return [{"kind": "update", "result": "succeeded", "started": str(t), "productionSlot": u["productionSlot"],
+                 "message": m}
+                for u, m, t in reversed(list(zip(self.updates, self.messages, self.times, strict=True)))][:limit]
+
+    def stack_names(self):
+        return sorted(self.stacks)
+
+
+def image_id(image: str) -> str:
+    """The imageID a node reports for pods of `image`: its repository and a registry digest (the
+    reference's own digest, else one made from the reference)."""
+    if not image:
+        return ""
+    name, _, digest = image.partition("@")
+    repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+    return f"{repository}@{digest or 'sha256:' + hashlib.sha256(name.encode()).hexdigest()}"
+
+
+class Clusters:
+    """One cluster holding several stacks' namespaces: the KubeClient calls, each answered by the
+    FakeCluster of the namespace it names."""
+
+    def __init__(self, by_namespace: dict[str, FakeCluster]):
+        self.by_namespace = by_namespace
+
+    def namespace(self, name):
+        found = self.by_namespace.get(name)
+        return found.namespace(name) if found else None
+
+    def deployment(self, namespace, name):
+        return self.by_namespace[namespace].deployment(namespace, name)
+
+    def service(self, namespace, name):
+        return self.by_namespace[namespace].service(namespace, name)
+
+    def pods(self, namespace, selector):
+        return self.by_namespace[namespace].pods(namespace, selector)
+
+    def endpoints(self, namespace, service):
+        return self.by_namespace[namespace].endpoints(namespace, service)
+
+    def helm_releases(self, namespace, release):
+        return self.by_namespace[namespace].helm_releases(namespace, release)
+
+    def get(self, path, **query):
+        namespace = path.split("/namespaces/", 1)[1].split("/", 1)[0]
+        return self.by_namespace[namespace].get(path, **query)
 
 
 class FakeApps(FakeStack):
@@ -336,11 +397,38 @@ def fake_manifest(values: dict[str, Any], probe_path: str = "/healthz") -> str:
 def install(monkeypatch, stack: FakeStack, tmp_dir) -> FakeStack:
     """Point the release tool at this stack and its cluster, with its journal and locks in
     `tmp_dir` and the chart rendered by fake_manifest (the `world` fixture, and the generated tests)."""
-    from bluegreen.release import helm, session
+    from bluegreen.release import session
 
     monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack.session_for(app))
     monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: stack.cluster)
+    _install_common(monkeypatch, tmp_dir)
+    return stack
+
+
+def install_stacks(monkeypatch, stacks: dict[str, FakeStack], tmp_dir) -> dict[str, FakeStack]:
+    """Several stacks of one project (staging, production), each in its own namespace of one
+    cluster; a stack not among them does not exist, as Pulumi says."""
+    from bluegreen.release import session
+    from bluegreen.release.stacks import NoSuchStack
+
+    def stack_session(name, project_dir=None, app=None):
+        if name not in stacks:
+            raise NoSuchStack(f"stack {name!r} does not exist in /nonexistent/project; "
+                              f"create it with: pulumi stack init {name}")
+        return stacks[name]
+
+    for stack in stacks.values():
+        stack.stacks = list(stacks)
+    cluster = Clusters({stack.config["namespace"]: stack.cluster for stack in stacks.values()})
+    monkeypatch.setattr(session, "StackSession", stack_session)
+    monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: cluster)
+    _install_common(monkeypatch, tmp_dir)
+    return stacks
+
+
+def _install_common(monkeypatch, tmp_dir) -> None:
+    from bluegreen.release import helm
+
     monkeypatch.setattr("tempfile.tempdir", str(tmp_dir))
     monkeypatch.setattr(helm, "template", lambda chart, release, namespace, values, kube_version=None:
                         fake_manifest(values))
-    return stack

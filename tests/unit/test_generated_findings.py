@@ -154,7 +154,7 @@ def test_a_replica_count_out_of_range_is_refused_naming_the_flag(world, capsys, 
 
 
 @pytest.mark.parametrize("argv,command", [
-    (["deploy", "--json"], "deploy"), (["retire", "--slot", "purple", "--json"], "retire"),
+    (["deploy", "--min-age", "soon", "--json"], "deploy"), (["retire", "--slot", "purple", "--json"], "retire"),
     (["promte", "--json"], None), (["--json", "status"], None), (["deploy", V2, "--replicas", "x", "--json"], "deploy"),
 ])
 def test_a_bad_command_line_is_a_refusal_with_json(world, capsys, argv, command):

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"command": args.command, "stack": args.stack}
     session: Session | None = None
     try:
+        _selection_taken(args)
         check = getattr(COMMANDS[args.command], "check_arguments", None)
         if check:  # arguments that go together or not at all: refused before the stack is even read
             check(args)
@@ -59,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         separator = ":\n" if verdict.startswith("refused") else ": "
         say(f"bluegreen {args.command}: {verdict}{separator}{fields['error']}")
     if session:
-        if "state" not in session.report:
-            with contextlib.suppress(Exception):  # the state left behind, shown when it can be read
-                read_state(session)
+        for app in getattr(session, "apps", []):
+            if "state" not in app.report:
+                with contextlib.suppress(Exception):  # the state left behind, shown when it can be read
+                    read_state(session, app)
         result.update(session.report)  # what the step measured, also when it failed
     result["seconds"] = round(time.monotonic() - started, 2)
     _print(result, args.json)
@@ -103,6 +105,21 @@ def _one_at_a_time(session: Session, args: argparse.Namespace) -> Iterator[None]
         yield
 
 
+def _several() -> str:
+    """The commands that act on several apps at once (SEVERAL = True), as a user reads them."""
+    names = [name for name, command in COMMANDS.items() if getattr(command, "SEVERAL", False)]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _selection_taken(args: argparse.Namespace) -> None:
+    """Refuse several apps (--app repeated, --all) for a command that acts on one."""
+    apps = list(dict.fromkeys(args.app or []))
+    if (len(apps) > 1 or args.all) and not getattr(COMMANDS[args.command], "SEVERAL", False):
+        given = "--all" if args.all else " ".join(f"--app {app}" for app in apps)
+        raise Refused(f"{args.command} acts on one app: {given} names several; allowed: one --app NAME. "
+                      f"{_several()} take several apps (--app repeated, or --all)")
+
+
 class UsageError(Exception):
     """The command line is not one the tool takes: what is wrong, then the usage."""
 
@@ -126,8 +143,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="Pulumi stack (environment); default: staging")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     common.add_argument("--project-dir", help="the Pulumi project (default: this checkout)")
-    common.add_argument("--app", help="in a stack with several BlueGreenApps, the one to work on (its stack "
-                        "config is the namespace named like it: APP:productionSlot, ...)")
+    common.add_argument("--app", action="append", help="in a stack with several BlueGreenApps, the one to work on "
+                        "(its stack config is the namespace named like it: APP:productionSlot, ...); "
+                        f"{_several()} take it repeated, for several apps in one update")
+    common.add_argument("--all", action="store_true", help=f"{_several()}: every app of the stack")
     common.add_argument("--kubeconfig", help="kubeconfig to read the cluster with (default: $KUBECONFIG)")
     parser = _Parser(prog="bluegreen", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,10 +161,18 @@ def _print(result: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
+    for app, part in (result.get("apps") or {}).items():  # a command over several apps: each app's part
+        print(f"app {app}:")
+        _print_state(result["stack"], part)
+    _print_state(result["stack"], result)
+    print(f"{result['command']}: {'ok' if result.get('ok') else 'FAILED'} in {result['seconds']} s")
+
+
+def _print_state(stack: str, result: dict) -> None:
     state = result.get("state")
     if state:
         release = state["release"]
-        print(f"stack {result['stack']}: release {release['name']} revision {release['revision']} "
+        print(f"stack {stack}: release {release['name']} revision {release['revision']} "
               f"{release['status']} in namespace {release['namespace']}")
         for slot, info in sorted(state["slots"].items(), key=lambda item: item[1]["role"]):  # prod first
             role = info["role"]
@@ -167,4 +194,3 @@ def _print(result: dict, as_json: bool) -> None:
     if watch:
         print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, "
               f"{watch['empty']} empty")
-    print(f"{result['command']}: {'ok' if result.get('ok') else 'FAILED'} in {result['seconds']} s")

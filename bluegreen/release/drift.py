@@ -73,9 +73,9 @@ def serving_slot(cluster: Cluster) -> str | None:
     """The slot the prod Service selects, when it has ready endpoints and all of them are that slot's
     ready pods (prod serves it, whatever the stack deployed); None when prod serves nothing whole."""
     slot, ready = selected_slot(cluster.services["prod"]), cluster.endpoints["prod"]
-    if slot in cluster.ready_pods and ready and set(ready) <= set(cluster.ready_pods[slot]):
-        return slot
-    return None
+    if slot is None or slot not in cluster.ready_pods or not ready:
+        return None
+    return slot if set(ready) <= set(cluster.ready_pods[slot]) else None
 
 
 def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Problem]:

@@ -5,7 +5,10 @@ to phase; it removes it when it ends, however it ends (success, failure, refusal
 process is gone is an interrupted command (killed, machine crash): `bluegreen status` names it,
 what it may have left half-done, and the one command that finishes it or puts it back
 (`bluegreen recover`). The entry lives beside this machine's command lock (locks.py), under the
-temp directory, keyed by project directory, stack and app.
+temp directory, keyed by project directory, stack and app. A command that changes several apps in
+one update (`promote --app api --app web`) writes the same entry under each of them, with every
+app's changes (`apps`): whichever app a later command names, it sees the interrupted command, and
+`recover` finishes or puts back all of them together.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ class Entry:
     command: str
     stack: str
     app: str
-    changes: dict[str, Any]  # the step's config edits
+    changes: dict[str, Any]  # the step's config edits (of this entry's app)
     message: str = ""
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)  # app -> its edits, when one update made several
     phase: str = "checks"
     pid: int = field(default_factory=os.getpid)
     process_start: str = field(default_factory=lambda: _process_start(os.getpid()))
@@ -50,15 +54,20 @@ class Entry:
 
 
 class Journal:
-    def __init__(self, project_dir: str, stack: str, app: str):
+    """The entries of a command's apps (one, or several changed in one update)."""
+
+    def __init__(self, project_dir: str, stack: str, app: str, *more: str):
         directory = os.path.join(tempfile.gettempdir(), f"bluegreen-journal-{os.getuid()}")
         key = hashlib.sha256(os.path.realpath(project_dir).encode()).hexdigest()[:12]
-        self.path = os.path.join(directory, f"{key}-{stack}-{app}.json")
+        self.paths = {name: os.path.join(directory, f"{key}-{stack}-{name}.json") for name in (app, *more)}
+        self.path = self.paths[app]
         self.stack, self.app = stack, app
         self.entry: Entry | None = None
 
-    def begin(self, command: str, changes: dict[str, Any], message: str = "") -> None:
-        self.entry = Entry(command, self.stack, self.app, dict(changes), message)
+    def begin(self, command: str, changes: dict[str, dict[str, Any]], message: str = "") -> None:
+        """The entry of `command`, which makes `changes` (app -> its config edits) in one update."""
+        every = {app: dict(edits) for app, edits in changes.items()} if len(changes) > 1 else {}
+        self.entry = Entry(command, self.stack, self.app, dict(changes.get(self.app, {})), message, apps=every)
         self._write()
 
     def phase(self, name: str) -> None:
@@ -69,25 +78,32 @@ class Journal:
 
     def end(self) -> None:
         self.entry = None
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
+        for path in self.paths.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
-    def interrupted(self) -> Entry | None:
-        """The entry of a command that stopped without ending; None when there is none, or its
-        command still runs."""
-        try:
-            with open(self.path) as f:
-                entry = Entry(**json.load(f))
-        except (OSError, ValueError, TypeError):
-            return None
-        return None if entry.alive else entry
+    def interrupted(self, app: str | None = None) -> Entry | None:
+        """The entry of a command that stopped without ending (of `app`, else the first found among
+        the apps); None when there is none, or its command still runs."""
+        for path in [self.paths[app]] if app else self.paths.values():
+            try:
+                with open(path) as f:
+                    entry = Entry(**json.load(f))
+            except (OSError, ValueError, TypeError):
+                continue
+            if not entry.alive:
+                return entry
+        return None
 
     def _write(self) -> None:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        partial = self.path + ".partial"
-        with open(partial, "w") as f:
-            json.dump(asdict(self.entry), f)  # type: ignore[arg-type]
-        os.replace(partial, self.path)  # whole or not at all, whenever the process is killed
+        assert self.entry is not None
+        for app, path in self.paths.items():
+            own = {**asdict(self.entry), "app": app, "changes": self.entry.apps.get(app, self.entry.changes)}
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            partial = path + ".partial"
+            with open(partial, "w") as f:
+                json.dump(own, f)
+            os.replace(partial, path)  # whole or not at all, whenever the process is killed
 
 
 def _process_start(pid: int) -> str:

@@ -1,6 +1,7 @@
-"""One release command's session: the app's stack (config, state), the cluster it deploys to, what
-the command reports, and the steps every command shares (the cluster checked against what the
-stack deployed, an update, prod watched and verified, the user's checks).
+"""One release command's session: the stack (config, state), the cluster it deploys to, what the
+command reports, and the steps every command shares (the cluster checked against what the stack
+deployed, an update, prod watched and verified, the user's checks), for the app it acts on, or
+several apps of the stack at once (App: one app's part).
 
 The commands (bluegreen/release/commands/) are written over this object; the stack is read once
 (stacks.StackSession keeps the state until an update changes it) and the cluster where it must be
@@ -25,7 +26,7 @@ from . import drift, helm, manifests, steps
 from .checks import slot_readiness, smoke_checks, verify_serving
 from .journal import Journal
 from .kube import EndpointWatch, KubeClient, KubeError
-from .stacks import Run, StackSession, say
+from .stacks import Run, StackSession, namespace_of, qualified, say
 
 
 class Failed(Exception):
@@ -50,18 +51,33 @@ class Truth:
     serving: bool
 
 
-class Session:
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.cwd = os.getcwd()  # the user's: the inline program runs in the project's directory
-        self.stack = StackSession(args.stack, args.project_dir, args.app)
-        self.raw = self.stack.raw_config()
+class App:
+    """One BlueGreenApp of the session's stack: its config, names and checks (the cluster against
+    what the stack deployed, its slots, its prod verified, the user's checks against it), over the
+    stack and the cluster the session shares between its apps. Its findings go into `report`."""
+
+    def __init__(self, session: Session, name: str | None, report: dict[str, Any], several: bool = False):
+        self.session, self.stack, self.args, self.cwd = session, session.stack, session.args, session.cwd
+        self.name, self.namespace = name, namespace_of(name)  # its stack config: api:productionSlot
+        self.label = name if several else None  # named in what the command says, among several apps
+        self.raw = self.stack.app_config(name)  # refused when the stack has no config for it
         self.settings = parse(self.raw)
         self.names = Names(self.settings.namespace, self.settings.app_name)
-        self.kube = KubeClient(args.kubeconfig)
-        self.journal = Journal(self.stack.project_dir, self.stack.name, self.names.app)
-        self.report: dict[str, Any] = {}  # the command's result fields, filled in as it goes
-        self.updated = False  # an update of this command has run (so a refusal now would be a lie)
+        self.report = report
+
+    @property
+    def kube(self) -> KubeClient:
+        return self.session.kube
+
+    def reload(self) -> None:
+        """The app's config read again, after an update recorded changes into it."""
+        self.raw = self.stack.keys_of(self.name)
+        self.settings = parse(self.raw)
+
+    def keys(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """A step's config edits as keys of the stack config (api:productionSlot), for an update
+        that changes several apps."""
+        return {qualified(self.namespace, path): value for path, value in changes.items()}
 
     # --- the cluster against what the stack deployed ---------------------------------------------
 
@@ -93,7 +109,7 @@ class Session:
                              why: str = "is not what the stack deployed") -> None:
         """Go on only while prod serves and the cluster is what the stack deployed. Right after a
         change, EndpointSlices and readiness take a moment to settle: look again before refusing."""
-        say("==> precondition: prod serves, and the cluster is what the stack deployed")
+        say(f"==> precondition{self.of()}: prod serves, and the cluster is what the stack deployed")
         deadline = time.monotonic() + settle_seconds
         while True:
             truth = self.truth()
@@ -101,18 +117,29 @@ class Session:
                 return  # nothing deployed yet: nothing to compare
             if time.monotonic() > deadline:
                 problem = "prod does not serve, and the cluster" if not truth.serving else "the cluster"
-                message = f"{problem} {why}:\n{listed(truth.found)}"
+                message = f"{self.tag()}{problem} {why}:\n{listed(truth.found)}"
                 if command == "repair":
                     raise Failed(message)
-                raise steps.Refused(f"{message}\nFix: bluegreen repair (bluegreen status shows the same list); "
-                                    f"then run {command} again")
+                raise steps.Refused(f"{message}\nFix: bluegreen repair{self._app_flag()} (bluegreen status shows "
+                                    f"the same list); then run {command} again")
             time.sleep(1)
 
     def require_available(self, slot: str, verb: str) -> None:
-        say(f"==> precondition: {slot} is deployed and all its replicas are Available")
+        say(f"==> precondition{self.of()}: {slot} is deployed and all its replicas are Available")
         ready, desired = slot_readiness(self.kube, self.names, slot)
         if not desired or ready != desired:
-            raise steps.Refused(f"cannot {verb}: {slot} has {ready}/{desired} available replicas")
+            raise steps.Refused(f"cannot {verb}{self.of()}: {slot} has {ready}/{desired} available replicas")
+
+    def of(self) -> str:
+        """" of app api" where the command acts on several apps, else ""."""
+        return f" of app {self.label}" if self.label else ""
+
+    def tag(self) -> str:
+        """"app api: " before what is said of the app where the command acts on several apps, else ""."""
+        return f"app {self.label}: " if self.label else ""
+
+    def _app_flag(self) -> str:
+        return f" --app {self.label}" if self.label else ""
 
     # --- what an update would change, object by object -----------------------------------------------
 
@@ -146,12 +173,103 @@ class Session:
             found = future.result()
         except (helm.HelmError, manifests.ManifestError, KubeError, OSError) as error:
             self.report["diffError"] = str(error)
-            say(f"==> what the update changes, object by object: not known ({error})")
+            say(f"==> what the update changes{self.of()}, object by object: not known ({error})")
             return None
-        say("==> what the update changes, object by object:\n"
+        say(f"==> what the update changes{self.of()}, object by object:\n"
             + manifests.render_text(found, added_bodies=added_bodies).rstrip())
         self.report["diff"] = manifests.as_json(found)
         return found
+
+    # --- prod -----------------------------------------------------------------------------------------
+
+    def expect_serving(self, role: str, slot: str) -> None:
+        problem = verify_serving(self.kube, self.names, role, slot)
+        if problem:
+            raise Failed(f"{self.tag()}{problem}")
+        say(f"    {role}{self.of()}: selects {slot}, Endpoints are the ready {slot} pods")
+
+    def smoke(self, target: str, slot: str, raise_on_failure: bool = True) -> list[str]:
+        args = self.args
+        if not (getattr(args, "check_url", None) or getattr(args, "check_cmd", None)):
+            return []
+        url = self.settings.url(target)
+        env = {"BLUEGREEN_SLOT": slot, "BLUEGREEN_SERVICE": self.names.service(target),
+               "BLUEGREEN_NAMESPACE": self.names.namespace}
+        say(f"==> smoke checks against {target}{self.of()} ({slot})")
+        failures = [f"{self.tag()}{failure}"
+                    for failure in smoke_checks(target, url, args.check_url, args.check_cmd, env, say, cwd=self.cwd)]
+        if failures and raise_on_failure:
+            raise steps.Refused(f"smoke checks against {target}{self.of()} failed: " + "; ".join(failures))
+        return failures
+
+    @contextlib.contextmanager
+    def watch_prod(self) -> Iterator[EndpointWatch]:
+        """Poll prod's Endpoints through the step; the figures go into the report, failure or not."""
+        watch = EndpointWatch(self.kube, self.names.namespace, self.names.service("prod"))
+        try:
+            with watch:
+                yield watch
+        finally:
+            self.report["prodWatch"] = watch.summary()
+
+
+# What a command that acts on one app reads from the session itself: its app's parts.
+ONE_APP = frozenset({"raw", "settings", "names", "truth", "never_deployed", "pending", "require_true_cluster",
+                     "require_available", "object_diff", "diff_in_background", "show_diff", "expect_serving",
+                     "smoke", "watch_prod"})
+
+
+class Session:
+    """One command over one stack and one cluster, for the apps it selects (`--app`, repeated, or
+    `--all`; see selection). A command that acts on one app reads that app's parts from the session
+    itself (session.settings, session.truth(), ...: ONE_APP); one that takes several walks
+    session.apps, each reporting into its own part of the report (report["apps"][NAME])."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.cwd = os.getcwd()  # the user's: the inline program runs in the project's directory
+        chosen = list(dict.fromkeys(getattr(args, "app", None) or []))  # --app, repeated; in order, once each
+        self.stack = StackSession(args.stack, args.project_dir, chosen[0] if chosen else None)
+        self.report: dict[str, Any] = {}  # the command's result fields, filled in as it goes
+        self.updated = False  # an update of this command has run (so a refusal now would be a lie)
+        selected = self._selection(chosen)
+        if len(selected) == 1:
+            self.apps = [App(self, selected[0], self.report)]
+        else:
+            parts = self.report.setdefault("apps", {})
+            self.apps = [App(self, name, parts.setdefault(str(name), {}), several=True) for name in selected]
+        self.kube = KubeClient(args.kubeconfig)
+        self.journal = Journal(self.stack.project_dir, self.stack.name, *(app.names.app for app in self.apps))
+
+    def _selection(self, chosen: list[str]) -> list[str | None]:
+        """The apps the command acts on: those named with --app; with --all every app of the stack
+        (the project's own, in a one-app project); else the project's own (None)."""
+        if not getattr(self.args, "all", False):
+            return list(chosen) or [None]
+        if chosen:
+            raise steps.Refused(f"--all and --app {' --app '.join(chosen)} together; allowed: one of them")
+        if self.stack.keys_of(None):
+            return [None]
+        found = self.stack.apps()
+        if not found:
+            raise steps.Refused(f"--all: stack {self.stack.name} has deployed no app yet; name them with --app NAME")
+        return list(found)
+
+    @property
+    def app(self) -> App:
+        """The one app of a command that acts on one."""
+        if len(self.apps) != 1:
+            raise AttributeError(f"the command acts on {len(self.apps)} apps, not one")
+        return self.apps[0]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ONE_APP:
+            return getattr(self.app, name)
+        raise AttributeError(name)
+
+    @property
+    def several(self) -> bool:
+        return len(self.apps) > 1
 
     # --- a step ------------------------------------------------------------------------------------
 
@@ -159,18 +277,37 @@ class Session:
         """A command that stopped half-way is finished or put back first (`bluegreen recover`)."""
         entry = self.journal.interrupted()
         if entry:
-            raise steps.Refused(f"{entry.describe()}.\nFix: bluegreen recover (bluegreen status says what it "
-                                f"left), then run {command} again")
+            recover = f"bluegreen recover --app {entry.app}" if self.several else "bluegreen recover"
+            raise steps.Refused(f"{entry.describe()}.\nFix: {recover} (bluegreen status says what it left), "
+                                f"then run {command} again")
 
     def plan(self, step: steps.Step) -> steps.Step:
         """Validate the step's config like the program will, say what it does, record it, and open
         its journal entry (closed by the CLI however the command ends)."""
-        self.refuse_if_interrupted(step.command)
-        steps.checked(self.raw, step)
-        say(f"==> {step.summary}")
-        self.report.update(slot=step.slot, changes=dict(step.changes))
-        self.journal.begin(step.command, dict(step.changes), step.message)
-        return step
+        return self.plan_all([(self.app, step)])[0][1]
+
+    def plan_all(self, planned: list[tuple[App, steps.Step]]) -> list[tuple[App, steps.Step]]:
+        """plan, for one step per app that one update makes together; one journal entry for all."""
+        command = planned[0][1].command
+        self.refuse_if_interrupted(command)
+        for app, step in planned:
+            steps.checked(app.raw, step)
+        for app, step in planned:
+            say(f"==> {app.tag()}{step.summary}")
+            app.report.update(slot=step.slot, changes=dict(step.changes))
+        self.journal.begin(command, {app.names.app: dict(step.changes) for app, step in planned},
+                           self.message(planned))
+        return planned
+
+    def changes(self, planned: list[tuple[App, steps.Step]]) -> dict[str, Any]:
+        """The config edits of one update that makes every app's step: an app's own paths for one
+        app (as the stack reads them), keys of each app's namespace for several."""
+        if len(planned) == 1:
+            return dict(planned[0][1].changes)
+        return {key: value for app, step in planned for key, value in app.keys(step.changes).items()}
+
+    def message(self, planned: list[tuple[App, steps.Step]]) -> str:
+        return steps.together({app.names.app: step for app, step in planned})
 
     def up(self, changes: Mapping[str, Any], message: str, record: bool = True) -> Run:
         """An update with `changes` (written into the stack config once it succeeded, if `record`);
@@ -199,34 +336,13 @@ class Session:
 
             yield go
 
-    def expect_serving(self, role: str, slot: str) -> None:
-        problem = verify_serving(self.kube, self.names, role, slot)
-        if problem:
-            raise Failed(problem)
-        say(f"    {role}: selects {slot}, Endpoints are the ready {slot} pods")
-
-    def smoke(self, target: str, slot: str, raise_on_failure: bool = True) -> list[str]:
-        args = self.args
-        if not (getattr(args, "check_url", None) or getattr(args, "check_cmd", None)):
-            return []
-        url = self.settings.url(target)
-        env = {"BLUEGREEN_SLOT": slot, "BLUEGREEN_SERVICE": self.names.service(target),
-               "BLUEGREEN_NAMESPACE": self.names.namespace}
-        say(f"==> smoke checks against {target} ({slot})")
-        failures = smoke_checks(target, url, args.check_url, args.check_cmd, env, say, cwd=self.cwd)
-        if failures and raise_on_failure:
-            raise steps.Refused(f"smoke checks against {target} failed: " + "; ".join(failures))
-        return failures
-
     @contextlib.contextmanager
-    def watch_prod(self) -> Iterator[EndpointWatch]:
-        """Poll prod's Endpoints through the step; the figures go into the report, failure or not."""
-        watch = EndpointWatch(self.kube, self.names.namespace, self.names.service("prod"))
-        try:
-            with watch:
-                yield watch
-        finally:
-            self.report["prodWatch"] = watch.summary()
+    def watch_every_prod(self) -> Iterator[None]:
+        """watch_prod of every app at once."""
+        with contextlib.ExitStack() as watching:
+            for app in self.apps:
+                watching.enter_context(app.watch_prod())
+            yield
 
 
 def listed(found: list[Problem]) -> str:

@@ -156,11 +156,13 @@ class Ahead:
 
 
 class StackSession:
-    """One app in an existing stack of the Pulumi project in `project_dir`.
+    """An existing stack of the Pulumi project in `project_dir`, and the app a command works on.
 
     `app`: for a program with several BlueGreenApps, the one to work on; its stack config lives in
     the namespace named like it (`api:productionSlot`). Without it, the app's keys are this
-    project's (`bluegreen:productionSlot`), as __main__.py reads them.
+    project's (`bluegreen:productionSlot`), as __main__.py reads them. A preview, an update or a
+    record takes the app's paths ("productionSlot") and keys of any app's namespace
+    ("web:productionSlot"): one update can change several apps.
     """
 
     def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None):
@@ -183,16 +185,14 @@ class StackSession:
             background.submit(_warm_imports)
         background.shutdown(wait=False)
         self.name, self.app = stack_name, app
-        self.namespace = app or PROJECT
+        self.namespace = namespace_of(app)
         self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")
         self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
-        self._config: dict[str, Any] | None = None
-        if not self.raw_config():
-            apps = sorted(str((r.get("outputs") or {}).get("releaseName")) for r in self._resources(COMPONENT_TYPE))
-            if app or len(apps) > 1:
-                which = f"app {app!r} (no {app}:* keys)" if app else f"one app (no {PROJECT}:* keys)"
-                raise NoSuchStack(f"stack {stack_name!r} has no config for {which}; its apps: "
-                                  f"{', '.join(apps) or 'none deployed yet'}. Choose one with --app NAME")
+        self._config: dict[str, Any] | None = None  # every key of the stack config, as its file holds it
+
+    def apps(self) -> list[str]:
+        """The apps the stack deployed (each BlueGreenApp's release name), sorted."""
+        return sorted(str((r.get("outputs") or {}).get("releaseName")) for r in self._resources(COMPONENT_TYPE))
 
     @property
     def stack(self) -> auto.Stack:
@@ -210,6 +210,22 @@ class StackSession:
         """The app's stack config (keys without the namespace prefix, objects decoded), as the stack's
         file holds it; a secret's value is "[secret]": no command needs one, and decrypting costs a
         key derivation. With --app, the app is named like its namespace unless its config says otherwise."""
+        return self.keys_of(self.app)
+
+    def app_config(self, app: str | None) -> dict[str, Any]:
+        """raw_config of `app` (None: the project's own namespace), one of the stack's apps; refused
+        (NoSuchStack, naming the stack's apps) when the stack config has no key of it."""
+        found = self.keys_of(app)
+        if not found:
+            apps = self.apps()
+            if app or len(apps) > 1:
+                which = f"app {app!r} (no {app}:* keys)" if app else f"one app (no {PROJECT}:* keys)"
+                raise NoSuchStack(f"stack {self.name!r} has no config for {which}; its apps: "
+                                  f"{', '.join(apps) or 'none deployed yet'}. Choose one with --app NAME")
+        return found
+
+    def keys_of(self, app: str | None) -> dict[str, Any]:
+        """raw_config of `app`; empty when the stack config has no key of it."""
         if self._config is None:
             every = self._stack_file_config()
             if every is None:  # no file of its own, or an ESC environment: Pulumi merges them
@@ -217,9 +233,9 @@ class StackSession:
                     every = {key: value.value for key, value in self.stack.get_all_config().items()}
                 except auto.CommandError as error:
                     raise self._no_such_stack(error) from None
-            found = project_keys(every, self.namespace)
-            self._config = {"appName": self.app, **found} if self.app and found else found
-        return dict(self._config)
+            self._config = every
+        found = project_keys(self._config, namespace_of(app))
+        return {"appName": app, **found} if app and found else found
 
     def _stack_file_config(self) -> dict[str, Any] | None:
         try:
@@ -241,10 +257,17 @@ class StackSession:
         """`pulumi config set-all --path` of every change in one call, into `config_file`; `--secret`
         where secrets live (config.SECRET_PATHS)."""
         args = ["config", "set-all", "--path", "--stack", self.name, "--config-file", config_file]
-        for path, value in changes.items():
+        for key, value in self._keys(changes).items():
             text = json.dumps(value) if isinstance(value, bool) else str(value)
-            args += ["--secret" if is_secret_path(path) else "--plaintext", f"{self.namespace}:{path}={text}"]
+            args += ["--secret" if is_secret_path(key.split(":", 1)[1]) else "--plaintext", f"{key}={text}"]
         self._cli(args)
+
+    def _keys(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """`changes` as keys of the stack config: a path of this app ("productionSlot") in its
+        namespace, as `pulumi config set` reads a key without one; a key of another app's namespace
+        ("web:productionSlot", see qualified) as it is. One update can so change several apps."""
+        return {path if ":" in path.split(".")[0] else qualified(self.namespace, path): value
+                for path, value in changes.items()}
 
     @contextlib.contextmanager
     def _config_with(self, changes: Mapping[str, Any]) -> Iterator[str | None]:
@@ -259,14 +282,15 @@ class StackSession:
         try:
             if os.path.exists(self.config_file):
                 shutil.copyfile(self.config_file, copy)
-            if any(is_secret_path(path) for path in changes):
-                self._set_all(changes, copy)
+            keys = self._keys(changes)
+            if any(is_secret_path(key.split(":", 1)[1]) for key in keys):
+                self._set_all(keys, copy)
             else:
                 with open(copy) as f:
                     document = yaml.safe_load(f) or {}
                 config = document.setdefault("config", {})
-                for path, value in changes.items():
-                    _set_path(config, f"{self.namespace}:{path}", value)
+                for key, value in keys.items():
+                    _set_path(config, key, value)
                 with open(copy, "w") as f:
                     yaml.safe_dump(document, f, sort_keys=False)
             yield copy
@@ -459,12 +483,14 @@ class StackSession:
                            + (reason[-1].strip().removeprefix("stderr: ") if reason else str(error).strip())
                            + " (a stack name: letters, digits, '-', '_', '.', optionally org/project/)")
 
-    def history(self, limit: int = 5) -> list[dict[str, Any]]:
-        """The last updates, newest first, with the production slot each one deployed, its message and
-        how many resources it changed (a refused release command's update ended having changed none)."""
+    def history(self, limit: int = 5, app: str | None = None) -> list[dict[str, Any]]:
+        """The last updates, newest first, with the production slot each one deployed (of `app`, by
+        default this session's), its message and how many resources it changed (a refused release
+        command's update ended having changed none)."""
         entries = []
+        key = qualified(namespace_of(app or self.app), "productionSlot")
         for summary in self.stack.history(page_size=limit, page=1, show_secrets=False) or []:
-            slot = (summary.config or {}).get(f"{self.namespace}:productionSlot")
+            slot = (summary.config or {}).get(key)
             changed = sum(count for op, count in (summary.resource_changes or {}).items() if op != "same")
             entries.append({"kind": summary.kind, "result": summary.result, "started": str(summary.start_time),
                             "productionSlot": slot.value if slot else None, "message": summary.message,
@@ -492,6 +518,16 @@ class StackSession:
             self.stack.import_stack(deployment)
             self._state = None
         return len(pending)
+
+
+def namespace_of(app: str | None) -> str:
+    """The stack config namespace of an app: named like it (--app NAME), or this project's."""
+    return app or PROJECT
+
+
+def qualified(namespace: str, path: str) -> str:
+    """A config path of an app ("productionSlot") as a key of the stack config ("api:productionSlot")."""
+    return f"{namespace}:{path}"
 
 
 def _export(stack_name: str, project_dir: str) -> dict[str, Any]:

@@ -126,6 +126,17 @@ def retire(settings: Settings, slot: str | None = None, keep_replicas: int | Non
                 {f"{target}.enabled": False}, f"bluegreen retire: {target} ({state.image}) removed")
 
 
+def together(by_app: Mapping[str, Step]) -> str:
+    """The message of one update that makes each app's step: the step's own for one app; for several,
+    one that names every app with what its step does ("bluegreen promote of api, web: api: green
+    (...) to prod; was blue (...); web: ...")."""
+    if len(by_app) == 1:
+        return next(iter(by_app.values())).message
+    command = next(iter(by_app.values())).command
+    each = [f"{app}: {step.message.removeprefix(f'bluegreen {command}: ')}" for app, step in by_app.items()]
+    return f"bluegreen {command} of {', '.join(by_app)}: " + "; ".join(each)
+
+
 def checked(raw: Mapping[str, Any], step: Step) -> Settings:
     """The settings after `step`, validated exactly as the program will: bad input stops here."""
     try:

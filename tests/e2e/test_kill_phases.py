@@ -56,9 +56,10 @@ def phase_of(journal: Journal) -> str | None:
         return None
 
 
-def kill_at(tool, args: list[str], phase: str, after: float) -> None:
-    """Start `bluegreen ARGS`, and SIGKILL its process group `after` seconds into `phase`."""
-    journal = Journal(tool.project_dir, STACK, "web")
+def kill_at(tool, args: list[str], phase: str, after: float, journal: Journal | None = None) -> None:
+    """Start `bluegreen ARGS`, and SIGKILL its process group `after` seconds into `phase` (as its
+    `journal` says: by default, this module's app's)."""
+    journal = journal or Journal(tool.project_dir, STACK, "web")
     command = subprocess.Popen(tool.command(*args), env=tool.env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

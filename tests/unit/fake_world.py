@@ -24,7 +24,7 @@ from bluegreen.contract import RELEASE_TYPE, SLOTS
 from bluegreen.release import steps
 from bluegreen.release.kube import Endpoints
 from bluegreen.release.locks import held_by, pulumi_lock_error
-from bluegreen.release.stacks import Ahead, Change, Gate, Run
+from bluegreen.release.stacks import Ahead, Change, Gate, NoSuchStack, Run
 from bluegreen.values import chart_values
 
 V1, V2, V3 = "registry.example.com/shop/web:1.0.0", "registry.example.com/shop/web:2.0.0", \
@@ -62,10 +62,11 @@ class FakeCluster:
         for role, slot in (("prod", prod), ("stage", "green" if prod == "blue" else "blue")):
             self.services[f"{app}-{role}"] = {"metadata": {"name": f"{app}-{role}"},
                                               "spec": {"selector": {"app.kubernetes.io/name": app, "slot": slot}}}
-        for record in self.records:
+        mine = [record for record in self.records if record["app"] == app]
+        for record in mine:
             record["status"] = "superseded"
-        self.records.append({"name": f"sh.helm.release.v1.{app}.v{len(self.records) + 1}",
-                             "revision": len(self.records) + 1, "status": "deployed", "values": copy.deepcopy(values)})
+        self.records.append({"name": f"sh.helm.release.v1.{app}.v{len(mine) + 1}", "app": app,
+                             "revision": len(mine) + 1, "status": "deployed", "values": copy.deepcopy(values)})
 
     def _ip(self) -> str:
         self._next_ip += 1
@@ -104,7 +105,8 @@ class FakeCluster:
                                 if f"{name}-{i}" not in self.not_ready), [])
 
     def helm_releases(self, namespace, release):
-        return [{k: r[k] for k in ("name", "revision", "status")} for r in reversed(self.records)]
+        return [{k: r[k] for k in ("name", "revision", "status")}
+                for r in reversed(self.records) if r["app"] == release]
 
     def get(self, path, **query):
         name = path.rsplit("/", 1)[1]
@@ -144,6 +146,23 @@ class FakeStack:
 
     def raw_config(self):
         return copy.deepcopy(self.config)
+
+    def keys_of(self, app):
+        return self.raw_config() if app is None else {}
+
+    def app_config(self, app):
+        found = self.keys_of(app)
+        if not found:
+            raise NoSuchStack(f"stack {self.name!r} has no config for app {app!r} (no {app}:* keys); its apps: "
+                              f"{', '.join(self.apps()) or 'none deployed yet'}. Choose one with --app NAME")
+        return found
+
+    def apps(self):
+        return ["web"] if self.deployed else []
+
+    def session_for(self, app):
+        """The stack as StackSession(..., app) sees it."""
+        return self
 
     def record(self, changes):
         if not changes:
@@ -210,7 +229,7 @@ class FakeStack:
         return {"productionSlot": prod, "revision": len(self.cluster.records), "status": "deployed",
                 "prodUrl": "http://shop.example.com/", "stageUrl": "http://stage.shop.example.com/"}
 
-    def history(self, limit=5):
+    def history(self, limit=5, app=None):
         return [{"kind": "update", "result": "succeeded", "started": str(t), "productionSlot": u["productionSlot"],
                  "message": m}
                 for u, m, t in reversed(list(zip(self.updates, self.messages, self.times, strict=True)))][:limit]
@@ -260,6 +279,94 @@ class Clusters:
         return self.by_namespace[namespace].get(path, **query)
 
 
+class FakeApps(FakeStack):
+    """A stack of several apps (a program with one BlueGreenApp per app), each app's config in the
+    namespace named like it (api:productionSlot): `configs` app -> its config, `deployed` app -> its
+    Release's values. An update's changes are paths of the session's app (--app) or keys of any
+    app's namespace ("web:productionSlot"), as StackSession takes them."""
+
+    def __init__(self, cluster: FakeCluster, configs: dict[str, dict], name: str = "dev"):
+        super().__init__(cluster, name=name)
+        self.configs = copy.deepcopy(configs)
+        self.deployed_apps: dict[str, dict] = {}
+        self.app: str | None = None
+
+    def session_for(self, app):
+        self.app = app
+        return self
+
+    def keys_of(self, app):
+        return {"appName": app, **copy.deepcopy(self.configs[app])} if app in self.configs else {}
+
+    def raw_config(self):
+        return self.keys_of(self.app)
+
+    def apps(self):
+        return sorted(self.deployed_apps)
+
+    def _by_app(self, changes) -> dict[str, dict]:
+        split: dict[str, dict] = {}
+        for key, value in (changes or {}).items():
+            app, _, path = key.partition(":") if ":" in key.split(".")[0] else (self.app, "", key)
+            split.setdefault(app, {})[path] = value
+        return split
+
+    def _configs_with(self, changes) -> dict[str, dict]:
+        split = self._by_app(changes)
+        return {app: steps.apply_changes(self.keys_of(app), split.get(app, {})) for app in self.configs}
+
+    def record(self, changes):
+        if not changes:
+            return
+        self.recorded.append(dict(changes))
+        for app, edits in self._by_app(changes).items():
+            self.configs[app] = steps.apply_changes(self.configs[app], edits)
+
+    def preview(self, changes=None) -> Run:
+        seen = []
+        for app, config in self._configs_with(changes).items():
+            values, deployed = chart_values(parse(config)), self.deployed_apps.get(app)
+            changed = sorted(f"values.{k}" for k in values if deployed is None or values[k] != deployed[k])
+            seen.append(Change(f"urn:release:{app}", RELEASE_TYPE, "update" if changed else "same", changed))
+        return Run(True, 0.1, seen + ([self.extra_preview_change] if self.extra_preview_change else []), "preview")
+
+    def up(self, changes=None, message="", record=True) -> Run:
+        if self.up_fails:
+            error, self.up_fails = self.up_fails, None
+            return Run(False, 0.1, [], "", error)
+        configs = self._configs_with(changes)
+        for app, config in configs.items():
+            settings = parse(config)
+            self.deployed_apps[app] = chart_values(settings)
+            self.cluster.apply(settings.namespace, settings.app_name, self.deployed_apps[app])
+        self.updates.append(copy.deepcopy(configs))
+        self.messages.append(message)
+        if record:
+            self.record(changes or {})
+        if self.after_up:
+            self.after_up(self)
+        return Run(True, 0.1, [], "up output")
+
+    def deployed_values(self, app_name):
+        return copy.deepcopy(self.deployed_apps.get(app_name))
+
+    def outputs(self, app_name):
+        values = self.deployed_apps.get(app_name)
+        return {"productionSlot": values["productionSlot"], "status": "deployed"} if values else {}
+
+    def history(self, limit=5, app=None):
+        app = app or self.app
+        return [{"kind": "update", "result": "succeeded", "started": "",
+                 "productionSlot": (u.get(app) or {}).get("productionSlot"), "message": m}
+                for u, m in reversed(list(zip(self.updates, self.messages, strict=True)))][:limit]
+
+
+def two_apps() -> dict[str, dict]:
+    """Two apps in one namespace: api (api.shop.example.com) and web (shop.example.com), both on blue."""
+    return {"api": {**CONFIG, "prodHost": "api.shop.example.com", "stageHost": "stage.api.shop.example.com"},
+            "web": dict(CONFIG)}
+
+
 def _deployment(app, slot, image, replicas):
     return {"metadata": {"name": f"{app}-{slot}", "generation": 1,
                          "labels": {"app.kubernetes.io/instance": app, "slot": slot}},
@@ -292,7 +399,7 @@ def install(monkeypatch, stack: FakeStack, tmp_dir) -> FakeStack:
     `tmp_dir` and the chart rendered by fake_manifest (the `world` fixture, and the generated tests)."""
     from bluegreen.release import session
 
-    monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack)
+    monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack.session_for(app))
     monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: stack.cluster)
     _install_common(monkeypatch, tmp_dir)
     return stack

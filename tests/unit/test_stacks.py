@@ -93,6 +93,17 @@ def test_without_changes_the_stack_config_file_itself_is_used(tmp_path):
     assert calls == []
 
 
+def test_one_update_can_change_several_apps_namespaces(tmp_path):
+    calls: list[list[str]] = []
+    session = session_in(tmp_path, calls)
+    session.namespace = "api"
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  api:productionSlot: blue\n  web:productionSlot: blue\n")
+    with session._config_with({"productionSlot": "green", "web:productionSlot": "green"}) as copy, open(copy) as f:
+        assert yaml.safe_load(f)["config"] == {"api:productionSlot": "green", "web:productionSlot": "green"}
+    session.record({"api:productionSlot": "green", "web:green.secrets.TOKEN": "t"})
+    assert calls[-1][-4:] == ["--plaintext", "api:productionSlot=green", "--secret", "web:green.secrets.TOKEN=t"]
+
+
 class EngineStack:
     """The Automation API's stack as an update started ahead meets it: `up` starts at once and calls
     the program (as the engine does once it holds the lock and read the state) in its own thread."""

@@ -1,20 +1,22 @@
 """`bluegreen promote`: stage checked, a preview that may show only the flip, the flip, prod verified;
 on any failure after the flip, prod goes back to the previous slot by itself. The flip's update
-starts while the checks and the preview run, and waits for them."""
+starts while the checks and the preview run, and waits for them. Several apps (--app repeated,
+--all): every app's flip in that one update, and all of them back together."""
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+from typing import NoReturn
 
-from ...config import parse
 from .. import steps
 from ..checks import verify_serving, wait_available
-from ..session import Failed, Session, tail
+from ..session import App, Failed, Session, tail
 from ..stacks import Run, say
 
 NAME = "promote"
 HELP = "check the stage, flip prod to it, verify"
+SEVERAL = True  # --app repeated, or --all: every app flipped in one update, and back together
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,48 +27,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(session: Session, args: argparse.Namespace) -> None:
-    step = session.plan(steps.promote(session.settings))
-    previous = session.settings.production_slot
-    grow = None if args.keep_stage_size else steps.stage_at_prod_size(session.settings)
-    if grow:  # the stage grows in an update of its own first; the flip's update starts after it
-        session.require_true_cluster(NAME)
-        session.require_available(step.slot, NAME)
+    planned = session.plan_all([(app, steps.promote(app.settings)) for app in session.apps])
+    previous = {app: app.settings.production_slot for app, _ in planned}
+    sizes = [] if args.keep_stage_size else [(app, steps.stage_at_prod_size(app.settings)) for app, _ in planned]
+    grow = [(app, step) for app, step in sizes if step]
+    changes, message = session.changes(planned), session.message(planned)
+    if grow:  # the stages grow in an update of their own first; the flip's update starts after it
+        for app, step in planned:
+            app.require_true_cluster(NAME)
+            app.require_available(step.slot, NAME)
         _scale_stage(session, grow)
-    diff = session.diff_in_background(step.changes)
-    # The flip's update starts now and waits for the checks, the preview and the diff, which run
-    # side by side: none of them changes anything, and a refusal ends the update unchanged.
+    diffs = [app.diff_in_background(step.changes) for app, step in planned]
+    # The flip's update (of every app) starts now and waits for the checks, the preview and the
+    # diffs, which run side by side: none of them changes anything, and a refusal ends the update unchanged.
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background, \
-            session.update_ahead(step.changes, step.message, record=False) as update:
-        previewing = background.submit(_preview, session, step)
+            session.update_ahead(changes, message, record=False) as update:
+        previewing = background.submit(_preview, session, changes)
         if not grow:
-            session.require_true_cluster(NAME)
-            session.require_available(step.slot, NAME)
-        session.smoke("stage", step.slot)
+            for app, step in planned:
+                app.require_true_cluster(NAME)
+                app.require_available(step.slot, NAME)
+        for app, step in planned:
+            app.smoke("stage", step.slot)
         preview = previewing.result()
-        _guard(session, preview, session.show_diff(diff))
-        with session.watch_prod():
+        _guard([(app, app.show_diff(diff)) for (app, _), diff in zip(planned, diffs, strict=True)], preview)
+        with session.watch_every_prod():
             # The stack config records the flip only once prod is verified: a promote killed before
             # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
-            problem = _verified(session, step.slot, update())
+            problem = _verified(planned, update())
             if problem:
-                say(f"==> verification failed: {problem}")
-                say(f"==> automatic rollback: prod back to {previous}")
-                session.journal.phase("rollback")
-                back = session.up({}, f"bluegreen promote: automatic rollback to {previous} ({problem})"[:500])
-                still = verify_serving(session.kube, session.names, "prod", previous) if back.ok else tail(back.error)
-                raise Failed(f"promotion of {step.slot} failed ({problem}); "
-                             + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
+                _roll_back(session, planned, previous, problem)
             session.journal.phase("record")
-            session.stack.record(step.changes)
+            session.stack.record(changes)
 
 
-def _guard(session: Session, preview: Run, objects: list | None) -> None:
-    """Refuse when the object diff or the preview shows anything beyond the flip."""
-    if objects:
-        beyond = steps.unexpected_objects(objects, session.names)
+def _guard(objects: list[tuple[App, list | None]], preview: Run) -> None:
+    """Refuse when an app's object diff or the preview shows anything beyond the flips."""
+    for app, found in objects:
+        beyond = steps.unexpected_objects(found, app.names) if found else []
         if beyond:
-            raise steps.Refused("the update would change more objects than the flip does (a chart edit in the "
-                                "checkout, or drift):\n" + "\n".join(f"- {line}" for line in beyond)
+            raise steps.Refused(f"the update would change more objects{app.of()} than the flip does (a chart edit "
+                                "in the checkout, or drift):\n" + "\n".join(f"- {line}" for line in beyond)
                                 + "\nReview it (bluegreen diff), deploy it into the idle slot or with a reviewed "
                                 "pulumi up, then promote")
     unexpected = steps.unexpected_changes([(c.type, c.op, c.paths) for c in preview.changes])
@@ -75,33 +76,67 @@ def _guard(session: Session, preview: Run, objects: list | None) -> None:
         raise steps.Refused(f"the preview shows more than the flip: {reason}\n{preview.output}")
 
 
-def _preview(session: Session, step: steps.Step) -> Run:
+def _roll_back(session: Session, planned: list[tuple[App, steps.Step]], previous: dict[App, str],
+               problem: str) -> NoReturn:
+    """Every app of the promotion back to its previous slot, in one update (the stack config still
+    says where prod was), checked; then the promotion fails, saying so."""
+    say(f"==> verification failed: {problem}")
+    if not session.several:
+        (app, step), = planned
+        back_to = previous[app]
+        say(f"==> automatic rollback: prod back to {back_to}")
+        session.journal.phase("rollback")
+        back = session.up({}, f"bluegreen promote: automatic rollback to {back_to} ({problem})"[:500])
+        still = verify_serving(session.kube, app.names, "prod", back_to) if back.ok else tail(back.error)
+        raise Failed(f"promotion of {step.slot} failed ({problem}); "
+                     + (f"rolled back, prod serves {back_to}" if not still else f"ROLLBACK FAILED: {still}"))
+    slots = ", ".join(f"{app.label}: {previous[app]}" for app, _ in planned)
+    say(f"==> automatic rollback of every app, in one update: prod back to {slots}")
+    session.journal.phase("rollback")
+    back = session.up({}, f"bluegreen promote of {', '.join(str(app.label) for app, _ in planned)}: automatic "
+                          f"rollback to {slots} ({problem})"[:500])
+    found = {app: verify_serving(session.kube, app.names, "prod", previous[app]) for app, _ in planned} \
+        if back.ok else {}
+    left = [f"{app.label}: {problem}" for app, problem in found.items() if problem] or \
+        ([] if back.ok else [tail(back.error)])
+    promoted = ", ".join(f"{app.label} ({step.slot})" for app, step in planned)
+    raise Failed(f"promotion of {promoted} failed ({problem}); "
+                 + (f"rolled back all of them in one update, prod serves {slots}" if not left
+                    else f"ROLLBACK FAILED: {'; '.join(left)}"))
+
+
+def _preview(session: Session, changes: dict) -> Run:
     say("==> preview: only productionSlot and what follows from it may change")
     session.journal.phase("preview")
-    return session.stack.preview(step.changes)
+    return session.stack.preview(changes)
 
 
-def _verified(session: Session, slot: str, update) -> str | None:
-    """None when the update succeeded, prod selects `slot` with exactly its ready pods, and the
-    user's checks pass against prod; otherwise what failed."""
+def _verified(planned: list[tuple[App, steps.Step]], update: Run) -> str | None:
+    """None when the update succeeded, each app's prod selects its new slot with exactly its ready
+    pods, and the user's checks pass against each prod; otherwise what failed (of every app)."""
     if not update.ok:
         return f"pulumi up failed: {tail(update.error)}"
-    problem = verify_serving(session.kube, session.names, "prod", slot)
-    if problem:
-        return problem
-    failures = session.smoke("prod", slot, raise_on_failure=False)
-    return "; ".join(failures) if failures else None
+    problems = []
+    for app, step in planned:
+        problem = verify_serving(app.kube, app.names, "prod", step.slot)
+        if problem:
+            problems.append(f"{app.tag()}{problem}")
+            continue
+        problems += app.smoke("prod", step.slot, raise_on_failure=False)
+    return "; ".join(problems) or None
 
 
-def _scale_stage(session: Session, grow: steps.Step) -> None:
-    """The stage slot at prod's size, Available, before the flip: an update of its own, prod untouched."""
-    say(f"==> {grow.summary}")
-    with session.watch_prod():
-        update = session.up(grow.changes, grow.message)
+def _scale_stage(session: Session, grow: list[tuple[App, steps.Step]]) -> None:
+    """Each stage slot at its prod's size, Available, before the flip: an update of its own, prod untouched."""
+    for app, step in grow:
+        say(f"==> {app.tag()}{step.summary}")
+    with session.watch_every_prod():
+        update = session.up(session.changes(grow), session.message(grow))
     if not update.ok:
         raise Failed(f"scaling stage to prod's size failed; prod was not touched.\n{tail(update.error)}")
-    session.raw = session.stack.raw_config()
-    session.settings = parse(session.raw)
-    ready, desired = wait_available(session.kube, session.names, grow.slot, 120, say)
-    if not desired or ready != desired:
-        raise Failed(f"{grow.slot} has {ready}/{desired} available replicas after scaling; prod was not touched")
+    for app, step in grow:
+        app.reload()
+        ready, desired = wait_available(app.kube, app.names, step.slot, 120, say)
+        if not desired or ready != desired:
+            raise Failed(f"{app.tag()}{step.slot} has {ready}/{desired} available replicas after "
+                         "scaling; prod was not touched")

@@ -1,6 +1,8 @@
 """`bluegreen recover`: after an interrupted update or release command. Clears the stack lock a
 killed update left (`pulumi cancel`) and a Helm release left pending-* (pulumi-kubernetes #2054),
-then finishes an interrupted release command or puts it back. Run it only when no update runs."""
+then finishes an interrupted release command or puts it back. Run it only when no update runs.
+One that changed several apps in one update (`promote --app api --app web`) is finished or put back
+for all of them, whichever of its apps --app names (its journal entry lists them)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import argparse
 
 from ...contract import SLOTS
 from .. import helm, steps
-from ..journal import UNCHANGED, Entry
+from ..journal import UNCHANGED, Entry, Journal
 from ..locks import alive_here, held_by
-from ..session import Failed, Session, tail
+from ..session import App, Failed, Session, tail
 from ..stacks import say
 
 NAME = "recover"
@@ -30,7 +32,10 @@ def run(session: Session, args: argparse.Namespace) -> None:
     say("==> clearing the lock a killed update left (pulumi cancel)")
     session.stack.cancel()
     done.append("cancelled any stale update lock")
-    pending = _settle_helm(session, done)
+    # A command that changed several apps in one update is finished or put back for all of them.
+    apps = [session.app] + [App(session, name, session.report) for name in (entry.apps if entry else {})
+                            if name != session.names.app]
+    pending = any([_settle_helm(session, app, done) for app in apps])
     cleared = session.stack.clear_pending_operations()
     if cleared:
         say(f"==> cleared {cleared} pending operation(s) from the Pulumi state")
@@ -40,16 +45,17 @@ def run(session: Session, args: argparse.Namespace) -> None:
         raise Failed(f"pulumi refresh failed: {tail(refreshed.error)}")
     done.append("refreshed")
     if entry:
-        _finish(session, entry, done)
+        _finish(session, entry, apps, done)
         session.journal.end()
+        Journal(session.stack.project_dir, session.stack.name, *(app.names.app for app in apps)).end()
     elif not pending and not cleared:
         say("==> nothing was pending; the release is healthy")
 
 
-def _settle_helm(session: Session, done: list[str]) -> bool:
+def _settle_helm(session: Session, app: App, done: list[str]) -> bool:
     """Remove the records an interrupted update left pending and roll back to the last settled
     revision; whether there were any."""
-    names = session.names
+    names = app.names
     records = session.kube.helm_releases(names.namespace, names.app)
     pending = [r for r in records if r["status"].startswith("pending-")]
     settled = [r for r in records if not r["status"].startswith("pending-")]
@@ -65,26 +71,34 @@ def _settle_helm(session: Session, done: list[str]) -> bool:
         done.append(f"removed pending v{record['revision']}")
     last_good = settled[0]["revision"]
     say(f"==> helm rollback {names.app} {last_good}")
-    helm.rollback(names.app, last_good, names.namespace, session.settings.helm_timeout_seconds)
+    helm.rollback(names.app, last_good, names.namespace, app.settings.helm_timeout_seconds)
     done.append(f"rolled back to v{last_good}")
     rolled_back = helm.newest_release(session.kube, names)
-    remove_orphans(session, rolled_back["values"] if rolled_back else {}, done)
+    remove_orphans(session, rolled_back["values"] if rolled_back else {}, done, app)
     return True
 
 
-def _finish(session: Session, entry: Entry, done: list[str]) -> None:
+def _finish(session: Session, entry: Entry, apps: list[App], done: list[str]) -> None:
     """An interrupted release command: nothing to do when it had changed nothing; its changes
     written into the stack config when its update got through (and prod serves); otherwise the
-    cluster put back to the stack config, which the command had not changed yet."""
-    deployed = session.stack.deployed_values(session.names.app)
+    cluster put back to the stack config, which the command had not changed yet. For a command
+    that changed several apps in one update: when it got through for every one of them."""
+    every = entry.apps or {entry.app: entry.changes}
+    edits = [(app, every.get(app.names.app, {})) for app in apps]
+    deployed = {app: session.stack.deployed_values(app.names.app) for app in apps}
     if entry.phase in UNCHANGED:
         done.append(f"the interrupted {entry.command} had changed nothing")
-    elif entry.phase != "rollback" and steps.reached(deployed, entry.changes):
-        production = (deployed or {}).get("productionSlot", session.settings.production_slot)
-        session.expect_serving("prod", production)
-        session.stack.record(entry.changes)
-        done.append(f"finished the interrupted {entry.command}: prod serves {production}; recorded "
-                    + ", ".join(f"{path}={value}" for path, value in entry.changes.items()))
+    elif entry.phase != "rollback" and all(steps.reached(deployed[app], changes) for app, changes in edits):
+        serves = []
+        for app, _ in edits:
+            production = (deployed[app] or {}).get("productionSlot", app.settings.production_slot)
+            app.expect_serving("prod", production)
+            serves.append(f"{app.names.app + ' ' if entry.apps else ''}{production}")
+        recorded = edits[0][1] if len(edits) == 1 else \
+            {key: value for app, changes in edits for key, value in app.keys(changes).items()}
+        session.stack.record(recorded)
+        done.append(f"finished the interrupted {entry.command}: prod serves {', '.join(serves)}; recorded "
+                    + ", ".join(f"{key}={value}" for key, value in recorded.items()))
         if entry.command == "promote":
             say("==> the promotion's checks against prod did not run: run yours now; `bluegreen rollback` undoes it")
     else:
@@ -96,11 +110,11 @@ def _finish(session: Session, entry: Entry, done: list[str]) -> None:
         done.append(f"put back the interrupted {entry.command}")
 
 
-def remove_orphans(session: Session, values: dict, done: list[str]) -> None:
+def remove_orphans(session: Session, values: dict, done: list[str], app: App | None = None) -> None:
     """Delete the Deployments of slots that `values` retire but that still exist: objects of an
     update whose Helm record is gone (removed by recover), which no Helm upgrade or rollback will
-    ever delete, since no revision has them any more."""
-    names = session.names
+    ever delete, since no revision has them any more. `app`: by default the command's one app."""
+    names = (app or session.app).names
     for slot in SLOTS:
         if (values.get(slot) or {}).get("enabled"):
             continue

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
+import time
 
 from ...config import parse
 from .. import steps
-from ..checks import verify_serving, wait_available
+from ..checks import (
+    CHECK_EVERY_DEFAULT,
+    CHECK_FOR_DEFAULT,
+    METRICS_ENV,
+    SETTLE_SECONDS,
+    Window,
+    parse_duration,
+    parse_percent,
+    verify_serving,
+    wait_available,
+)
 from ..session import Failed, Session, tail
 from ..stacks import Run, say
 
@@ -19,11 +31,46 @@ HELP = "check the stage, flip prod to it, verify"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")
     parser.add_argument("--check-cmd", help="run this shell command, expect exit 0; BLUEGREEN_TARGET=stage|prod")
+    parser.add_argument("--check-for", default=CHECK_FOR_DEFAULT, metavar="DURATION",
+                        help="repeat the checks for this long against stage before the flip and against prod "
+                        f"after it (e.g. 30s, 2m; default {CHECK_FOR_DEFAULT}: once)")
+    parser.add_argument("--check-every", default=CHECK_EVERY_DEFAULT, metavar="INTERVAL",
+                        help=f"one round of checks this often within --check-for (default {CHECK_EVERY_DEFAULT})")
+    parser.add_argument("--max-error-rate", metavar="PCT",
+                        help="at most this percentage of 5xx answers per round, from the ingress controller's "
+                        "request metrics for the stage (then prod) Service; needs --check-for")
+    parser.add_argument("--metrics-url", help="the ingress controller's Prometheus metrics (Traefik's "
+                        f"traefik_service_requests_total); default ${METRICS_ENV}")
     parser.add_argument("--keep-stage-size", action="store_true",
                         help="flip to the stage slot as it is, even when it runs fewer replicas than prod")
 
 
+def window(args: argparse.Namespace) -> Window:
+    """The checks' window from the command line; a refusal naming the flag when a value is not allowed."""
+    try:
+        seconds = parse_duration("--check-for", args.check_for)
+        every = parse_duration("--check-every", args.check_every, minimum=1.0)
+        rate = None if args.max_error_rate is None else parse_percent("--max-error-rate", args.max_error_rate)
+    except ValueError as error:
+        raise steps.Refused(str(error)) from error
+    metrics_url = args.metrics_url or os.environ.get(METRICS_ENV) or None
+    if rate is not None and not seconds:
+        raise steps.Refused("--max-error-rate needs --check-for (the window the ingress metrics are read over, "
+                            "e.g. --check-for 30s): a rate is a difference between two scrapes")
+    if rate is not None and not metrics_url:
+        raise steps.Refused(f"--max-error-rate needs the ingress controller's metrics: --metrics-url is not given "
+                            f"and ${METRICS_ENV} is not set (e.g. --metrics-url http://127.0.0.1:18082/metrics)")
+    if seconds and not (args.check_url or args.check_cmd or rate is not None):
+        raise steps.Refused(f"--check-for is {args.check_for!r}, but there is nothing to check: add --check-url, "
+                            "--check-cmd or --max-error-rate")
+    if seconds and every > seconds:
+        raise steps.Refused(f"--check-every is {args.check_every!r}; allowed: at most --check-for "
+                            f"({args.check_for})")
+    return Window(seconds, every, rate, metrics_url if rate is not None else None)
+
+
 def run(session: Session, args: argparse.Namespace) -> None:
+    checks = window(args)
     step = session.plan(steps.promote(session.settings))
     previous = session.settings.production_slot
     grow = None if args.keep_stage_size else steps.stage_at_prod_size(session.settings)
@@ -36,7 +83,7 @@ def run(session: Session, args: argparse.Namespace) -> None:
         session.require_available(step.slot, NAME)
         if grow:
             _scale_stage(session, grow)
-        session.smoke("stage", step.slot)
+        session.smoke("stage", step.slot, window=checks)
         preview = previewing.result() if previewing else _preview(session, step)
     objects = session.show_diff(diff if not grow else session.diff_in_background(step.changes))
     if objects:
@@ -54,7 +101,7 @@ def run(session: Session, args: argparse.Namespace) -> None:
         # The stack config records the flip only once prod is verified: a promote killed before
         # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
         update = session.up(step.changes, step.message, record=False)
-        problem = _verified(session, step.slot, update)
+        problem = _verified(session, step.slot, update, checks)
         if problem:
             say(f"==> verification failed: {problem}")
             say(f"==> automatic rollback: prod back to {previous}")
@@ -73,7 +120,7 @@ def _preview(session: Session, step: steps.Step) -> Run:
     return session.stack.preview(step.changes)
 
 
-def _verified(session: Session, slot: str, update) -> str | None:
+def _verified(session: Session, slot: str, update, checks: Window) -> str | None:
     """None when the update succeeded, prod selects `slot` with exactly its ready pods, and the
     user's checks pass against prod; otherwise what failed."""
     if not update.ok:
@@ -81,7 +128,8 @@ def _verified(session: Session, slot: str, update) -> str | None:
     problem = verify_serving(session.kube, session.names, "prod", slot)
     if problem:
         return problem
-    failures = session.smoke("prod", slot, raise_on_failure=False)
+    failures = session.smoke("prod", slot, raise_on_failure=False, window=checks,
+                             settle_until=time.monotonic() + SETTLE_SECONDS)
     return "; ".join(failures) if failures else None
 
 

@@ -282,7 +282,8 @@ def test_other_answers_and_stage_checks_fail_at_once(monkeypatch, reply):
      "--max-error-rate is '150'; allowed: a number from 0 to 100 (a percentage of requests)"),
     (["--check-for", "10s", "--max-error-rate", "5"],
      "--max-error-rate needs the ingress controller's metrics: --metrics-url is not given and "
-     "$BLUEGREEN_INGRESS_METRICS is not set (e.g. --metrics-url http://127.0.0.1:18082/metrics)"),
+     "$BLUEGREEN_INGRESS_METRICS is not set (scripts/activate sets it for the local cluster; elsewhere: "
+     "--metrics-url http://HOST:PORT/metrics, Traefik's Prometheus endpoint)"),
 ])
 def test_bad_values_are_refused_before_anything_changes(tool, world, monkeypatch, args, error):
     monkeypatch.delenv(checks.METRICS_ENV, raising=False)

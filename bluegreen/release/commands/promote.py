@@ -59,7 +59,8 @@ def window(args: argparse.Namespace) -> Window:
                             "e.g. --check-for 30s): a rate is a difference between two scrapes")
     if rate is not None and not metrics_url:
         raise steps.Refused(f"--max-error-rate needs the ingress controller's metrics: --metrics-url is not given "
-                            f"and ${METRICS_ENV} is not set (e.g. --metrics-url http://127.0.0.1:18082/metrics)")
+                            f"and ${METRICS_ENV} is not set (scripts/activate sets it for the local cluster; "
+                            "elsewhere: --metrics-url http://HOST:PORT/metrics, Traefik's Prometheus endpoint)")
     if seconds and not (args.check_url or args.check_cmd or rate is not None):
         raise steps.Refused(f"--check-for is {args.check_for!r}, but there is nothing to check: add --check-url, "
                             "--check-cmd or --max-error-rate")

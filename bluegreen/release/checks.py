@@ -185,8 +185,8 @@ class Window:
     """How long and how often the checks run, and the metrics they read (`bluegreen promote
     --check-for --check-every --max-error-rate --metrics-url`)."""
 
-    seconds: float = 0.0
-    every: float = 5.0
+    seconds: float = field(default_factory=lambda: parse_duration("--check-for", CHECK_FOR_DEFAULT))
+    every: float = field(default_factory=lambda: parse_duration("--check-every", CHECK_EVERY_DEFAULT))
     max_error_rate: float | None = None
     metrics_url: str | None = None
 

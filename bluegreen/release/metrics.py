@@ -14,7 +14,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -43,19 +43,30 @@ def matches(label: str, namespace: str, service: str) -> bool:
     return label.startswith(prefix) and _BACKEND.fullmatch(label[len(prefix):]) is not None
 
 
+Series = tuple[tuple[str, str], ...]  # one counter's labels, sorted
+
+
 @dataclass(frozen=True)
 class Counts:
-    """Requests a Service was sent and how many were answered 5xx (counters since Traefik started)."""
+    """A Service's request counters in one scrape, one a series (service label, code, method,
+    protocol): counters since Traefik started, or since it first routed to that backend."""
 
-    requests: float = 0.0
-    errors: float = 0.0
+    series: dict[Series, float] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> float:
+        return sum(self.series.values())
+
+    @property
+    def errors(self) -> float:
+        return sum(value for key, value in self.series.items() if dict(key).get("code", "").startswith("5"))
 
 
 def counts(text: str, namespace: str, services: Iterable[str]) -> dict[str, Counts]:
-    """Each Service's request and 5xx counters in one scrape (0 for a Service Traefik has not yet
+    """Each Service's request counters in one scrape (none for a Service Traefik has not yet
     counted a request for: its series appear with the first one)."""
     wanted = list(services)
-    totals = {service: [0.0, 0.0] for service in wanted}
+    found: dict[str, dict[Series, float]] = {service: {} for service in wanted}
     try:
         families = list(text_string_to_metric_families(text))
     except (ValueError, TypeError) as error:
@@ -69,10 +80,9 @@ def counts(text: str, namespace: str, services: Iterable[str]) -> dict[str, Coun
             label = sample.labels.get("service", "")
             for service in wanted:
                 if matches(label, namespace, service):
-                    totals[service][0] += sample.value
-                    if sample.labels.get("code", "").startswith("5"):
-                        totals[service][1] += sample.value
-    return {service: Counts(*pair) for service, pair in totals.items()}
+                    key = tuple(sorted(sample.labels.items()))
+                    found[service][key] = found[service].get(key, 0.0) + sample.value
+    return {service: Counts(series) for service, series in found.items()}
 
 
 @dataclass(frozen=True)
@@ -96,12 +106,17 @@ class Share:
 
 
 def share(before: Counts, after: Counts) -> Share:
-    """The counter deltas. A counter that went down was reset (Traefik restarted): what it holds
-    now was all counted since."""
-    requests = after.requests - before.requests
-    errors = after.errors - before.errors
-    if requests < 0 or errors < 0:
-        requests, errors = after.requests, after.errors
+    """The counter deltas, series by series. A series new since `before` counts from 0 (Traefik
+    started routing to that backend, e.g. an HTTPRoute's after a switch of routing); one that went
+    down was reset (Traefik restarted); one that is gone counts nothing (Traefik drops the series
+    of a backend no route uses any more, e.g. the Ingress's after that switch)."""
+    requests = errors = 0.0
+    for key, now in after.series.items():
+        then = before.series.get(key, 0.0)
+        delta = now - then if now >= then else now
+        requests += delta
+        if dict(key).get("code", "").startswith("5"):
+            errors += delta
     return Share(int(round(requests)), int(round(errors)))
 
 

@@ -8,6 +8,8 @@ counted through every step. The flaky demo build (bluegreen.local/demo:2.0.0-fla
 - the flaky release under stage load: refused before the flip, nothing changed, no prod request fails;
 - the flaky release with no stage load: the checks pass on stage, prod's errors after the flip breach
   the rate, and prod goes back by itself; the app's own 500s and any other failure are counted apart.
+Traefik's service label is read as it really is, for an Ingress's backend and, after the switch to
+routing gateway, for an HTTPRoute's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def tool(project_dir, pulumi_env, kube, ingress):
                                  text=True, check=True).stdout.strip()
     env = {**pulumi_env, "BLUEGREEN_INGRESS": ingress, "BLUEGREEN_INGRESS_METRICS": metrics_url}
     run = e2e.ReleaseTool(STACK, project_dir, env)
-    run.ingress, run.metrics_url = ingress, metrics_url
+    run.ingress, run.metrics_url, run.stack = ingress, metrics_url, stack
     yield run
     stack.destroy(on_output=print, color="never")
     stack.workspace.remove_stack(STACK)
@@ -132,3 +134,28 @@ def test_a_flaky_release_that_breaches_after_the_flip_is_rolled_back(tool, kube)
         "other kinds": sorted({r.kind for r in other}), "prod rounds": rounds(result, "prod")}
     assert own, "prod's load never met the flaky release"
     assert not other, [r.kind for r in other[:10]]
+
+
+def test_traefik_counts_the_services_behind_httproutes_too(tool, kube):
+    """Routing through the local Gateway (switched through `both`, as the program requires): the
+    label Traefik gives an HTTPRoute's backend maps to the same Service."""
+    for key, value in {"gateway.name": "traefik", "gateway.namespace": "kube-system"}.items():
+        tool.stack.set_config(key, auto.ConfigValue(value), path=True)
+    for routing in ("both", "gateway"):
+        tool.stack.set_config("routing", auto.ConfigValue(routing))
+        with counted(f"routing -> {routing}", tool.ingress, PROD_HOST, version_of(V2)):
+            tool.stack.up(on_output=print, color="never")
+    wait_until("prod answers through the HTTPRoute", lambda: fetch(tool.ingress, PROD_HOST)[0] == 200)
+    first = metrics.scrape(tool.metrics_url)
+    (CAPTURE / "gateway-before-20-prod-requests.prom").write_text(first)
+    assert [fetch(tool.ingress, PROD_HOST)[0] for _ in range(20)] == [200] * 20
+    text = metrics.scrape(tool.metrics_url)
+    (CAPTURE / "gateway-after-20-prod-requests.prom").write_text(text)
+    labels = sorted({line.split('service="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                     if line.startswith(metrics.REQUESTS + "{") and 'service="' in line})
+    before, after = (metrics.counts(t, NS, ["web-prod"])["web-prod"] for t in (first, text))
+    e2e.REPORT["checks: Traefik service labels after the switch to HTTPRoutes"] = {
+        "labels": labels, "web-prod before": before.requests, "after 20 requests": after.requests}
+    assert labels and all(metrics.matches(label, NS, "web-prod") for label in labels), labels
+    # Right after the switch the Ingress's series is still there, then gone: counted series by series.
+    assert metrics.share(before, after) == metrics.Share(20, 0), (labels, before, after)

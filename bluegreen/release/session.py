@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import parse
-from ..contract import SLOTS, Names, Problem
+from ..contract import ROLES, SLOTS, Names, Problem
 from ..values import CHART_DIR, chart_values
 from . import drift, helm, manifests, steps
-from .checks import slot_readiness, smoke_checks, verify_serving
+from .checks import Window, checks_over_time, slot_readiness, verify_serving
 from .journal import Journal
 from .kube import EndpointWatch, KubeClient, KubeError
 from .stacks import Run, StackSession, namespace_of, qualified, say
@@ -188,16 +188,28 @@ class App:
             raise Failed(f"{self.tag()}{problem}")
         say(f"    {role}{self.of()}: selects {slot}, Endpoints are the ready {slot} pods")
 
-    def smoke(self, target: str, slot: str, raise_on_failure: bool = True) -> list[str]:
-        args = self.args
-        if not (getattr(args, "check_url", None) or getattr(args, "check_cmd", None)):
+    def smoke(self, target: str, slot: str, raise_on_failure: bool = True, window: Window | None = None,
+              settle_until: float | None = None) -> list[str]:
+        """The user's checks against `target`, over `window` (once without one); the rounds go
+        into the report (checks.<target>). A failure is a refusal unless `raise_on_failure` is off."""
+        args, window = self.args, window or Window()
+        if not (getattr(args, "check_url", None) or getattr(args, "check_cmd", None)
+                or window.max_error_rate is not None):
             return []
         url = self.settings.url(target)
         env = {"BLUEGREEN_SLOT": slot, "BLUEGREEN_SERVICE": self.names.service(target),
                "BLUEGREEN_NAMESPACE": self.names.namespace}
-        say(f"==> smoke checks against {target}{self.of()} ({slot})")
-        failures = [f"{self.tag()}{failure}"
-                    for failure in smoke_checks(target, url, args.check_url, args.check_cmd, env, say, cwd=self.cwd)]
+        over = (f" for {window.seconds:g}s, every {window.every:g}s ({window.rounds} rounds)"
+                if window.rounds > 1 else "")
+        rate = (f"; 5xx share of {self.names.service(target)} at most {window.max_error_rate:g}% "
+                f"(ingress metrics: {window.metrics_url})" if window.max_error_rate is not None else "")
+        say(f"==> checks against {target}{self.of()} ({slot}){over}{rate}")
+        result = checks_over_time(target, url, getattr(args, "check_url", None), getattr(args, "check_cmd", None),
+                                  env, say, window, self.names.namespace,
+                                  {role: self.names.service(role) for role in ROLES},
+                                  cwd=self.cwd, settle_until=settle_until)
+        self.report.setdefault("checks", {})[target] = result.summary()
+        failures = [f"{self.tag()}{failure}" for failure in result.failures]
         if failures and raise_on_failure:
             raise steps.Refused(f"smoke checks against {target}{self.of()} failed: " + "; ".join(failures))
         return failures

@@ -40,6 +40,9 @@ IMAGES = [
     ("bluegreen.local/demo", "3.0.0", "demo", "/app", {"main.version": "3.0.0"}),
     ("bluegreen.local/demo", "never-ready", "demo", "/app",
      {"main.version": "never-ready", "main.neverReady": "true"}),
+    # Answers 500 to 30% of its requests, its health path OK: Ready, and failing (promote --max-error-rate).
+    ("bluegreen.local/demo", "2.0.0-flaky", "demo", "/app",
+     {"main.version": "2.0.0-flaky", "main.failPercent": "30"}),
     ("bluegreen.local/pause", "3.10", "pause", "/pause", {}),
 ]
 USER = "65532:65532"

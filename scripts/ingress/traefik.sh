@@ -15,11 +15,14 @@
 #   scripts/ingress/traefik.sh stop     stop it
 #   scripts/ingress/traefik.sh status   exit 0 if it runs and answers its ping, 1 if not
 #   scripts/ingress/traefik.sh url      print its address, http://127.0.0.1:PORT
+#   scripts/ingress/traefik.sh metrics-url  print its Prometheus metrics' address,
+#                                       http://127.0.0.1:METRICS_PORT/metrics
 #
 # It serves the local cluster only: its kubeconfig is <repo>/.state/kubeconfig (scripts/cluster.sh
 # up), never the KUBECONFIG of the calling shell, which may be your own cluster's.
 # Env: STATE (default <repo>/.state/ingress: config, token, pid, logs),
 #      PORT (default $BLUEGREEN_INGRESS_PORT or 18080), PING_PORT (default PORT+1),
+#      METRICS_PORT (default PORT+2: Prometheus metrics, per entryPoint and per service),
 #      BLUEGREEN_INGRESS_LOG_LEVEL (default INFO).
 set -euo pipefail
 
@@ -29,6 +32,7 @@ KUBECONFIG=$REPO/.state/kubeconfig
 STATE=${STATE:-$REPO/.state/ingress}
 PORT=${PORT:-${BLUEGREEN_INGRESS_PORT:-18080}}
 PING_PORT=${PING_PORT:-$((PORT + 1))}
+METRICS_PORT=${METRICS_PORT:-$((PORT + 2))}
 LOG_LEVEL=${BLUEGREEN_INGRESS_LOG_LEVEL:-INFO}  # DEBUG logs every configuration change
 PIDFILE=$STATE/traefik.pid
 SERVER=""  # apiserver URL, set by start
@@ -163,8 +167,20 @@ entryPoints:
         graceTimeOut: 3s    # on stop, in-flight requests get this long
   ping:
     address: 127.0.0.1:$PING_PORT
+  metrics:
+    address: 127.0.0.1:$METRICS_PORT
 ping:
   entryPoint: ping
+# Prometheus metrics on their own entryPoint (GET /metrics), for bluegreen promote --max-error-rate:
+# traefik_service_requests_total{service="<namespace>-<Service>-<port>@<provider>",code=...} counts
+# each Kubernetes Service's requests by status. Traefik's own services (ping, this endpoint) are
+# left out (addInternals false); router labels are not needed.
+metrics:
+  prometheus:
+    entryPoint: metrics
+    addEntryPointsLabels: true
+    addServicesLabels: true
+    addRoutersLabels: false
 serversTransport:
   forwardingTimeouts:
     dialTimeout: 5s         # a dead backend fails fast (502) instead of after 30 s
@@ -227,6 +243,7 @@ prepare() {
   write_config
   echo "$PING_PORT" >"$STATE/ping-port"
   echo "http://127.0.0.1:$PORT" >"$STATE/url"
+  echo "http://127.0.0.1:$METRICS_PORT/metrics" >"$STATE/metrics-url"
 }
 
 launch() {
@@ -300,9 +317,11 @@ status() {
 
 # Where it listens (what scripts/activate exports as BLUEGREEN_INGRESS), running or not.
 url() { echo "http://127.0.0.1:$PORT"; }
+metrics_url() { echo "http://127.0.0.1:$METRICS_PORT/metrics"; }
 
 case ${1:-} in
   start | restart | stop | status | url) "$1" ;;
+  metrics-url) metrics_url ;;
   apis) need kubectl kube >/dev/null; install_routing_apis ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

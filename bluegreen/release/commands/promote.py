@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
+import time
 from typing import NoReturn
 
 from .. import steps
-from ..checks import verify_serving, wait_available
+from ..checks import (
+    CHECK_EVERY_DEFAULT,
+    CHECK_FOR_DEFAULT,
+    METRICS_ENV,
+    SETTLE_SECONDS,
+    Window,
+    parse_duration,
+    parse_percent,
+    verify_serving,
+    wait_available,
+)
 from ..session import App, Failed, Session, tail
 from ..stacks import Run, say
 
@@ -22,11 +34,47 @@ SEVERAL = True  # --app repeated, or --all: every app flipped in one update, and
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-url", help="GET this URL, expect 2xx; {url} is the stage (then prod) URL")
     parser.add_argument("--check-cmd", help="run this shell command, expect exit 0; BLUEGREEN_TARGET=stage|prod")
+    parser.add_argument("--check-for", default=CHECK_FOR_DEFAULT, metavar="DURATION",
+                        help="repeat the checks for this long against stage before the flip and against prod "
+                        f"after it (e.g. 30s, 2m; default {CHECK_FOR_DEFAULT}: once)")
+    parser.add_argument("--check-every", default=CHECK_EVERY_DEFAULT, metavar="INTERVAL",
+                        help=f"one round of checks this often within --check-for (default {CHECK_EVERY_DEFAULT})")
+    parser.add_argument("--max-error-rate", metavar="PCT",
+                        help="at most this percentage of 5xx answers per round, from the ingress controller's "
+                        "request metrics for the stage (then prod) Service; needs --check-for")
+    parser.add_argument("--metrics-url", help="the ingress controller's Prometheus metrics (Traefik's "
+                        f"traefik_service_requests_total); default ${METRICS_ENV}")
     parser.add_argument("--keep-stage-size", action="store_true",
                         help="flip to the stage slot as it is, even when it runs fewer replicas than prod")
 
 
+def window(args: argparse.Namespace) -> Window:
+    """The checks' window from the command line; a refusal naming the flag when a value is not allowed."""
+    try:
+        seconds = parse_duration("--check-for", args.check_for)
+        every = parse_duration("--check-every", args.check_every, minimum=1.0)
+        rate = None if args.max_error_rate is None else parse_percent("--max-error-rate", args.max_error_rate)
+    except ValueError as error:
+        raise steps.Refused(str(error)) from error
+    metrics_url = args.metrics_url or os.environ.get(METRICS_ENV) or None
+    if rate is not None and not seconds:
+        raise steps.Refused("--max-error-rate needs --check-for (the window the ingress metrics are read over, "
+                            "e.g. --check-for 30s): a rate is a difference between two scrapes")
+    if rate is not None and not metrics_url:
+        raise steps.Refused(f"--max-error-rate needs the ingress controller's metrics: --metrics-url is not given "
+                            f"and ${METRICS_ENV} is not set (scripts/activate sets it for the local cluster; "
+                            "elsewhere: --metrics-url http://HOST:PORT/metrics, Traefik's Prometheus endpoint)")
+    if seconds and not (args.check_url or args.check_cmd or rate is not None):
+        raise steps.Refused(f"--check-for is {args.check_for!r}, but there is nothing to check: add --check-url, "
+                            "--check-cmd or --max-error-rate")
+    if seconds and every > seconds:
+        raise steps.Refused(f"--check-every is {args.check_every!r}; allowed: at most --check-for "
+                            f"({args.check_for})")
+    return Window(seconds, every, rate, metrics_url if rate is not None else None)
+
+
 def run(session: Session, args: argparse.Namespace) -> None:
+    checks = window(args)
     planned = session.plan_all([(app, steps.promote(app.settings)) for app in session.apps])
     previous = {app: app.settings.production_slot for app, _ in planned}
     sizes = [] if args.keep_stage_size else [(app, steps.stage_at_prod_size(app.settings)) for app, _ in planned]
@@ -48,13 +96,13 @@ def run(session: Session, args: argparse.Namespace) -> None:
                 app.require_true_cluster(NAME)
                 app.require_available(step.slot, NAME)
         for app, step in planned:
-            app.smoke("stage", step.slot)
+            app.smoke("stage", step.slot, window=checks)
         preview = previewing.result()
         _guard([(app, app.show_diff(diff)) for (app, _), diff in zip(planned, diffs, strict=True)], preview)
         with session.watch_every_prod():
             # The stack config records the flip only once prod is verified: a promote killed before
             # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
-            problem = _verified(planned, update())
+            problem = _verified(planned, update(), checks)
             if problem:
                 _roll_back(session, planned, previous, problem)
             session.journal.phase("record")
@@ -111,7 +159,7 @@ def _preview(session: Session, changes: dict) -> Run:
     return session.stack.preview(changes)
 
 
-def _verified(planned: list[tuple[App, steps.Step]], update: Run) -> str | None:
+def _verified(planned: list[tuple[App, steps.Step]], update: Run, checks: Window) -> str | None:
     """None when the update succeeded, each app's prod selects its new slot with exactly its ready
     pods, and the user's checks pass against each prod; otherwise what failed (of every app)."""
     if not update.ok:
@@ -122,7 +170,8 @@ def _verified(planned: list[tuple[App, steps.Step]], update: Run) -> str | None:
         if problem:
             problems.append(f"{app.tag()}{problem}")
             continue
-        problems += app.smoke("prod", step.slot, raise_on_failure=False)
+        problems += app.smoke("prod", step.slot, raise_on_failure=False, window=checks,
+                              settle_until=time.monotonic() + SETTLE_SECONDS)
     return "; ".join(problems) or None
 
 

@@ -4,6 +4,8 @@
 //
 //	go build -ldflags "-X main.version=2.0.0" .             a normal version
 //	go build -ldflags "-X main.neverReady=true" .            health path always 503 (never Ready)
+//	go build -ldflags "-X main.failPercent=30" .             answers 500 to 30% of its requests (spread
+//	                                                         evenly: 3 of every 10); the health path stays OK
 //
 // Env: PORT (8080), BLUEGREEN_SLOT (unknown), HEALTH_PATH (/healthz).
 // Any path answers 200 "slot=... version=... pod=..."; ?delay=2s (at most 20s) answers that late,
@@ -20,14 +22,23 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 var (
-	version    = "dev"
-	neverReady = "false" // -X can only set strings
+	version     = "dev"
+	neverReady  = "false" // -X can only set strings
+	failPercent = "0"     // the share of requests (not the health path) answered 500, 0 to 100
 )
+
+// failing says whether the n-th request (from 1) is one of the failPercent in every 100 answered
+// 500: the n-th fails when n*p/100 passes a whole number, so any run of requests fails at that share.
+func failing(n uint64, percent uint64) bool {
+	return n*percent/100 > (n-1)*percent/100
+}
 
 func env(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -77,6 +88,11 @@ func main() {
 	port := env("PORT", "8080")
 	healthPath := env("HEALTH_PATH", "/healthz")
 	ready := neverReady != "true"
+	percent, err := strconv.ParseUint(failPercent, 10, 8)
+	if err != nil || percent > 100 {
+		log.Fatalf("main.failPercent is %q; allowed: 0 to 100", failPercent)
+	}
+	var served atomic.Uint64
 	host, _ := os.Hostname()
 
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +106,11 @@ func main() {
 				return
 			}
 			fmt.Fprintln(w, "ok")
+			return
+		}
+		if percent > 0 && failing(served.Add(1), percent) {
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "slot=%s version=%s pod=%s failed (failPercent=%d)\n", slot, version, host, percent)
 			return
 		}
 		if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 {
@@ -126,8 +147,8 @@ func main() {
 		close(done)
 	}()
 
-	log.Printf("demo starting: slot=%s version=%s port=%s health=%s ready=%t pod=%s",
-		slot, version, port, healthPath, ready, host)
+	log.Printf("demo starting: slot=%s version=%s port=%s health=%s ready=%t failPercent=%d pod=%s",
+		slot, version, port, healthPath, ready, percent, host)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Printf("serve: %v", err)
 		os.Exit(1)

@@ -104,7 +104,7 @@ def test_a_flaky_release_under_stage_load_is_refused_before_the_flip(tool, kube)
     assert code == 2, result
     assert "smoke checks against stage failed: Service web-stage answered 5xx" in result["error"], result["error"]
     assert "above --max-error-rate 5%" in result["error"]
-    assert "upSeconds" not in result  # no update ran
+    assert "upSeconds" not in result  # the update started ahead never went ahead
     assert prod_slot(kube) == "green" and serving(kube, "prod", "green")
     assert tool("status")["state"]["productionSlot"] == "green"
     figures = stage.summary()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+from typing import NoReturn
 
-from ...config import parse
-from .. import steps
+from .. import helm, steps
 from ..checks import verify_serving, wait_available
+from ..kube import KubeError
 from ..session import Failed, Session, tail
 from ..stacks import Run, say
+from .recover import refresh, settle_helm, wait_for_api_server
 
 NAME = "promote"
 HELP = "check the stage, flip prod to it, verify"
@@ -59,12 +61,31 @@ def run(session: Session, args: argparse.Namespace) -> None:
             say(f"==> verification failed: {problem}")
             say(f"==> automatic rollback: prod back to {previous}")
             session.journal.phase("rollback")
-            back = session.up({}, f"bluegreen promote: automatic rollback to {previous} ({problem})"[:500])
-            still = verify_serving(session.kube, session.names, "prod", previous) if back.ok else tail(back.error)
-            raise Failed(f"promotion of {step.slot} failed ({problem}); "
-                         + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
+            _rollback(session, step.slot, previous, problem)
         session.journal.phase("record")
         session.stack.record(step.changes)
+
+
+def _rollback(session: Session, slot: str, previous: str, problem: str) -> NoReturn:
+    """Prod back to `previous` (the stack config's slot: the flip was not recorded) with an update,
+    after what made the flip fail is out of its way: the API server waited for, a Helm revision the
+    failed update left pending removed and Helm rolled back (as `bluegreen recover` does, for Helm
+    refuses any upgrade while a revision is pending), the state refreshed after that."""
+    done = session.report.setdefault("actions", [])
+    failed = f"promotion of {slot} failed ({problem})"
+    try:
+        wait_for_api_server(session, done)
+        if settle_helm(session, done):
+            refresh(session, done)
+    except (Failed, helm.HelmError, KubeError) as error:
+        raise Failed(f"{failed}; ROLLBACK NOT RUN: {error}\nProd may serve {slot}; once the cause is fixed: "
+                     f"bluegreen recover (puts prod back to {previous}, the stack config's slot)") from None
+    back = session.up({}, f"bluegreen promote: automatic rollback to {previous} ({problem})"[:500])
+    if not back.ok:
+        raise Failed(f"{failed}; ROLLBACK FAILED: {tail(back.error)}\nbluegreen recover puts prod back to {previous}")
+    done.append(f"pulumi up: prod back to {previous}")
+    still = verify_serving(session.kube, session.names, "prod", previous)
+    raise Failed(f"{failed}; " + (f"rolled back, prod serves {previous}" if not still else f"ROLLBACK FAILED: {still}"))
 
 
 def _preview(session: Session, step: steps.Step) -> Run:
@@ -92,8 +113,7 @@ def _scale_stage(session: Session, grow: steps.Step) -> None:
         update = session.up(grow.changes, grow.message)
     if not update.ok:
         raise Failed(f"scaling stage to prod's size failed; prod was not touched.\n{tail(update.error)}")
-    session.raw = session.stack.raw_config()
-    session.settings = parse(session.raw)
+    session.reload_config()
     ready, desired = wait_available(session.kube, session.names, grow.slot, 120, say)
     if not desired or ready != desired:
         raise Failed(f"{grow.slot} has {ready}/{desired} available replicas after scaling; prod was not touched")

@@ -5,14 +5,21 @@ then finishes an interrupted release command or puts it back. Run it only when n
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pulumi import automation as auto
 
 from ...contract import SLOTS
-from .. import helm, steps
+from .. import drift, helm, steps
+from ..checks import API_READY_SECONDS, wait_api_server
 from ..journal import UNCHANGED, Entry
 from ..locks import alive_here, held_by
 from ..session import Failed, Session, tail
 from ..stacks import say
 
+T = TypeVar("T")
 NAME = "recover"
 HELP = "after an interrupted update or command: clear the lock and a pending Helm revision, finish or undo it"
 
@@ -28,25 +35,54 @@ def run(session: Session, args: argparse.Namespace) -> None:
     # A killed `pulumi up` leaves its lock behind (self-managed backends); only a dead update
     # may be cancelled, which is why `recover` is run by hand, when no update is running.
     say("==> clearing the lock a killed update left (pulumi cancel)")
-    session.stack.cancel()
+    pulumi_step("pulumi cancel", session.stack.cancel)
     done.append("cancelled any stale update lock")
-    pending = _settle_helm(session, done)
-    cleared = session.stack.clear_pending_operations()
+    wait_for_api_server(session, done)
+    pending = settle_helm(session, done)
+    cleared = pulumi_step("clearing the state's pending operations", session.stack.clear_pending_operations)
     if cleared:
         say(f"==> cleared {cleared} pending operation(s) from the Pulumi state")
         done.append(f"cleared {cleared} pending operation(s)")
+    refresh(session, done)
+    if entry:
+        _finish(session, entry, done)
+        session.journal.end()
+    deployed = _deploy_config(session, done)
+    if not (entry or pending or cleared or deployed):
+        say("==> nothing was pending")
+    session.require_true_cluster(NAME, settle_seconds=60, why="still differs after recover", refuse=False)
+    say("==> recovered: the cluster is what the stack deployed, and the stack config is deployed")
+
+
+def pulumi_step(what: str, operation: Callable[[], T]) -> T:
+    """A Pulumi operation of recover; its failure named (Pulumi's last lines), not a traceback."""
+    try:
+        return operation()
+    except auto.CommandError as error:
+        raise Failed(f"{what} failed: {tail(str(error))}") from None
+
+
+def refresh(session: Session, done: list[str]) -> None:
     refreshed = session.stack.refresh()
     if not refreshed.ok:
         raise Failed(f"pulumi refresh failed: {tail(refreshed.error)}")
     done.append("refreshed")
-    if entry:
-        _finish(session, entry, done)
-        session.journal.end()
-    elif not pending and not cleared:
-        say("==> nothing was pending; the release is healthy")
 
 
-def _settle_helm(session: Session, done: list[str]) -> bool:
+def wait_for_api_server(session: Session, done: list[str]) -> None:
+    """Go on once the API server is ready (/readyz), waiting up to API_READY_SECONDS."""
+    say(f"==> the API server is ready? (/readyz; waiting up to {API_READY_SECONDS} s)")
+    started = time.monotonic()
+    problem = wait_api_server(session.kube, API_READY_SECONDS, say)
+    waited = time.monotonic() - started
+    if problem:
+        done.append(f"waited {waited:.0f} s for the API server: not ready")
+        raise Failed(f"the API server is not ready after {waited:.0f} s: {problem}")
+    if waited >= 1:
+        done.append(f"waited {waited:.0f} s for the API server to be ready")
+
+
+def settle_helm(session: Session, done: list[str]) -> bool:
     """Remove the records an interrupted update left pending and roll back to the last settled
     revision; whether there were any."""
     names = session.names
@@ -72,6 +108,31 @@ def _settle_helm(session: Session, done: list[str]) -> bool:
     return True
 
 
+def _deploy_config(session: Session, done: list[str]) -> bool:
+    """When the Release's values in the state still differ from the stack config (an update that
+    failed or was cut off after Helm applied it, a Helm rollback of a pending revision), the update
+    of the stack config. Only where the cluster already holds the config's values for those keys:
+    edits the cluster never had are the user's to review and deploy, and recover says so."""
+    deployed = session.stack.deployed_values(session.names.app)
+    if deployed is None:
+        return False  # nothing deployed, or a state that lost its release: the check after says what to do
+    pending = session.pending(drift.Deployed(deployed))
+    if not pending:
+        return False
+    release = helm.newest_release(session.kube, session.names)
+    config = session.config_values(drift.Deployed(deployed))
+    if release is None or not drift.holds(release["values"], config, pending):
+        raise Failed("the stack config has changes the cluster never had, for: " + ", ".join(pending)
+                     + "; recover does not deploy them. Review them (bluegreen diff), then deploy them: pulumi up")
+    say(f"==> the stack config differs from the state for {', '.join(pending)}, and the cluster holds the config's "
+        f"values (Helm v{release['revision']}): pulumi up, so that the state is the stack config")
+    update = session.up({}, "bluegreen recover: deploy the stack config (" + ", ".join(pending) + ")")
+    if not update.ok:
+        raise Failed(f"pulumi up failed: {tail(update.error)}\nThe stack config is not deployed yet: pulumi up")
+    done.append("pulumi up: deployed the stack config (" + ", ".join(pending) + ")")
+    return True
+
+
 def _finish(session: Session, entry: Entry, done: list[str]) -> None:
     """An interrupted release command: nothing to do when it had changed nothing; its changes
     written into the stack config when its update got through (and prod serves); otherwise the
@@ -83,6 +144,7 @@ def _finish(session: Session, entry: Entry, done: list[str]) -> None:
         production = (deployed or {}).get("productionSlot", session.settings.production_slot)
         session.expect_serving("prod", production)
         session.stack.record(entry.changes)
+        session.reload_config()
         done.append(f"finished the interrupted {entry.command}: prod serves {production}; recorded "
                     + ", ".join(f"{path}={value}" for path, value in entry.changes.items()))
         if entry.command == "promote":
@@ -90,7 +152,7 @@ def _finish(session: Session, entry: Entry, done: list[str]) -> None:
     else:
         say(f"==> putting the cluster back to the stack config (the interrupted {entry.command} had not recorded "
             "its changes)")
-        update = session.stack.up({}, f"bluegreen recover: undo the interrupted {entry.command}")
+        update = session.up({}, f"bluegreen recover: undo the interrupted {entry.command}")
         if not update.ok:
             raise Failed(f"pulumi up failed: {tail(update.error)}")
         done.append(f"put back the interrupted {entry.command}")

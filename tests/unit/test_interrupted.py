@@ -156,6 +156,14 @@ def test_recover_does_not_deploy_config_edits_the_cluster_never_had(tool, world)
     assert len(world.updates) == updates and world.deployed["green"]["image"] == V2
 
 
+def test_recover_deploys_config_edits_that_change_no_object(tool, world):
+    """A retired slot's image edited in the config: the update changes no object, only the state."""
+    world.config["green"]["image"] = V3  # green is retired: nothing of it is rendered
+    result = tool("recover")
+    assert "pulumi up: deployed the stack config (green)" in result["actions"], result["actions"]
+    assert world.deployed["green"]["image"] == V3 and "web-green" not in world.cluster.deployments
+
+
 def test_a_pulumi_failure_in_recover_is_named_with_what_was_done(tool, world, monkeypatch):
     from pulumi import automation as auto
 

@@ -12,9 +12,10 @@ from typing import TypeVar
 from pulumi import automation as auto
 
 from ...contract import SLOTS
-from .. import drift, helm, steps
+from .. import drift, helm, manifests, steps
 from ..checks import API_READY_SECONDS, wait_api_server
 from ..journal import UNCHANGED, Entry
+from ..kube import KubeError
 from ..locks import alive_here, held_by
 from ..session import Failed, Session, tail
 from ..stacks import say
@@ -111,8 +112,9 @@ def settle_helm(session: Session, done: list[str]) -> bool:
 def _deploy_config(session: Session, done: list[str]) -> bool:
     """When the Release's values in the state still differ from the stack config (an update that
     failed or was cut off after Helm applied it, a Helm rollback of a pending revision), the update
-    of the stack config. Only where the cluster already holds the config's values for those keys:
-    edits the cluster never had are the user's to review and deploy, and recover says so."""
+    of the stack config. Only where the cluster already holds the config's values for those keys, or
+    the update would change no object (a retired slot's image): edits the cluster never had are the
+    user's to review and deploy, and recover says so."""
     deployed = session.stack.deployed_values(session.names.app)
     if deployed is None:
         return False  # nothing deployed, or a state that lost its release: the check after says what to do
@@ -121,11 +123,19 @@ def _deploy_config(session: Session, done: list[str]) -> bool:
         return False
     release = helm.newest_release(session.kube, session.names)
     config = session.config_values(drift.Deployed(deployed))
-    if release is None or not drift.holds(release["values"], config, pending):
-        raise Failed("the stack config has changes the cluster never had, for: " + ", ".join(pending)
-                     + "; recover does not deploy them. Review them (bluegreen diff), then deploy them: pulumi up")
-    say(f"==> the stack config differs from the state for {', '.join(pending)}, and the cluster holds the config's "
-        f"values (Helm v{release['revision']}): pulumi up, so that the state is the stack config")
+    if release is not None and drift.holds(release["values"], config, pending):
+        why = f"the cluster holds the config's values (Helm v{release['revision']})"
+    else:
+        try:
+            objects = session.object_diff({})
+        except (helm.HelmError, manifests.ManifestError, KubeError) as error:
+            objects = [f"not known: {error}"]
+        if objects:
+            raise Failed("the stack config has changes the cluster never had, for: " + ", ".join(pending)
+                         + "; recover does not deploy them. Review them (bluegreen diff), then deploy them: pulumi up")
+        why = "deploying it changes no object in the cluster"
+    say(f"==> the stack config differs from the state for {', '.join(pending)}, and {why}: pulumi up, so that the "
+        "state is the stack config")
     update = session.up({}, "bluegreen recover: deploy the stack config (" + ", ".join(pending) + ")")
     if not update.ok:
         raise Failed(f"pulumi up failed: {tail(update.error)}\nThe stack config is not deployed yet: pulumi up")

@@ -127,10 +127,11 @@ def _deploy_config(session: Session, done: list[str]) -> bool:
         why = f"the cluster holds the config's values (Helm v{release['revision']})"
     else:
         try:
-            objects = session.object_diff({})
+            changes_objects = bool(session.object_diff({}))
         except (helm.HelmError, manifests.ManifestError, KubeError) as error:
-            objects = [f"not known: {error}"]
-        if objects:
+            say(f"==> what deploying the stack config changes, object by object: not known ({error})")
+            changes_objects = True
+        if changes_objects:
             raise Failed("the stack config has changes the cluster never had, for: " + ", ".join(pending)
                          + "; recover does not deploy them. Review them (bluegreen diff), then deploy them: pulumi up")
         why = "deploying it changes no object in the cluster"

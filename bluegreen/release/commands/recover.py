@@ -1,6 +1,10 @@
 """`bluegreen recover`: after an interrupted update or release command. Clears the stack lock a
-killed update left (`pulumi cancel`) and a Helm release left pending-* (pulumi-kubernetes #2054),
-then finishes an interrupted release command or puts it back. Run it only when no update runs."""
+killed update left (`pulumi cancel`) and, once the API server is ready, a Helm release left
+pending-* (pulumi-kubernetes #2054), then finishes an interrupted release command or puts it back,
+then deploys the stack config where the state still differs from it (only where the cluster
+already holds it, or nothing in the cluster changes: otherwise it says `pulumi up` is needed), and
+checks the cluster against the stack. Run it only when no update runs. promote's automatic
+rollback clears a pending Helm revision with the same steps."""
 
 from __future__ import annotations
 

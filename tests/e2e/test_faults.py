@@ -263,10 +263,12 @@ def test_the_ingress_controller_down_while_a_promote_checks_prod(app):
     print(f"promote exit {promote.returncode}; prod was {before}, is {app.prod_slot()}")
 
 
-# How long the API server stays down: 15 s, which the provider's Helm client may wait out, and
-# 40 s, which it does not (the upgrade fails, its record stays pending-upgrade): then the automatic
-# rollback waits for the API server (up to 60 s) and clears the pending record itself.
-API_OUTAGES = {"15 s": 15.0, "40 s": 40.0}
+# How long the API server stays down, and from when: while Helm's upgrade runs (15 s, 40 s), which
+# the provider's Helm client may wait out, or may not (the upgrade fails, its record stays
+# pending-upgrade); or from the moment the flip's `pulumi up` starts, before the provider reached
+# the cluster (the update fails). A failed flip's automatic rollback waits for the API server (up
+# to 60 s) and clears a pending record itself.
+API_OUTAGES = {"15 s": (15.0, True), "40 s": (40.0, True), "15 s from the update's start": (15.0, False)}
 
 
 @pytest.mark.parametrize("outage", API_OUTAGES)
@@ -275,7 +277,6 @@ def test_the_api_server_stopped_in_the_middle_of_a_promote(app, outage):
     before = app.prod_slot()
     after = "green" if before == "blue" else "blue"
     name = f"fault: API server stopped {outage} during bluegreen promote"
-    phase = "?"
     processes = control_plane_processes()
     with counted(name, app.ingress, PROD_HOST, outage=True):
         promote = subprocess.Popen(app.tool.command("promote"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -284,7 +285,9 @@ def test_the_api_server_stopped_in_the_middle_of_a_promote(app, outage):
         # upgrade is under way, or, if it ends before that is seen, right after.
         wait_until("the promote's pulumi up", lambda: pulumi_up_under(promote.pid), timeout=120, interval=0.05)
         up = pulumi_up_under(promote.pid)
-        deadline = time.monotonic() + 30
+        seconds, during_helm = API_OUTAGES[outage]
+        phase = "as the flip's pulumi up starts"
+        deadline = time.monotonic() + (30 if during_helm else 0)
         while time.monotonic() < deadline:
             if app.helm_pending():
                 phase = "Helm upgrade under way"
@@ -295,7 +298,7 @@ def test_the_api_server_stopped_in_the_middle_of_a_promote(app, outage):
             time.sleep(0.05)
         control_plane("stop-component", "kube-apiserver")
         stopped = time.monotonic()
-        time.sleep(max(0.0, API_OUTAGES[outage] - (time.monotonic() - stopped)))
+        time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
         control_plane("start-component", "kube-apiserver")
         out, err = promote.communicate(timeout=600)
         print(err)

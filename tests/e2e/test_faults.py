@@ -298,6 +298,7 @@ def test_the_api_server_stopped_in_the_middle_of_a_promote(app, outage):
             time.sleep(0.05)
         control_plane("stop-component", "kube-apiserver")
         stopped = time.monotonic()
+        assert control_plane_processes()["kube-apiserver"] is None, "kube-apiserver still runs"
         time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
         control_plane("start-component", "kube-apiserver")
         out, err = promote.communicate(timeout=600)
@@ -335,6 +336,7 @@ def test_the_api_server_stopped_by_the_check_of_prod_after_the_flip(app):
         wait_until("the check of prod stopped the API server",
                    lambda: control_plane_processes().get("kube-apiserver") is None or promote.poll() is not None,
                    timeout=300, interval=0.2)
+        assert control_plane_processes()["kube-apiserver"] is None, "the check did not stop kube-apiserver"
         time.sleep(20)
         control_plane("start-component", "kube-apiserver")
         out, err = promote.communicate(timeout=600)

@@ -324,42 +324,6 @@ def test_the_api_server_stopped_in_the_middle_of_a_promote(app, outage):
     print(f"promote ended with exit {promote.returncode}; prod is {app.prod_slot()} (was {before}, asked {after})")
 
 
-def test_the_api_server_stopped_by_the_check_of_prod_after_the_flip(app):
-    """The flip got through; the check against prod stops the API server and fails, so the promote
-    rolls back while the API server is down: the rollback waits for it (/readyz, up to 60 s), then
-    updates. The API server comes back 20 s after it stopped."""
-    config = app.config()
-    before = app.prod_slot()
-    name = "fault: API server stopped 20 s by the check of prod, before the automatic rollback"
-    check = (f'if [ "$BLUEGREEN_TARGET" = prod ]; then {e2e.SCRIPTS / "cluster.sh"} stop-component kube-apiserver; '
-             "exit 1; fi")
-    with counted(name, app.ingress, PROD_HOST, outage=True):
-        promote = subprocess.Popen(app.tool.command("promote", "--check-cmd", check), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=app.env)
-        wait_until("the check of prod stopped the API server",
-                   lambda: control_plane_processes().get("kube-apiserver") is None or promote.poll() is not None,
-                   timeout=300, interval=0.2)
-        try:
-            assert promote.poll() is None, "the promote ended before its check of prod stopped kube-apiserver"
-            time.sleep(20)
-        finally:
-            control_plane("start-component", "kube-apiserver")
-        out, err = promote.communicate(timeout=600)
-        print(err)
-        status = app.status()
-        command = heal_or(app, status, lambda: recover_then_up(app))
-    result = json.loads(out)
-    row = record("API server stopped 20 s by the check of prod, before the automatic rollback", name, status,
-                 command, app.lost({**config, "bluegreen:productionSlot": before}),
-                 notes=promoted(promote.returncode, out) + "; " + "; ".join(result.get("actions") or []))
-    assert row["lost"] == "nothing", row
-    assert e2e.REPORT[name]["failed"] == 0, row
-    assert promote.returncode == 1 and f"rolled back, prod serves {before}" in result["error"], result["error"]
-    assert any(a.startswith("waited") and "for the API server to be ready" in a for a in result["actions"]), result
-    assert command.startswith("none"), row  # no recover, no pulumi up by hand
-    assert app.prod_slot() == before
-
-
 def updated(code: int | None, output: list[str]) -> str:
     """What the plain `pulumi up` said: its exit code and its first error line."""
     errors = [line.strip() for line in "".join(output).splitlines() if line.strip().startswith("error:")]

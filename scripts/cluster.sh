@@ -246,7 +246,7 @@ component_pid() {
 stop_component() {
   local pid
   pid=$(component_pid "$1")
-  if running "$pid"; then
+  if alive "$pid"; then
     stop_pids "$pid"
     say "$1 stopped (pid $pid)"
   else
@@ -257,7 +257,7 @@ stop_component() {
 start_component() {
   local pid
   pid=$(component_pid "$1")
-  if running "$pid"; then
+  if alive "$pid"; then
     say "$1 is already running (pid $pid)"
     return 0
   fi

@@ -89,6 +89,29 @@ def pod_ready(pod: dict) -> bool:
     return conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp")
 
 
+API_READY_SECONDS = 60  # how long a step waits for the API server after a failure, before it acts
+
+
+def wait_api_server(kube: KubeClient, timeout: float, say, interval: float = 1.0, every: float = 5.0) -> str | None:
+    """Wait until the API server is ready (/readyz), saying so every `every` s; None once it is,
+    else why it was not after `timeout` s."""
+    started = time.monotonic()
+    said = None
+    while True:
+        problem = kube.not_ready()
+        waited = time.monotonic() - started
+        if problem is None:
+            if said is not None:
+                say(f"    the API server is ready after {waited:.0f} s")
+            return None
+        if said is None or waited - said >= every:
+            say(f"    waiting for the API server ({waited:.0f} of {timeout:.0f} s): {problem}")
+            said = waited
+        if waited >= timeout:
+            return problem
+        time.sleep(interval)
+
+
 def ready_pod_ips(kube: KubeClient, names: Names, slot: str) -> list[str]:
     return sorted(pod["status"]["podIP"] for pod in kube.pods(names.namespace, names.pod_selector(slot))
                   if pod_ready(pod) and pod["status"].get("podIP"))

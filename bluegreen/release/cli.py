@@ -190,6 +190,8 @@ def _print_state(stack: str, result: dict) -> None:
                   + (f"  {entry['message']}" if entry.get("message") else ""))
     if state and state.get("pending"):
         print(f"  the stack config has changes not deployed yet: {', '.join(state['pending'])}")
+    for action in result.get("actions") or []:  # what the command did, in order (recover, repair, promote)
+        print(f"  did: {action}")
     watch = result.get("prodWatch")
     if watch:
         print(f"prod Endpoints during the update: {watch['polls']} polls at {watch['rate_hz']} Hz, "

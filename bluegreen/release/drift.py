@@ -22,6 +22,25 @@ from .helm import newest_release
 from .kube import KubeClient
 
 REPAIR = "bluegreen repair"
+# The fix when the Helm release itself is the cause, for every difference found with it (a
+# Service or a Deployment that follows from the release's revision is fixed by what fixes the
+# release). Kept here, in one place: status, the refusals and recover show these texts.
+# - a revision left pending-*: Helm refuses any upgrade (so `repair`, and a plain `pulumi up`)
+#   until the record is gone; `recover` removes it, rolls Helm back to the last settled revision,
+#   refreshes, and deploys the stack config where the state differs from it.
+# - the state behind the cluster: an update got into the cluster (Helm's revision holds the stack
+#   config's values) but the Pulumi state did not record it (the state backend failed): `repair`
+#   would undo the update; `recover` refreshes and runs the update of the stack config.
+RELEASE_FIXES = {
+    "pending": "bluegreen recover (removes the pending revision, rolls Helm back to the last settled one, "
+               "refreshes, then runs pulumi up where the stack config differs from the state); not bluegreen "
+               "repair: Helm refuses an upgrade while a revision is pending",
+    "state behind": "bluegreen recover (the update reached the cluster, the Pulumi state does not say so: "
+                    "it refreshes and runs pulumi up with the stack config, which the cluster already holds); "
+                    "not bluegreen repair, which would undo the update",
+    "other values": f"{REPAIR} (a Helm upgrade with the values the stack deployed); to keep what the cluster runs, "
+                    "put it into the stack config and run pulumi up",
+}
 
 
 @dataclass(frozen=True)
@@ -78,8 +97,11 @@ def serving_slot(cluster: Cluster) -> str | None:
     return slot if set(ready) <= set(cluster.ready_pods[slot]) else None
 
 
-def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Problem]:
-    """Every way the cluster differs from what the stack deployed, prod's objects first."""
+def differences(deployed: Deployed, names: Names, cluster: Cluster,
+                config: Mapping[str, Any] | None = None) -> list[Problem]:
+    """Every way the cluster differs from what the stack deployed, prod's objects first. `config`:
+    the chart values of the stack config, which tell a state left behind by an update that got into
+    the cluster from an edit behind Pulumi's back (their fixes are opposite)."""
     if not cluster.namespace:
         return [Problem(f"Namespace {names.namespace}", "is missing: nothing of the release is deployed",
                       f"{REPAIR} (refreshes the stack and deploys it again)")]
@@ -87,8 +109,33 @@ def differences(deployed: Deployed, names: Names, cluster: Cluster) -> list[Prob
     for role, slot in role_slots(deployed.production_slot).items():
         found += _slot_drift(deployed, names, slot, cluster.deployments[slot])
         found += _service_drift(deployed, names, role, slot, cluster)
-    found += _release_drift(deployed, names, cluster.release)
+    kind = release_kind(deployed, cluster.release, config)
+    found += _release_drift(deployed, names, cluster.release, kind)
+    if kind in ("pending", "state behind"):  # the release is the cause: what fixes it fixes them all
+        found = [Problem(p.subject, p.problem, RELEASE_FIXES[kind]) for p in found]
     return found
+
+
+def release_kind(deployed: Deployed, release: dict | None, config: Mapping[str, Any] | None) -> str | None:
+    """How the newest Helm record differs from what the stack deployed (a key of RELEASE_FIXES, or
+    "no record", "failed", ...); None when it does not."""
+    if release is None:
+        return "no record"
+    if release["status"].startswith("pending-"):
+        return "pending"
+    if release["status"] != "deployed":
+        return release["status"] or "unknown"
+    changed = changed_keys(deployed.values, release["values"])
+    if not changed:
+        return None
+    if config is not None and holds(release["values"], config, changed):
+        return "state behind"
+    return "other values"
+
+
+def holds(found: Mapping[str, Any], wanted: Mapping[str, Any], keys: list[str]) -> bool:
+    """Whether `found` has the values of `wanted` for every key of `keys`."""
+    return not changed_keys({key: wanted.get(key) for key in keys}, found)
 
 
 def _slot_drift(deployed: Deployed, names: Names, slot: str, deployment: dict | None) -> list[Problem]:
@@ -133,20 +180,26 @@ def _service_drift(deployed: Deployed, names: Names, role: str, slot: str, clust
     return []
 
 
-def _release_drift(deployed: Deployed, names: Names, release: dict | None) -> list[Problem]:
+def _release_drift(deployed: Deployed, names: Names, release: dict | None, kind: str | None) -> list[Problem]:
     what = f"Helm release {names.app}"
+    if kind is None:
+        return []
     if release is None:
         return [Problem(what, "has no release record", f"{REPAIR} (refreshes the stack and deploys it again)")]
-    if release["status"] != "deployed":
+    if kind == "pending":
+        return [Problem(what, f"has revision {release['revision']} {release['status']} (an update that was "
+                        "interrupted or lost the cluster)", RELEASE_FIXES[kind])]
+    if release["status"] != "deployed":  # failed: Helm upgrades from it
         return [Problem(what, f"has revision {release['revision']} {release['status']}",
-                      "bluegreen recover (after an interrupted update), then bluegreen repair")]
-    changed = changed_keys(deployed.values, release["values"])
-    if changed:
-        return [Problem(what, f"has revision {release['revision']} with other values than the stack deployed "
-                            f"for: {', '.join(changed)} (a helm upgrade behind Pulumi's back, or an update "
-                            "that failed and that Helm rolled back)",
-                      f"{REPAIR}; after a failed update, correct the config and run pulumi up")]
-    return []
+                      f"{REPAIR} (a Helm upgrade with the values the stack deployed)")]
+    changed = ", ".join(changed_keys(deployed.values, release["values"]))
+    if kind == "state behind":
+        return [Problem(what, f"has revision {release['revision']} with the stack config's values for: {changed}, "
+                        "which the Pulumi state does not hold (an update that got into the cluster, but whose "
+                        "state was not saved)", RELEASE_FIXES[kind])]
+    return [Problem(what, f"has revision {release['revision']} with other values than the stack deployed "
+                        f"for: {changed} (a helm upgrade behind Pulumi's back, or an update that failed and "
+                        "that Helm rolled back)", RELEASE_FIXES[kind])]
 
 
 def changed_keys(wanted: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:

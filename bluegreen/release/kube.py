@@ -458,6 +458,20 @@ class KubeClient:
     def get(self, path: str, **query: str) -> dict | None:
         return self.request("GET", path, query or None)
 
+    def not_ready(self) -> str | None:
+        """None when the API server answers its /readyz with 200; otherwise why not (its answer,
+        or why it cannot be reached)."""
+        try:
+            self._connect()
+            if self._exec:
+                self._credential()
+            status, body = self._send("GET", self.server + "/readyz", "/readyz")
+        except KubeError as error:
+            return str(error)
+        if status == 200:
+            return None
+        return f"GET /readyz: HTTP {status}: {body[:200].decode(errors='replace').strip()}"
+
     # --- the objects a release is about -------------------------------------------------------
 
     def service(self, namespace: str, name: str) -> dict | None:

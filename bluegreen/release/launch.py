@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 _version: subprocess.Popen | None = None
+_read: str | None = None  # its output, once read
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +27,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def pulumi_version() -> str | None:
-    """What the `pulumi version` started at launch printed ("3.260.0"); None when none was started
-    here (the tool used as a library) or it failed."""
+    """What the `pulumi version` started at launch printed ("3.260.0"), read once (every stack a
+    command opens asks); None when none was started here (the tool used as a library) or it failed."""
+    global _read
     if _version is None:
         return None
-    out, _ = _version.communicate()
-    return out.strip().removeprefix("v") if _version.returncode == 0 and out.strip() else None
+    if _read is None:
+        out, _ = _version.communicate()
+        _read = out.strip().removeprefix("v") if _version.returncode == 0 and out.strip() else ""
+    return _read or None

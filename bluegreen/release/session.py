@@ -87,7 +87,7 @@ class App:
         if values is None:
             return None
         deployed, cluster = drift.Deployed(values), drift.read(self.kube, self.names)
-        return Truth(deployed, cluster, drift.differences(deployed, self.names, cluster),
+        return Truth(deployed, cluster, drift.differences(deployed, self.names, cluster, self.config_values(deployed)),
                      drift.prod_serves(deployed, cluster))
 
     def never_deployed(self) -> Problem:
@@ -99,16 +99,21 @@ class App:
                        f"{self.names.app} (a refresh after the cluster or namespace was wiped removes it)",
                        "bluegreen repair (deploys the stack config again)")
 
-    def pending(self, deployed: drift.Deployed) -> list[str]:
-        """Chart values the stack config would change if deployed. The Secrets the stack made for
-        the slots are taken as deployed: their names are Pulumi's, known only after an update."""
+    def config_values(self, deployed: drift.Deployed) -> dict[str, Any]:
+        """The chart values of the stack config. The Secrets the stack made for the slots are taken
+        as deployed: their names are Pulumi's, known only after an update."""
         names = {slot: (deployed.values.get(slot) or {}).get("secretName", "") for slot in SLOTS}
-        return drift.changed_keys(chart_values(self.settings, names), deployed.values)
+        return chart_values(self.settings, names)
+
+    def pending(self, deployed: drift.Deployed) -> list[str]:
+        """Chart values the stack config would change if deployed."""
+        return drift.changed_keys(self.config_values(deployed), deployed.values)
 
     def require_true_cluster(self, command: str, settle_seconds: float = 10,
-                             why: str = "is not what the stack deployed") -> None:
+                             why: str = "is not what the stack deployed", refuse: bool = True) -> None:
         """Go on only while prod serves and the cluster is what the stack deployed. Right after a
-        change, EndpointSlices and readiness take a moment to settle: look again before refusing."""
+        change, EndpointSlices and readiness take a moment to settle: look again before refusing
+        (or, with `refuse` false, after a command's own changes, failing)."""
         say(f"==> precondition{self.of()}: prod serves, and the cluster is what the stack deployed")
         deadline = time.monotonic() + settle_seconds
         while True:
@@ -118,10 +123,10 @@ class App:
             if time.monotonic() > deadline:
                 problem = "prod does not serve, and the cluster" if not truth.serving else "the cluster"
                 message = f"{self.tag()}{problem} {why}:\n{listed(truth.found)}"
-                if command == "repair":
+                if not refuse:
                     raise Failed(message)
-                raise steps.Refused(f"{message}\nFix: bluegreen repair{self._app_flag()} (bluegreen status shows "
-                                    f"the same list); then run {command} again")
+                raise steps.Refused(f"{message}\nFix: as listed (bluegreen status{self._app_flag()} shows the same "
+                                    f"list); then run {command} again")
             time.sleep(1)
 
     def require_available(self, slot: str, verb: str) -> None:

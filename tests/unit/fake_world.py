@@ -5,7 +5,7 @@ FakeStack stands in for StackSession: stack config with `pulumi config set --pat
 (values.chart_values) into FakeCluster and, once it succeeded, records the changes in the config:
 a Deployment per enabled slot with Ready pods, the prod and stage Services and their endpoints,
 and a Helm release record. FakeCluster answers the KubeClient calls the tool makes. Failures are
-injected by the tests (`up_fails`, `locked_by`, `after_up`).
+injected by the tests (`up_fails`, `up_cut_off`, `locked_by`, `after_up`).
 """
 
 from __future__ import annotations
@@ -41,12 +41,14 @@ class FakeCluster:
         self.services: dict[str, dict] = {}  # name -> Service
         self.pod_ips: dict[str, list[str]] = {}  # Deployment name -> ready pod IPs
         self.records: list[dict] = []  # Helm records, oldest first
-        self.not_ready: set[str] = set()  # pod names whose Ready condition is False (not in the endpoints)
+        self.unready_pods: set[str] = set()  # pod names whose Ready condition is False (not in the endpoints)
         self.image_ids: dict[str, str] = {}  # pod name -> the imageID its node reports, instead of image_id()
         self._next_ip = 10
 
     # --- what `helm upgrade` does with chart values ---------------------------------------------
-    def apply(self, namespace: str, app: str, values: dict[str, Any]) -> None:
+    def apply(self, namespace: str, app: str, values: dict[str, Any], status: str = "deployed") -> None:
+        """An upgrade to `values`; `status` pending-upgrade: one the API server's outage cut off after
+        it applied the objects, its record left pending."""
         self.namespaces.add(namespace)
         for slot in SLOTS:
             name, spec = f"{app}-{slot}", values[slot]
@@ -63,16 +65,46 @@ class FakeCluster:
             self.services[f"{app}-{role}"] = {"metadata": {"name": f"{app}-{role}"},
                                               "spec": {"selector": {"app.kubernetes.io/name": app, "slot": slot}}}
         mine = [record for record in self.records if record["app"] == app]
-        for record in mine:
-            record["status"] = "superseded"
-        self.records.append({"name": f"sh.helm.release.v1.{app}.v{len(mine) + 1}", "app": app,
-                             "revision": len(mine) + 1, "status": "deployed", "values": copy.deepcopy(values)})
+        if status == "deployed":
+            for record in mine:
+                record["status"] = "superseded"
+        revision = mine[-1]["revision"] + 1 if mine else 1
+        self.records.append({"name": f"sh.helm.release.v1.{app}.v{revision}", "app": app,
+                             "revision": revision, "status": status, "values": copy.deepcopy(values)})
+
+    def pending(self) -> bool:
+        return bool(self.records) and self.records[-1]["status"].startswith("pending-")
+
+    def rollback(self, app: str, revision: int, namespace: str, timeout_seconds: int) -> None:
+        """`helm rollback`: a new revision with that revision's values."""
+        (record,) = [r for r in self.records if r["app"] == app and r["revision"] == revision]
+        self.apply(namespace, app, copy.deepcopy(record["values"]))
 
     def _ip(self) -> str:
         self._next_ip += 1
         return f"10.244.0.{self._next_ip}"
 
     # --- KubeClient ----------------------------------------------------------------------------
+    unready = 0  # how many more /readyz answers say the API server is not ready
+    readyz_asked = 0
+
+    def not_ready(self):
+        self.readyz_asked += 1
+        if self.unready:
+            self.unready -= 1
+            return "GET /readyz: cannot reach https://127.0.0.1:6443: Connection refused"
+        return None
+
+    def delete_secret(self, namespace, name):
+        self.records = [r for r in self.records if r["name"] != name]
+
+    def request(self, method, path, query=None):
+        assert method == "DELETE" and "/deployments/" in path, (method, path)
+        name = path.rsplit("/", 1)[1]
+        self.deployments.pop(name, None)
+        self.pod_ips.pop(name, None)
+        return {}
+
     def namespace(self, name):
         return {"metadata": {"name": name}} if name in self.namespaces else None
 
@@ -88,7 +120,7 @@ class FakeCluster:
         pods = []
         for i, ip in enumerate(self.pod_ips.get(name, [])):
             pod = f"{name}-{i}"
-            ready = "False" if pod in self.not_ready else "True"
+            ready = "False" if pod in self.unready_pods else "True"
             pods.append({"metadata": {"name": pod},
                          "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}],
                                     "containerStatuses": [{"name": "app", "image": image, "ready": ready == "True",
@@ -102,7 +134,7 @@ class FakeCluster:
         selector = found["spec"]["selector"]
         name = f"{selector['app.kubernetes.io/name']}-{selector['slot']}"
         return Endpoints(sorted(ip for i, ip in enumerate(self.pod_ips.get(name, []))
-                                if f"{name}-{i}" not in self.not_ready), [])
+                                if f"{name}-{i}" not in self.unready_pods), [])
 
     def helm_releases(self, namespace, release):
         return [{k: r[k] for k in ("name", "revision", "status")}
@@ -131,6 +163,9 @@ class FakeStack:
         self.stacks: list[str] = [name]  # the project's stacks (`pulumi stack ls`)
         self.recorded: list[dict] = []  # the changes written into the stack config, in order
         self.up_fails: str | None = None  # the error of the next up
+        # The next up's Helm upgrade is cut off by an API server outage after it applied the objects
+        # (its record left pending-upgrade, the API server down for this many /readyz answers).
+        self.up_cut_off: int | None = None
         self.locked_by: str | None = None  # Pulumi's lock error text, for every up/refresh
         self.after_up = None  # called after each successful up (to break the cluster)
         self.extra_preview_change: Change | None = None
@@ -186,6 +221,12 @@ class FakeStack:
             return Run(False, 0.1, [], "", error)
         config = steps.apply_changes(self.config, changes or {})
         settings = parse(config)
+        if self.cluster.pending():  # what Helm answers while a revision is pending
+            return Run(False, 0.1, [], "", "error: another operation (install/upgrade/rollback) is in progress")
+        if self.up_cut_off is not None:
+            self.cluster.apply(settings.namespace, settings.app_name, chart_values(settings), "pending-upgrade")
+            self.cluster.unready, self.up_cut_off = self.up_cut_off, None
+            return Run(False, 0.1, [], "", "error: Kubernetes cluster unreachable: connection refused")
         self.deployed = chart_values(settings)
         self.cluster.apply(settings.namespace, settings.app_name, self.deployed)
         self.updates.append(copy.deepcopy(config))
@@ -397,11 +438,12 @@ def fake_manifest(values: dict[str, Any], probe_path: str = "/healthz") -> str:
 def install(monkeypatch, stack: FakeStack, tmp_dir) -> FakeStack:
     """Point the release tool at this stack and its cluster, with its journal and locks in
     `tmp_dir` and the chart rendered by fake_manifest (the `world` fixture, and the generated tests)."""
-    from bluegreen.release import session
+    from bluegreen.release import helm, session
 
     monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack.session_for(app))
     monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: stack.cluster)
     _install_common(monkeypatch, tmp_dir)
+    monkeypatch.setattr(helm, "rollback", stack.cluster.rollback)
     return stack
 
 

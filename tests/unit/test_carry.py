@@ -117,7 +117,7 @@ def test_refuses_a_source_whose_prod_drifted(tool, promoted):
 
 
 def test_refuses_a_source_with_a_replica_not_ready(tool, promoted):
-    promoted["staging"].cluster.not_ready.add("web-green-1")
+    promoted["staging"].cluster.unready_pods.add("web-green-1")
     before = unchanged(promoted["production"])
     result = tool("deploy", "--from-stack", "staging", expect=2)
     assert "stack staging's prod (green) has 1/2 replicas ready (not ready: web-green-1)" in result["error"]

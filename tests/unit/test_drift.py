@@ -104,6 +104,42 @@ def test_a_release_left_pending_points_at_recover():
     assert drift.fix.startswith("bluegreen recover")
 
 
+FLIPPED = {**chart_values(SETTINGS), "productionSlot": "green"}  # what the flip's update applies
+
+
+def flipped(status: str) -> Cluster:
+    """The flip's Helm upgrade applied (the Services select the other slots), its record `status`."""
+    return changed(services={"prod": service("green"), "stage": service("blue")},
+                   endpoints={"prod": PODS["green"], "stage": PODS["blue"]},
+                   release={"revision": 4, "status": status, "values": FLIPPED})
+
+
+def test_every_difference_a_pending_revision_left_is_fixed_by_recover_not_repair():
+    """Helm refuses an upgrade (so repair) while a revision is pending: every fix names recover,
+    whatever the stack config says."""
+    for config in (None, chart_values(SETTINGS), FLIPPED):
+        drifts = differences(DEPLOYED, NAMES, flipped("pending-upgrade"), config)
+        assert [d.subject for d in drifts] == ["Service web-prod", "Service web-stage", "Helm release web"]
+        for drift in drifts:
+            assert drift.fix.startswith("bluegreen recover (removes the pending revision"), drift
+            assert "not bluegreen repair" in drift.fix
+
+
+def test_an_update_in_the_cluster_that_the_state_did_not_record_is_fixed_by_recover():
+    """The stack config says green, Helm's revision holds green, the state still says blue (the
+    state backend failed after Helm applied): repair would undo the update; recover deploys the config."""
+    drifts = differences(DEPLOYED, NAMES, flipped("deployed"), FLIPPED)
+    assert drifts[-1].problem.startswith("has revision 4 with the stack config's values for: productionSlot")
+    assert all(d.fix.startswith("bluegreen recover (the update reached the cluster") for d in drifts), drifts
+
+
+def test_values_changed_behind_pulumis_back_are_fixed_by_repair():
+    """Helm's revision holds values neither the state nor the stack config has."""
+    drifts = differences(DEPLOYED, NAMES, flipped("deployed"), chart_values(SETTINGS))
+    assert drifts[-1].problem.startswith("has revision 4 with other values than the stack deployed")
+    assert all(d.fix.startswith("bluegreen repair") for d in drifts), drifts
+
+
 def test_a_retired_slot_that_still_runs():
     retired = next(s for s in SCENARIOS if s.name == "blue-retired")  # green prod, blue retired
     settings = Deployed(chart_values(parse(retired.config)))

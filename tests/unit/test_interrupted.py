@@ -13,7 +13,7 @@ import pytest
 
 from bluegreen.release.journal import Entry, Journal
 from tests.unit.conftest import prod_slot
-from tests.unit.fake_world import V2
+from tests.unit.fake_world import V2, V3
 
 
 def killed(world, command: str, phase: str, changes: dict) -> None:
@@ -96,3 +96,107 @@ def test_a_rollback_killed_while_helm_applied_it_shows_prod_serving_the_slot_it_
     assert "interrupted during its update phase" in status["error"]
     tool("recover")
     assert tool("status")["ok"] is True and prod_slot(world) == world.config["productionSlot"]
+
+
+def test_a_promote_whose_flip_the_api_server_outage_cut_off_rolls_back_by_itself(tool, world):
+    """The flip's Helm upgrade applied its objects, then lost the API server: its record stays
+    pending-upgrade, and Helm refuses any upgrade until it is gone. The automatic rollback waits for
+    the API server, removes the pending record and rolls Helm back (as recover does), then updates."""
+    tool("deploy", V2)
+    world.up_cut_off = 2  # the API server answers /readyz after two refusals
+    result = tool("promote", expect=1)
+    assert "rolled back, prod serves blue" in result["error"], result["error"]
+    assert prod_slot(world) == "blue" and world.config["productionSlot"] == "blue"
+    assert world.cluster.readyz_asked == 3
+    actions = result["actions"]
+    assert any(a.startswith("waited") and "for the API server" in a for a in actions), actions
+    assert "removed pending v3" in actions and "rolled back to v2" in actions, actions
+    assert actions[-1] == "pulumi up: prod back to blue", actions
+    assert world.cluster.records[-1]["status"] == "deployed"
+    assert tool("status")["ok"] is True  # nothing left for a recover or a pulumi up
+
+
+def test_a_promote_whose_rollback_finds_no_api_server_says_so_and_recover_finishes_it(tool, world, monkeypatch):
+    from bluegreen.release.commands import recover
+
+    monkeypatch.setattr(recover, "API_READY_SECONDS", 1)
+    tool("deploy", V2)
+    world.up_cut_off = 10**6  # down for as long as the promote waits
+    result = tool("promote", expect=1)
+    assert "ROLLBACK NOT RUN: the API server is not ready after" in result["error"], result["error"]
+    assert "bluegreen recover (puts prod back to blue" in result["error"]
+    assert any("for the API server: not ready" in a for a in result["actions"]), result["actions"]
+    world.cluster.unready = 0  # the API server is back
+    status = tool("status", expect=1)  # prod selects green, the stack deployed blue, v3 pending
+    fixes = {d["fix"] for d in status["state"]["drift"]}
+    assert fixes and all(f.startswith("bluegreen recover") for f in fixes), fixes
+    recovered = tool("recover")
+    assert "removed pending v3" in recovered["actions"], recovered["actions"]
+    assert prod_slot(world) == "blue" and tool("status")["ok"] is True
+
+
+def state_behind(world) -> None:
+    """A `pulumi up` of productionSlot=green whose Helm upgrade got into the cluster, but whose state
+    was never saved (the state backend failed): config green, cluster green, state blue."""
+    from bluegreen.config import parse
+    from bluegreen.values import chart_values
+
+    world.config["productionSlot"] = "green"
+    values = chart_values(parse(world.config), {s: world.deployed[s].get("secretName", "") for s in ("blue", "green")})
+    world.cluster.apply("shop", "web", values)
+
+
+def test_recover_deploys_the_stack_config_when_the_cluster_holds_it_and_the_state_does_not(tool, world):
+    tool("deploy", V2)
+    state_behind(world)
+    status = tool("status", expect=1)
+    assert status["state"]["pending"] == ["productionSlot"]
+    fixes = [d["fix"] for d in status["state"]["drift"]]
+    assert fixes and all(f.startswith("bluegreen recover") and "pulumi up" in f for f in fixes), fixes
+    result = tool("recover")
+    assert "pulumi up: deployed the stack config (productionSlot)" in result["actions"], result["actions"]
+    assert world.deployed["productionSlot"] == "green" and prod_slot(world) == "green"
+    after = tool("status")
+    assert after["ok"] is True and after["state"]["pending"] == []
+
+
+def test_recover_does_not_deploy_config_edits_the_cluster_never_had(tool, world):
+    tool("deploy", V2)
+    world.config["green"]["image"] = V3  # set, never deployed
+    updates = len(world.updates)
+    result = tool("recover", expect=1)
+    assert "changes the cluster never had, for: green" in result["error"], result["error"]
+    assert "pulumi up" in result["error"]
+    assert len(world.updates) == updates and world.deployed["green"]["image"] == V2
+
+
+def test_recover_deploys_config_edits_that_change_no_object(tool, world):
+    """A retired slot's image edited in the config: the update changes no object, only the state."""
+    world.config["green"]["image"] = V3  # green is retired: nothing of it is rendered
+    result = tool("recover")
+    assert "pulumi up: deployed the stack config (green)" in result["actions"], result["actions"]
+    assert world.deployed["green"]["image"] == V3 and "web-green" not in world.cluster.deployments
+
+
+def test_a_pulumi_failure_in_recover_is_named_with_what_was_done(tool, world, monkeypatch):
+    from pulumi import automation as auto
+
+    def broken():
+        raise auto.CommandError(auto.CommandResult("", "error: the state backend is gone", 255))
+
+    world.clear_pending_operations = broken
+    result = tool("recover", expect=1)
+    assert result["error"].startswith("clearing the state's pending operations failed"), result["error"]
+    assert "the state backend is gone" in result["error"]
+    assert result["actions"][0] == "cancelled any stale update lock"
+
+
+def test_recover_says_what_it_did_in_text_too(world, capsys):
+    from bluegreen.release import cli
+
+    tool_code = cli.main(["deploy", V2, "--stack", "dev"])
+    world.cluster.apply("shop", "web", world.deployed, "pending-upgrade")
+    capsys.readouterr()
+    assert tool_code == 0 and cli.main(["recover", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "removed pending v3" in out and "rolled back to v2" in out, out

@@ -45,6 +45,7 @@ class FakeAPIServer(http.server.ThreadingHTTPServer):
         self.peers: list[str] = []  # the client certificate's CN of each TLS request
         self.server_names: list[str | None] = []  # SNI of each TLS handshake
         self.connections = 0
+        self.readyz = (200, b"ok")  # what GET /readyz answers
         self.tls = tls
         if tls:
             tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
@@ -78,6 +79,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         allowed = accepted is ANYONE or auth.removeprefix("Bearer ") in accepted or auth in accepted
         status, body = (200, SERVICE) if allowed else (401, {"kind": "Status", "code": 401})
         data = json.dumps(body).encode()
+        if self.path == "/readyz":
+            status, data = self.server.readyz
         gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
         if gzipped:
             data = gzip.compress(data)
@@ -402,6 +405,19 @@ def test_the_token_file_wins_over_the_token_and_is_read_again_on_401(server, tmp
     server.accepted = {"rotated-2"}
     assert client.service("shop", "web-prod") == SERVICE
     assert server.seen == ["Bearer rotated-1", "Bearer rotated-1", "Bearer rotated-2"]
+
+
+def test_readyz_answers_whether_the_api_server_is_ready_and_why_not(server, tmp_path):
+    server.accepted = ANYONE
+    client = KubeClient(str(kubeconfig(tmp_path, server.url, {"token": "t"})))
+    assert client.not_ready() is None
+    server.readyz = (503, b"[-]etcd failed: reason withheld\nreadyz check failed")
+    assert client.not_ready() == "GET /readyz: HTTP 503: [-]etcd failed: reason withheld\nreadyz check failed"
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    gone = KubeClient(str(kubeconfig(tmp_path, nobody, {"token": "t"}, name="gone"))).not_ready()
+    assert gone and gone.startswith(f"GET /readyz: cannot reach {nobody}"), gone
 
 
 def test_a_token_is_sent_as_a_bearer_token(server, tmp_path):

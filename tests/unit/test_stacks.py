@@ -171,6 +171,7 @@ def _launched(tmp_path, monkeypatch, prints: str):
     fake.write_text(f"#!/bin/sh\necho '{prints}'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(launch, "_read", None)
     monkeypatch.setattr(launch, "_version", subprocess.Popen(["pulumi", "version"], stdout=subprocess.PIPE, text=True))
     return stacks._pulumi_command()
 
@@ -183,3 +184,12 @@ def test_the_version_read_at_launch_is_the_automation_apis_and_no_second_pulumi_
 def test_a_version_the_automation_api_would_refuse_is_left_to_its_own_check(tmp_path, monkeypatch):
     assert _launched(tmp_path, monkeypatch, "v2.25.0") is None  # too old: its own error names it
     assert _launched(tmp_path, monkeypatch, "not a version") is None
+
+
+def test_every_stack_a_command_opens_gets_the_version_read_at_launch(tmp_path, monkeypatch):
+    from bluegreen.release import launch, stacks
+
+    monkeypatch.setattr(launch, "_read", None)
+    first = _launched(tmp_path, monkeypatch, "v3.260.0")
+    second = stacks._pulumi_command()  # a second stack (deploy --from-stack reads its source's)
+    assert first is not None and second is not None and str(second.version) == "3.260.0"

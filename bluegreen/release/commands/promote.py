@@ -11,7 +11,7 @@ import os
 import time
 from typing import NoReturn
 
-from .. import steps
+from .. import helm, steps
 from ..checks import (
     CHECK_EVERY_DEFAULT,
     CHECK_FOR_DEFAULT,
@@ -23,8 +23,10 @@ from ..checks import (
     verify_serving,
     wait_available,
 )
+from ..kube import KubeError
 from ..session import App, Failed, Session, tail
 from ..stacks import Run, say
+from .recover import refresh, settle_helm, wait_for_api_server
 
 NAME = "promote"
 HELP = "check the stage, flip prod to it, verify"
@@ -127,30 +129,35 @@ def _guard(objects: list[tuple[App, list | None]], preview: Run) -> None:
 def _roll_back(session: Session, planned: list[tuple[App, steps.Step]], previous: dict[App, str],
                problem: str) -> NoReturn:
     """Every app of the promotion back to its previous slot, in one update (the stack config still
-    says where prod was), checked; then the promotion fails, saying so."""
+    says where prod was), checked; then the promotion fails, saying so. First what made the flip
+    fail is put out of the update's way: the API server waited for, a Helm revision the failed update
+    left pending removed and Helm rolled back (as `bluegreen recover` does, for Helm refuses any
+    upgrade while a revision is pending), the state refreshed after that."""
     say(f"==> verification failed: {problem}")
-    if not session.several:
-        (app, step), = planned
-        back_to = previous[app]
-        say(f"==> automatic rollback: prod back to {back_to}")
-        session.journal.phase("rollback")
-        back = session.up({}, f"bluegreen promote: automatic rollback to {back_to} ({problem})"[:500])
-        still = verify_serving(session.kube, app.names, "prod", back_to) if back.ok else tail(back.error)
-        raise Failed(f"promotion of {step.slot} failed ({problem}); "
-                     + (f"rolled back, prod serves {back_to}" if not still else f"ROLLBACK FAILED: {still}"))
-    slots = ", ".join(f"{app.label}: {previous[app]}" for app, _ in planned)
-    say(f"==> automatic rollback of every app, in one update: prod back to {slots}")
+    slots = ", ".join(f"{app.label}: {previous[app]}" if session.several else previous[app] for app, _ in planned)
+    promoted = ", ".join(f"{app.label} ({step.slot})" if session.several else step.slot for app, step in planned)
+    failed = f"promotion of {promoted} failed ({problem})"
+    say(f"==> automatic rollback{' of every app, in one update' if session.several else ''}: prod back to {slots}")
     session.journal.phase("rollback")
-    back = session.up({}, f"bluegreen promote of {', '.join(str(app.label) for app, _ in planned)}: automatic "
-                          f"rollback to {slots} ({problem})"[:500])
-    found = {app: verify_serving(session.kube, app.names, "prod", previous[app]) for app, _ in planned} \
-        if back.ok else {}
-    left = [f"{app.label}: {problem}" for app, problem in found.items() if problem] or \
-        ([] if back.ok else [tail(back.error)])
-    promoted = ", ".join(f"{app.label} ({step.slot})" for app, step in planned)
-    raise Failed(f"promotion of {promoted} failed ({problem}); "
-                 + (f"rolled back all of them in one update, prod serves {slots}" if not left
-                    else f"ROLLBACK FAILED: {'; '.join(left)}"))
+    done = session.report.setdefault("actions", [])
+    try:
+        wait_for_api_server(session, done)
+        if any([settle_helm(session, app, done) for app, _ in planned]):
+            refresh(session, done)
+    except (Failed, helm.HelmError, KubeError) as error:
+        raise Failed(f"{failed}; ROLLBACK NOT RUN: {error}\nProd may serve the new slot; once the cause is fixed: "
+                     f"bluegreen recover (puts prod back to {slots}, the stack config's)") from None
+    label = f"bluegreen promote of {', '.join(str(app.label) for app, _ in planned)}" if session.several \
+        else "bluegreen promote"
+    back = session.up({}, f"{label}: automatic rollback to {slots} ({problem})"[:500])
+    if not back.ok:
+        raise Failed(f"{failed}; ROLLBACK FAILED: {tail(back.error)}\nbluegreen recover puts prod back to {slots}")
+    done.append(f"pulumi up: prod back to {slots}")
+    left = [f"{app.tag()}{still}" for app, _ in planned
+            if (still := verify_serving(session.kube, app.names, "prod", previous[app]))]
+    raise Failed(f"{failed}; " + (("rolled back all of them in one update, prod serves " if session.several
+                                   else "rolled back, prod serves ") + slots if not left
+                                  else f"ROLLBACK FAILED: {'; '.join(left)}"))
 
 
 def _preview(session: Session, changes: dict) -> Run:

@@ -47,7 +47,7 @@ def run(session: Session, args: argparse.Namespace) -> None:
             done.append(f"helm upgrade {names.app} with the deployed values")
             remove_orphans(session, dict(truth.deployed.values), done)
             _refresh(session, done)
-    session.require_true_cluster(NAME, settle_seconds=60, why="still differs after the repair")
+    session.require_true_cluster(NAME, settle_seconds=60, why="still differs after the repair", refuse=False)
     say("==> repaired: the cluster is what the stack deployed")
 
 

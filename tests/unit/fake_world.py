@@ -171,6 +171,9 @@ class FakeStack:
         self.extra_preview_change: Change | None = None
         self.backend_locks: list[dict] | None = []  # Pulumi's locks in the state backend; None: unreadable
         self.refused_ahead: list[str] = []  # the messages of updates started ahead and refused
+        # The component's productionSlot output, when an update was cut off between the Release's
+        # step and the component's outputs (cleared by the next up).
+        self.stale_output: str | None = None
 
     def check_unlocked(self):
         if self.backend_locks:
@@ -219,6 +222,7 @@ class FakeStack:
         if self.up_fails:
             error, self.up_fails = self.up_fails, None
             return Run(False, 0.1, [], "", error)
+        self.stale_output = None
         config = steps.apply_changes(self.config, changes or {})
         settings = parse(config)
         if self.cluster.pending():  # what Helm answers while a revision is pending
@@ -266,7 +270,7 @@ class FakeStack:
     def outputs(self, app_name):
         if self.deployed is None:
             return {}
-        prod = self.deployed["productionSlot"]
+        prod = self.stale_output or self.deployed["productionSlot"]
         return {"productionSlot": prod, "revision": len(self.cluster.records), "status": "deployed",
                 "prodUrl": "http://shop.example.com/", "stageUrl": "http://stage.shop.example.com/"}
 

@@ -200,3 +200,17 @@ def test_recover_says_what_it_did_in_text_too(world, capsys):
     assert tool_code == 0 and cli.main(["recover", "--stack", "dev"]) == 0
     out = capsys.readouterr().out
     assert "removed pending v3" in out and "rolled back to v2" in out, out
+
+
+def test_a_rollback_killed_before_the_components_outputs_gets_them_written_by_recover(tool, world):
+    """Killed after the Release's step was saved, before the component's outputs: recover records
+    the slot and runs the update that brings the outputs up to date (the cluster is unchanged)."""
+    tool("deploy", V2)
+    tool("promote")
+    world.up({"productionSlot": "blue"}, record=False)
+    world.stale_output = "green"  # the state's outputs still name the old slot
+    killed(world, "rollback", "update", {"productionSlot": "blue"})
+    result = tool("recover")
+    assert "pulumi up: the stack's outputs brought up to date" in result["actions"]
+    state = tool("status")["state"]
+    assert state["configProductionSlot"] == state["deployedProductionSlot"] == state["productionSlot"] == "blue"

@@ -178,6 +178,17 @@ def _finish(session: Session, entry: Entry, apps: list[App], done: list[str]) ->
             app.reload()  # what recover deploys after this reads the config as it is now
         done.append(f"finished the interrupted {entry.command}: prod serves {', '.join(serves)}; recorded "
                     + ", ".join(f"{key}={value}" for key, value in recorded.items()))
+        # Killed between the Release's step and the component's outputs, the state's outputs still
+        # name the old slot (a refresh does not run the program): an update with the recorded config
+        # writes them, and changes nothing in the cluster (the Release already holds those values).
+        stale = [app for app, _ in edits if session.stack.outputs(app.names.app).get("productionSlot")
+                 != (deployed[app] or {}).get("productionSlot")]
+        if stale:
+            say("==> the stack's outputs still name the old slot: pulumi up with the recorded config")
+            update = session.stack.up({}, f"bluegreen recover: finish the interrupted {entry.command} (the outputs)")
+            if not update.ok:
+                raise Failed(f"pulumi up failed: {tail(update.error)}\nThe stack's outputs are behind: pulumi up")
+            done.append("pulumi up: the stack's outputs brought up to date")
         if entry.command == "promote":
             say("==> the promotion's checks against prod did not run: run yours now; `bluegreen rollback` undoes it")
     else:

@@ -18,8 +18,9 @@ def world(monkeypatch, tmp_path):
     return install(monkeypatch, stack, tmp_path)  # this test's own journal and locks
 
 
-@pytest.fixture
-def tool(world, capsys):
+def cli_runner(capsys):
+    """`bluegreen ARGS --stack dev --json` in this process: its JSON, its exit code as expected,
+    and no traceback (the `tool` fixtures of the fake worlds)."""
     def run(*args: str, expect: int = 0) -> dict:
         code = cli.main([*args, "--stack", "dev", "--json"])
         out, err = capsys.readouterr()
@@ -28,6 +29,11 @@ def tool(world, capsys):
         return json.loads(out)
 
     return run
+
+
+@pytest.fixture
+def tool(world, capsys):
+    return cli_runner(capsys)
 
 
 def prod_slot(stack) -> str:

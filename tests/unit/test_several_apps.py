@@ -14,6 +14,7 @@ import pytest
 
 from bluegreen.release import cli
 from bluegreen.release.journal import Entry, Journal
+from tests.unit.conftest import cli_runner
 from tests.unit.fake_world import V2, FakeApps, FakeCluster, install, two_apps
 
 APPS = ("api", "web")
@@ -30,14 +31,7 @@ def apps(monkeypatch, tmp_path):
 
 @pytest.fixture
 def tool(apps, capsys):
-    def run(*args: str, expect: int = 0) -> dict:
-        code = cli.main([*args, "--stack", "dev", "--json"])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        assert code == expect, f"exit {code}, expected {expect}:\n{err}"
-        return json.loads(out)
-
-    return run
+    return cli_runner(capsys)
 
 
 def prod(stack, app: str) -> str:

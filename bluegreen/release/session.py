@@ -329,8 +329,12 @@ class Session:
     def up(self, changes: Mapping[str, Any], message: str, record: bool = True) -> Run:
         """An update with `changes` (written into the stack config once it succeeded, if `record`);
         its time goes into the report."""
+        return self._updating(lambda: self.stack.up(changes, message, record))
+
+    def _updating(self, update: Callable[[], Run]) -> Run:
+        """Run `update` in the journal's update phase; its time goes into the report."""
         self.journal.phase("update")
-        run = self.stack.up(changes, message, record)  # Pulumi's lock met here is a refusal: nothing ran
+        run = update()  # Pulumi's lock met here is a refusal: nothing ran
         self.updated = True
         self.report.setdefault("upSeconds", []).append(round(run.seconds, 2))
         self.journal.phase("verify")
@@ -343,15 +347,7 @@ class Session:
         Pulumi's start overlaps them (stacks.StackSession.update_ahead). A refusal in the block ends
         the update before its program ran; the journal stays in its phase until then, as nothing changes."""
         with self.stack.update_ahead(changes, message, record) as ahead:
-            def go() -> Run:
-                self.journal.phase("update")
-                run = ahead.go()  # Pulumi's lock met here is a refusal: nothing ran
-                self.updated = True
-                self.report.setdefault("upSeconds", []).append(round(run.seconds, 2))
-                self.journal.phase("verify")
-                return run
-
-            yield go
+            yield lambda: self._updating(ahead.go)
 
     @contextlib.contextmanager
     def watch_every_prod(self) -> Iterator[None]:

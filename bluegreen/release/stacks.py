@@ -8,8 +8,9 @@ things make it cheaper and safer than those two commands:
   `__main__.py`, run with runpy), so an update starts no language host and no second Python, and
   imports the SDK and the program once. A project whose venv is not this interpreter's runs as
   `pulumi up` would run it.
-- A step's config edits go into a copy of `Pulumi.<stack>.yaml`, made by Pulumi itself (`pulumi
-  config set-all --path --config-file COPY`), which the preview and the update use. The stack's own
+- A step's config edits go into a copy of `Pulumi.<stack>.yaml` (written here with `pulumi config
+  set --path`'s meaning; by Pulumi itself, `pulumi config set-all --path --config-file COPY`, where
+  a secret changes), which the preview and the update use. The stack's own
   file changes only once the update succeeded (`record`), so a command killed before that leaves
   the config as it was, and never a flipped config that the next `pulumi up` would deploy unchecked.
 - An update can be started ahead of the command's last checks (`update_ahead`): the CLI starts,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime
 import hashlib
 import importlib
 import json
@@ -50,6 +52,7 @@ from . import launch
 from .locks import backend_locks, held_by, pulumi_lock_error
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HISTORY_SHOWN = 5  # the last updates a command's report shows (status.read_state); read ahead after an update
 
 
 def say(message: str) -> None:
@@ -108,12 +111,20 @@ def _pulumi_command() -> auto.PulumiCommand | None:
 
 
 class _Stack(auto.Stack):
-    """The Automation API's stack, without the outputs it reads after every update (`pulumi stack
-    output` twice, about 0.5 s after the switch): the tool reads the state itself, once per change
-    (StackSession._export), and a step's changes from the engine's events."""
+    """The Automation API's stack, without the reads it makes after every update that succeeded:
+    the outputs (`pulumi stack output` twice, about 0.5 s after the switch) and a summary (`pulumi
+    stack history`, 0.25 s). The tool reads the state and the history itself, once per change and
+    side by side (StackSession._read_after), and a step's changes from the engine's events."""
 
     def outputs(self) -> auto.OutputMap:
         return {}
+
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary:
+        # Asked by up() and refresh() once the command succeeded, and read by nothing here: so
+        # it holds what is known then, that the command succeeded (now).
+        now = datetime.datetime.now()
+        return auto.UpdateSummary(kind="", start_time=now, message="", environment={}, config={},
+                                  result="succeeded", end_time=now)
 
 
 class Gate:
@@ -174,8 +185,12 @@ class StackSession:
         # The Automation API starts (its `pulumi version` check), the state is read and the
         # program's imports are made side by side, while the command reads the config and the
         # cluster: the first update or preview needs all three, every check the state.
-        background = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="bluegreen")
-        self._exported: concurrent.futures.Future | None = background.submit(_export, stack_name, self.project_dir)
+        background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bluegreen")
+        self.name = stack_name
+        self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
+        self._exported: concurrent.futures.Future | None = None  # the state, being read (_read_ahead)
+        self._summaries: concurrent.futures.Future | None = None  # the last updates, being read
+        self._read_ahead(history=False)
         self._program = program
         workspace = lambda: _Workspace(work_dir=self.project_dir, program=program,  # noqa: E731
                                        pulumi_command=_pulumi_command())
@@ -184,10 +199,9 @@ class StackSession:
         if program:
             background.submit(_warm_imports)
         background.shutdown(wait=False)
-        self.name, self.app = stack_name, app
+        self.app = app
         self.namespace = namespace_of(app)
         self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")
-        self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
         self._config: dict[str, Any] | None = None  # every key of the stack config, as its file holds it
 
     def apps(self) -> list[str]:
@@ -425,8 +439,10 @@ class StackSession:
                 raise locked from None
             ok, error = False, str(failure)
         finally:
-            if verb != "preview":
-                self._state = None  # the update or refresh changed it (or may have, when it failed)
+            if verb != "preview":  # the update or refresh changed the state (or may have, when it failed)
+                self._state = self._exported = self._summaries = None
+        if verb != "preview":  # what it left, read while the command records and verifies
+            self._read_ahead(history=True)
         seconds = time.monotonic() - started
         if gate and gate.refusal is not None:
             say(f"==> pulumi {verb} ended before its program ran (refused; nothing changed)")
@@ -462,6 +478,17 @@ class StackSession:
         state = self._export().get("deployment") or {}
         return [r for r in state.get("resources") or [] if r.get("type") == type_]
 
+    def _read_ahead(self, history: bool) -> None:
+        """The state, and with `history` the last updates, as they are now, read in the background
+        from now on: at the start, and after anything that changed them (an update's end, when the
+        command goes on to record and verify). Each read is one `pulumi` start (0.25 s); side by
+        side they overlap the command's own work. Whatever was read before is dropped."""
+        self._state = None
+        reads = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="read-ahead")
+        self._exported = reads.submit(_export, self.name, self.project_dir)
+        self._summaries = reads.submit(self._history, HISTORY_SHOWN) if history else None
+        reads.shutdown(wait=False)
+
     def _export(self) -> dict[str, Any]:
         """The stack's state, read once per change: every check of a command shares it."""
         if self._state is None:
@@ -483,19 +510,24 @@ class StackSession:
                            + (reason[-1].strip().removeprefix("stderr: ") if reason else str(error).strip())
                            + " (a stack name: letters, digits, '-', '_', '.', optionally org/project/)")
 
-    def history(self, limit: int = 5, app: str | None = None) -> list[dict[str, Any]]:
+    def history(self, limit: int = HISTORY_SHOWN, app: str | None = None) -> list[dict[str, Any]]:
         """The last updates, newest first, with the production slot each one deployed (of `app`, by
         default this session's), its message and how many resources it changed (a refused release
         command's update ended having changed none)."""
         entries = []
         key = qualified(namespace_of(app or self.app), "productionSlot")
-        for summary in self.stack.history(page_size=limit, page=1, show_secrets=False) or []:
+        ahead = self._summaries if limit <= HISTORY_SHOWN else None
+        summaries = ahead.result() if ahead else self._history(limit)
+        for summary in summaries[:limit]:
             slot = (summary.config or {}).get(key)
             changed = sum(count for op, count in (summary.resource_changes or {}).items() if op != "same")
             entries.append({"kind": summary.kind, "result": summary.result, "started": str(summary.start_time),
                             "productionSlot": slot.value if slot else None, "message": summary.message,
                             "changed": changed})
         return entries
+
+    def _history(self, limit: int) -> list[auto.UpdateSummary]:
+        return self.stack.history(page_size=limit, page=1, show_secrets=False) or []
 
     def stack_names(self) -> list[str]:
         """The stacks of this project in the state backend (`pulumi stack ls`)."""
@@ -516,7 +548,7 @@ class StackSession:
         if pending:
             deployment.deployment = {**state, "pending_operations": []}
             self.stack.import_stack(deployment)
-            self._state = None
+            self._read_ahead(history=False)
         return len(pending)
 
 

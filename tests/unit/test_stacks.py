@@ -30,7 +30,39 @@ def session_in(tmp_path, calls: list[list[str]]) -> StackSession:
     session = StackSession.__new__(StackSession)
     session.stack, session.namespace, session.name = Stack(), "bluegreen", "dev"
     session.config_file, session._config = str(tmp_path / "Pulumi.dev.yaml"), None
+    session._read_ahead = lambda history: None  # the reads after an update: test_an_update_s_state_and_history_...
     return session
+
+
+def test_an_update_s_state_and_history_are_read_once_side_by_side_and_shared(tmp_path, monkeypatch):
+    """After an update, the state and the last updates are read at once, in the background, and every
+    check and report after it shares that one read of each (each read is one `pulumi` start)."""
+    from pulumi import automation as auto
+
+    from bluegreen.release import stacks
+
+    exports, histories = [], []
+    monkeypatch.setattr(stacks, "_export", lambda name, project_dir: exports.append(name) or {"deployment": {}})
+
+    class Stack:
+        def history(self, page_size, page, show_secrets):
+            histories.append(page_size)
+            return [auto.UpdateSummary(kind="update", start_time=None, message="flip", environment={}, config={},
+                                       result="succeeded", resource_changes={"update": 1, "same": 3})]
+
+    session = StackSession.__new__(StackSession)
+    session.stack, session.name, session.app, session.project_dir = Stack(), "dev", None, str(tmp_path)
+    session._state = session._exported = session._summaries = None
+    session._run("up", lambda **_: None)
+    for _ in range(2):
+        assert session.apps() == [] and session.deployed_values("web") is None
+        assert session.history()[0]["changed"] == 1 and session.history(3)[0]["message"] == "flip"
+    assert exports == ["dev"] and histories == [stacks.HISTORY_SHOWN]
+    session.history(stacks.HISTORY_SHOWN + 1)  # more than was read ahead: read for itself
+    assert histories == [stacks.HISTORY_SHOWN, stacks.HISTORY_SHOWN + 1]
+    session._run("refresh", lambda **_: None)  # a change: read again
+    session.history()
+    assert exports == ["dev", "dev"] and histories[-1] == stacks.HISTORY_SHOWN
 
 
 def test_a_steps_edits_are_one_pulumi_call_and_secrets_go_in_as_secrets(tmp_path):

@@ -14,6 +14,7 @@ from .. import drift, steps
 from ..checks import slot_readiness
 from ..journal import UNCHANGED, Entry
 from ..session import App, Drifted, Failed, Session, listed
+from ..stacks import HISTORY_SHOWN
 
 NAME = "status"
 HELP = "the prod and stage slots, readiness, history, and what differs from the stack"
@@ -105,7 +106,7 @@ def read_state(session: Session, app: App | None = None) -> dict[str, Any]:
                     "revision": records[0]["revision"] if records else outputs.get("revision"),
                     "status": records[0]["status"] if records else outputs.get("status")},
         "urls": {"prod": outputs.get("prodUrl"), "stage": outputs.get("stageUrl")},
-        "history": _try(lambda: stack.history(5, app.name), []),
+        "history": _try(lambda: stack.history(HISTORY_SHOWN, app.name), []),
     }
     return state
 

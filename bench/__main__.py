@@ -136,6 +136,12 @@ def flip_all(method: Method, ingress: str, runs: int) -> dict:
             summary["processes"][kind] = counts.count(method.flip(kind, image))
             flips.wait_serving(ingress, PROD_HOST, VERSION[image])
         say(f"    processes per flip: {summary['processes']}")
+    summary["api_requests"] = {}  # one more promote and rollback: the API server's requests each made
+    for kind, image in (("promote", NEW), ("rollback", OLD)):
+        method.prepare(kind, image)
+        summary["api_requests"][kind] = counts.api_requests(method.flip(kind, image))
+        flips.wait_serving(ingress, PROD_HOST, VERSION[image])
+    say(f"    API server requests per flip: {summary['api_requests']}")
     return summary
 
 
@@ -381,6 +387,10 @@ def _print_table(results: dict) -> None:
               f"{span(row['rollback_switch_s']):>18} {span(row['command_s']):>18} {row['gap_s']['median']:6.2f} "
               f"{row['sent']:>9} {row['failed']:>7} {row.get('vs_helm', '-'):>7} {row.get('vs_floor', '-'):>8} "
               f"{row.get('promote_vs_pulumi_up', '-'):>13} {row.get('rollback_vs_pulumi_up', '-'):>14} {processes:>24}")
+    print("\nAPI server requests per flip (all, of them discovery and OpenAPI reads), promote and rollback:")
+    for method, row in results["flips"].items():
+        print(f"  {method:28} " + "; ".join(f"{kind} {c['all']} ({c['discovery']} discovery, {c['openapi']} OpenAPI)"
+                                            for kind, c in row.get("api_requests", {}).items()))
     if "cli" in results:
         print("\n`bluegreen` as a loop would run it, seconds (median of "
               f"{results['cli']['runs']}): " + ", ".join(f"{k} {v:.2f}" for k, v in results["cli"]["seconds"].items()))

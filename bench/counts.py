@@ -1,12 +1,18 @@
-"""How many `pulumi` processes and Python interpreters one flip of a method starts: every execve of
-the flip's commands and their children, traced with strace (-f). The tool's overhead in processes,
-which is behaviour, not timing: the same on a quiet or a busy machine."""
+"""What one flip of a method costs in counts, which are behaviour, not timing (the same on a quiet
+or a busy machine):
+- how many `pulumi` processes and Python interpreters it starts: every execve of the flip's commands
+  and their children, traced with strace (-f). The tool's overhead in processes;
+- how many requests the API server answered during it, by its own counter: all, and the discovery
+  and OpenAPI reads among them (a client learning the server's types and schemas: the cost of
+  Helm inside Pulumi's provider, against the helm CLI's)."""
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 
 from bench.flips import Commands
@@ -42,3 +48,38 @@ def _is_python(path: str) -> bool:
     except OSError:
         return False
     return first.startswith(b"#!") and b"python" in first
+
+
+# One line of the API server's /metrics: apiserver_request_total{...,verb="GET",...} 12
+_REQUESTS = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<count>\S+)$')
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def api_requests(commands: Commands) -> dict[str, int]:
+    """Run the flip's commands; the API server's requests meanwhile (its apiserver_request_total, read
+    with kubectl before and after). Other clients (controllers, the ingress) add theirs to "all";
+    discovery and OpenAPI reads are made by clients that load the server's types."""
+    before = _request_totals()
+    commands()
+    after = _request_totals()
+    grown = {key: after[key] - before.get(key, 0) for key in after if after[key] > before.get(key, 0)}
+    return {"all": sum(grown.values()),
+            "discovery": sum(n for (verb, what), n in grown.items() if verb == "GET" and what in ("api", "apis")),
+            "openapi": sum(n for (_, what), n in grown.items() if what.startswith("openapi"))}
+
+
+def _request_totals() -> collections.Counter:
+    return request_totals(subprocess.run(["kubectl", "get", "--raw", "/metrics"], capture_output=True, text=True,
+                                         check=True).stdout)
+
+
+def request_totals(metrics: str) -> collections.Counter:
+    """The API server's request counts in its /metrics text, by (verb, resource or path)."""
+    totals: collections.Counter = collections.Counter()
+    for match in map(_REQUESTS.match, metrics.splitlines()):
+        if match:
+            labels = dict(_LABEL.findall(match["labels"]))
+            # A request for no resource (GET /api, /apis, /openapi/v3/...) is counted under its path.
+            what = labels.get("resource") or labels.get("subresource", "")
+            totals[labels.get("verb", ""), what] += int(float(match["count"]))
+    return totals

@@ -1,0 +1,31 @@
+"""bench/counts.py: what a flip costs in counts. The API server's request counter is read from its
+/metrics text (what `kubectl get --raw /metrics` prints)."""
+
+from __future__ import annotations
+
+from bench import counts
+
+METRICS = "\n".join([
+    "# HELP apiserver_request_total Counter of apiserver requests",
+    'apiserver_request_total{code="200",component="apiserver",resource="",subresource="api",verb="GET"} 3',
+    'apiserver_request_total{code="200",component="apiserver",resource="",subresource="apis",verb="GET"} 3',
+    'apiserver_request_total{code="200",component="",resource="",subresource="openapi/v3/",verb="GET"} 2',
+    'apiserver_request_total{code="200",group="",resource="services",subresource="",verb="PATCH",version="v1"} 2',
+    'apiserver_request_total{code="409",group="",resource="services",subresource="",verb="PATCH",version="v1"} 1',
+    'apiserver_request_duration_seconds_count{verb="GET",resource="services"} 40',
+])
+
+
+def test_the_api_servers_requests_are_counted_by_verb_and_what_they_read():
+    assert counts.request_totals(METRICS) == {("GET", "api"): 3, ("GET", "apis"): 3, ("GET", "openapi/v3/"): 2,
+                                              ("PATCH", "services"): 3}
+
+
+def test_a_flips_requests_are_what_grew_meanwhile_with_discovery_and_openapi_apart(monkeypatch):
+    after = METRICS.replace('subresource="api",verb="GET"} 3', 'subresource="api",verb="GET"} 31').replace(
+        'subresource="openapi/v3/",verb="GET"} 2', 'subresource="openapi/v3/",verb="GET"} 10')
+    texts = iter([METRICS, after + '\napiserver_request_total{resource="secrets",verb="POST"} 1'])
+    monkeypatch.setattr(counts, "_request_totals", lambda: counts.request_totals(next(texts)))
+    ran = []
+    assert counts.api_requests(lambda: ran.append(True)) == {"all": 37, "discovery": 28, "openapi": 8}
+    assert ran == [True]

@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 # shellcheck at its default severity (info and style notes too: the scripts are clean at it); -x
-# follows `source`d files. (scripts/langhost/pulumi-language-python is Python, not shell.)
+# follows `source`d files. (scripts/langhost/ is Go: tests/langhost builds and checks it.)
 SHELL_SCRIPTS := $(wildcard scripts/*.sh scripts/*/*.sh) scripts/activate .ci/run
 lint: venv
 	@echo "==> lint: ruff, mypy, shellcheck"

@@ -19,6 +19,8 @@ from bench.flips import Commands
 
 # strace -f -o FILE writes "PID execve("/path", [...], ...) = 0" for each successful exec.
 _EXEC = re.compile(r'^\d+\s+execve\("(?P<path>[^"]+)".* = 0$')
+# The plugin the CLI starts to run a Python program (not started by the release tool's inline program).
+LANGUAGE_HOST = "pulumi-language-python"
 
 
 def available() -> bool:
@@ -26,16 +28,18 @@ def available() -> bool:
 
 
 def count(commands: Commands) -> dict[str, int | list[str]]:
-    """Run the flip's commands under strace; the pulumi CLI processes and Python interpreters they
-    started (a Python script such as the stand-in language host counts as an interpreter)."""
+    """Run the flip's commands under strace; the pulumi CLI processes, language hosts and Python
+    interpreters they started (a Python script counts as an interpreter; the language host, Pulumi's
+    own or this machine's stand-in, is a Go program and is counted by its name)."""
     with tempfile.TemporaryDirectory(prefix="bench-strace-") as directory:
         log = os.path.join(directory, "trace")
         commands(wrap=["strace", "-f", "-qq", "-A", "-e", "trace=execve", "-e", "signal=none", "-o", log])
         with open(log) as f:
             executed = [m["path"] for m in map(_EXEC.match, f.read().splitlines()) if m]
     pulumi = [path for path in executed if os.path.basename(path) == "pulumi"]
+    hosts = [path for path in executed if os.path.basename(path) == LANGUAGE_HOST]
     python = [path for path in executed if _is_python(path)]
-    return {"pulumi_processes": len(pulumi), "python_processes": len(python),
+    return {"pulumi_processes": len(pulumi), "language_host_processes": len(hosts), "python_processes": len(python),
             "python_programs": sorted({os.path.basename(path) for path in python})}
 
 

@@ -56,7 +56,8 @@ version_of() {
   case $1 in
     helm) echo "$HELM_VERSION" ;;
     kube-score) echo "$KUBE_SCORE_VERSION" ;;
-    pulumi | langhost) echo "$PULUMI_VERSION" ;;
+    pulumi) echo "$PULUMI_VERSION" ;;
+    langhost) echo "$PULUMI_VERSION-$(langhost_hash)" ;;
     kubernetes-provider) echo "$PULUMI_KUBERNETES_VERSION" ;;
     kube) echo "$KUBERNETES_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
@@ -69,6 +70,13 @@ version_of() {
     kube-router) echo "$KUBE_ROUTER_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]}; groups: chart for-local for-user e2e bench all)" ;;
   esac
+}
+
+# The language host is built from this checkout's scripts/langhost/: its cache entry is keyed by
+# the pulumi version and a hash of its sources, so an edited host is rebuilt, not reused.
+langhost_hash() {
+  cat "$REPO"/scripts/langhost/*.go "$REPO/scripts/langhost/go.mod" "$REPO/scripts/langhost/go.sum" |
+    sha256sum | cut -c1-12
 }
 
 # Binaries that must all exist for a cache hit.
@@ -95,12 +103,14 @@ bins_of() {
 has_crds() { [[ $1 == traefik-crds || $1 == gateway-api || $1 == argo-rollouts ]]; }
 
 # Cold build estimate in minutes, about 1.2x what was measured here (2 cores, empty Go build and
-# module caches, `toolchain.sh e2e` in this order; seconds): helm 191, pulumi 436, langhost 24,
+# module caches, `toolchain.sh e2e` in this order; seconds): helm 191, pulumi 436,
 # kubernetes-provider 850, kwok 156, etcd 48, kube 543 (with kubelet, kube-proxy and kubectl),
 # traefik 542. All together: 47 min. Measured later, alone (`toolchain.sh versitygw`, then
 # `toolchain.sh argo-rollouts`, each with empty Go module and build caches, while an e2e run shared
 # the 2 cores): versitygw 200, argo-rollouts 560 (both binaries; the go1.27.3 download included);
 # kube-score 104 (`toolchain.sh kube-score`, empty Go module and build caches); vegeta 31 (likewise).
+# langhost 38 (`GOCACHE=$(mktemp -d) toolchain.sh langhost`: empty build cache, modules already
+# downloaded, other work on the cores; 40 with an empty module cache too).
 estimate_of() {
   case $1 in
     helm) echo 4 ;;
@@ -257,45 +267,18 @@ build_pulumi() {
   [[ $got == "$v" ]] || die "built pulumi reports '$got', want $v"
 }
 
-# The Go language host module is not served by the proxy; scripts/langhost/ holds a Python one.
-# Its venv lives in the cache; the wrapper finds the script in the checkout that activated it.
+# Pulumi's Python language host module is not served by the proxy: scripts/langhost/ holds a
+# stand-in, a small Go program on the SDK's gRPC stubs. Beside it goes the SDK's exec shim (from
+# the sdk/v3 module, python/cmd/), which runs the user's program.
 build_langhost() {
-  local v=$PULUMI_VERSION final=$TOOLS_DIR/langhost-$PULUMI_VERSION
-  python3 -m venv "$1/venv"
-  "$1/venv/bin/pip" install --quiet --disable-pip-version-check "pulumi==$v"
-  local sdk; sdk=$(mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v")
+  local v=$PULUMI_VERSION sdk got
+  (cd "$REPO/scripts/langhost" && GOFLAGS=-buildvcs=false with_ticker langhost \
+    go build -trimpath -ldflags="-s -w" -o "$1/bin/pulumi-language-python" .)
+  # The host reports the SDK version of its go.mod: it must be the CLI's.
+  got=$(go version -m "$1/bin/pulumi-language-python" | awk '$2 == "github.com/pulumi/pulumi/sdk/v3" {print $3}')
+  [[ $got == "v$v" ]] || die "scripts/langhost/go.mod requires github.com/pulumi/pulumi/sdk/v3 $got, want v$v (PULUMI_VERSION)"
+  sdk=$(mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v")
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$1/bin/pulumi-language-python-exec"
-  write_langhost_wrapper "$1" "$final"
-  # python3 -m venv bakes $1 into bin/activate and pip's shebangs; post_langhost fixes them.
-  echo "$1" > "$1/.built-at"
-}
-
-# The wrapper runs a copy of scripts/langhost/pulumi-language-python kept in the cache, so it works
-# from any directory and outlives the checkout it came from; every toolchain run refreshes the
-# copy. write_langhost_wrapper DIR FINAL_DIR writes into DIR files that name paths in FINAL_DIR.
-write_langhost_wrapper() {
-  local dir=$1 final=$2 text
-  install_if_changed "$dir/lib/pulumi-language-python" < "$REPO/scripts/langhost/pulumi-language-python"
-  text=$(cat <<EOF
-#!/usr/bin/env bash
-# Pulumi Python language host (bluegreen's scripts/langhost, copied here by scripts/toolchain.sh).
-exec "$final/venv/bin/python" "$final/lib/pulumi-language-python" "\$@"
-EOF
-)
-  install_if_changed "$dir/bin/pulumi-language-python" <<<"$text"
-}
-
-# Stdin to FILE, atomically and only when it changed: a running engine may be starting it now.
-install_if_changed() {
-  local target=$1 tmp="$1.tmp.$$"
-  mkdir -p "$(dirname "$target")"
-  cat > "$tmp"
-  if [[ -f $target ]] && cmp -s "$tmp" "$target"; then
-    rm -f "$tmp"
-  else
-    chmod 0755 "$tmp"
-    mv -f "$tmp" "$target"
-  fi
 }
 
 build_kubernetes-provider() {
@@ -592,24 +575,15 @@ ensure() {
   }
 }
 
-# venvs are not relocatable: after the atomic move, fix the venv's own paths once.
-post_langhost() {
-  local dir=$1 old
-  if [[ -f $dir/.built-at ]]; then
-    old=$(cat "$dir/.built-at")
-    grep -rlF "$old" "$dir/venv/bin" | xargs -r sed -i "s#$old#$dir#g"
-    rm -f "$dir/.built-at"
-  fi
-  write_langhost_wrapper "$dir" "$dir"
-  link_langhost
-}
+post_langhost() { link_langhost; }
 post_pulumi() { link_langhost; }
 
 # The engine treats pulumi-language-python as bundled: found on PATH anywhere but next to the
 # pulumi binary, it prints "warning: using pulumi-language-python from $PATH" on every run.
 # So link the language host into pulumi's own bin dir, when that dir is ours.
 link_langhost() {
-  local pbin=$TOOLS_DIR/pulumi-$PULUMI_VERSION/bin lbin=$TOOLS_DIR/langhost-$PULUMI_VERSION/bin f
+  local pbin=$TOOLS_DIR/pulumi-$PULUMI_VERSION/bin lbin f
+  lbin=$TOOLS_DIR/langhost-$(version_of langhost)/bin
   [[ -x $pbin/pulumi && -d $lbin ]] || return 0
   for f in pulumi-language-python pulumi-language-python-exec; do
     ln -sfn "$lbin/$f" "$pbin/$f"

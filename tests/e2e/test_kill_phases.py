@@ -152,6 +152,7 @@ def test_a_release_command_starts_no_language_host_and_no_second_python(tool, ku
         started = counts.count(Commands([tool.command("promote")], tool.env, tool.project_dir))
     REPORT["bluegreen promote (traced: processes counted)"].update(started)
     assert started["python_processes"] == 1 and started["python_programs"] == ["python"], started
+    assert started["language_host_processes"] == 0, started
     assert started["pulumi_processes"] >= 2, started  # the preview and the update, at least: the count is real
 
 

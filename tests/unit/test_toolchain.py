@@ -68,11 +68,13 @@ def test_an_older_pulumi_is_not_used(installed, tmp_path):
 
 
 def test_the_stand_in_language_host_is_never_on_path(installed, tmp_path):
-    # A cache holding every tool dir, the stand-in host's included.
+    # A cache holding every tool dir, the stand-in host's included (keyed by its sources' hash).
     cache = tmp_path / "cache" / "tools"
-    for tool in (f"langhost-{VERSIONS['PULUMI_VERSION']}", f"helm-{VERSIONS['HELM_VERSION']}"):
-        (cache / tool / "bin").mkdir(parents=True)
-    fake(cache / f"langhost-{VERSIONS['PULUMI_VERSION']}" / "bin", "pulumi-language-python", "stand-in")
+    langhost = Path(toolchain("--print-dir", "langhost", env=installed).stdout.strip())
+    assert langhost.parent == cache and langhost.name.startswith(f"langhost-{VERSIONS['PULUMI_VERSION']}-")
+    for tool_dir in (langhost, cache / f"helm-{VERSIONS['HELM_VERSION']}"):
+        (tool_dir / "bin").mkdir(parents=True)
+    fake(langhost / "bin", "pulumi-language-python", "stand-in")
     printed = toolchain("--print-path", env=installed).stdout.strip().split(":")
     assert str(cache / f"helm-{VERSIONS['HELM_VERSION']}" / "bin") in printed
     assert not any("langhost" in entry for entry in printed), printed
@@ -174,3 +176,23 @@ def test_a_pulumi_installed_after_we_built_one_wins(installed, tmp_path):
     (tmp_path / "bin" / "pulumi").unlink()
     assert str(ours) in toolchain("--print-path", env=installed).stdout
     assert f"pulumi {VERSIONS['PULUMI_VERSION']} cached" in toolchain("pulumi", env=installed).stderr
+
+
+def test_the_language_hosts_cache_entry_follows_its_sources(installed, tmp_path):
+    """An edited language host gets a new cache entry (rebuilt), not the old binary."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SCRIPTS, repo / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+    script = str(repo / "scripts" / "toolchain.sh")
+
+    def entry() -> str:
+        done = subprocess.run([script, "--print-dir", "langhost"], capture_output=True, text=True, env=installed,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    before = entry()
+    assert before == toolchain("--print-dir", "langhost", env=installed).stdout.strip()  # same sources
+    with open(repo / "scripts" / "langhost" / "main.go", "a") as f:
+        f.write("\n// an edit\n")
+    after = entry()
+    assert after != before and after.startswith(before[:before.rindex("-") + 1])

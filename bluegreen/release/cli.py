@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         check = getattr(COMMANDS[args.command], "check_arguments", None)
         if check:  # arguments that go together or not at all: refused before the stack is even read
             check(args)
-        session = Session(args)
+        session = Session(args, read_only=_read_only(args.command))
         with _one_at_a_time(session, args):
             try:
                 COMMANDS[args.command].run(session, args)
@@ -96,13 +96,18 @@ def _failure(error: Exception, session: Session | None, command: str) -> tuple[i
 def _one_at_a_time(session: Session, args: argparse.Namespace) -> Iterator[None]:
     """Commands that change the stack or the cluster hold this machine's lock on the stack, and
     start only while no update (from anywhere) holds Pulumi's lock on it."""
-    if getattr(COMMANDS[args.command], "READ_ONLY", False):
+    if _read_only(args.command):
         yield
         return
     with command_lock(session.stack.project_dir, session.stack.name, this_command()):
         if args.command != "recover":  # recover is what clears a dead update's lock
             session.stack.check_unlocked()
         yield
+
+
+def _read_only(command: str) -> bool:
+    """A command that changes nothing (READ_ONLY = True)."""
+    return getattr(COMMANDS[command], "READ_ONLY", False)
 
 
 def _several() -> str:

@@ -242,11 +242,12 @@ class Session:
     itself (session.settings, session.truth(), ...: ONE_APP); one that takes several walks
     session.apps, each reporting into its own part of the report (report["apps"][NAME])."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, read_only: bool = False):
         self.args = args
         self.cwd = os.getcwd()  # the user's: the inline program runs in the project's directory
         chosen = list(dict.fromkeys(getattr(args, "app", None) or []))  # --app, repeated; in order, once each
-        self.stack = StackSession(args.stack, args.project_dir, chosen[0] if chosen else None)
+        # A command that changes nothing reports the last updates as they are now: read them ahead.
+        self.stack = StackSession(args.stack, args.project_dir, chosen[0] if chosen else None, history=read_only)
         self.report: dict[str, Any] = {}  # the command's result fields, filled in as it goes
         self.updated = False  # an update of this command has run (so a refusal now would be a lie)
         selected = self._selection(chosen)

@@ -176,21 +176,19 @@ class StackSession:
     ("web:productionSlot"): one update can change several apps.
     """
 
-    def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None):
+    def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None,
+                 history: bool = False):
         self.project_dir = os.path.abspath(project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT)
         if not shutil.which("pulumi"):  # said now: the Automation API starts in the background
             raise FileNotFoundError(2, "No such file or directory", "pulumi")
         program = inline_program(self.project_dir)
         self.inline = program is not None
-        # The Automation API starts (its `pulumi version` check), the state is read and the
-        # program's imports are made side by side, while the command reads the config and the
-        # cluster: the first update or preview needs all three, every check the state.
+        # The Automation API starts (its `pulumi version` check), the state (and with `history`,
+        # for a command that only reads, the last updates) is read and the program's imports are
+        # made side by side, while the command reads the config and the cluster: the first update
+        # or preview needs all three, every check the state.
         background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bluegreen")
         self.name = stack_name
-        self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
-        self._exported: concurrent.futures.Future | None = None  # the state, being read (_read_ahead)
-        self._summaries: concurrent.futures.Future | None = None  # the last updates, being read
-        self._read_ahead(history=False)
         self._program = program
         workspace = lambda: _Workspace(work_dir=self.project_dir, program=program,  # noqa: E731
                                        pulumi_command=_pulumi_command())
@@ -199,6 +197,10 @@ class StackSession:
         if program:
             background.submit(_warm_imports)
         background.shutdown(wait=False)
+        self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
+        self._exported: concurrent.futures.Future | None = None  # the state, being read (_read_ahead)
+        self._summaries: concurrent.futures.Future | None = None  # the last updates, being read
+        self._read_ahead(history=history)
         self.app = app
         self.namespace = namespace_of(app)
         self.config_file = os.path.join(self.project_dir, f"Pulumi.{stack_name}.yaml")

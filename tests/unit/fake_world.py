@@ -171,6 +171,7 @@ class FakeStack:
         self.extra_preview_change: Change | None = None
         self.backend_locks: list[dict] | None = []  # Pulumi's locks in the state backend; None: unreadable
         self.refused_ahead: list[str] = []  # the messages of updates started ahead and refused
+        self.history_ahead: list[bool] = []  # per StackSession opened: were the last updates read ahead
         # The component's productionSlot output, when an update was cut off between the Release's
         # step and the component's outputs (cleared by the next up).
         self.stale_output: str | None = None
@@ -198,8 +199,9 @@ class FakeStack:
     def apps(self):
         return ["web"] if self.deployed else []
 
-    def session_for(self, app):
-        """The stack as StackSession(..., app) sees it."""
+    def session_for(self, app, history=False):
+        """The stack as StackSession(..., app, history) sees it."""
+        self.history_ahead.append(history)
         return self
 
     def record(self, changes):
@@ -336,9 +338,9 @@ class FakeApps(FakeStack):
         self.deployed_apps: dict[str, dict] = {}
         self.app: str | None = None
 
-    def session_for(self, app):
+    def session_for(self, app, history=False):
         self.app = app
-        return self
+        return super().session_for(app, history)
 
     def keys_of(self, app):
         return {"appName": app, **copy.deepcopy(self.configs[app])} if app in self.configs else {}
@@ -444,7 +446,8 @@ def install(monkeypatch, stack: FakeStack, tmp_dir) -> FakeStack:
     `tmp_dir` and the chart rendered by fake_manifest (the `world` fixture, and the generated tests)."""
     from bluegreen.release import helm, session
 
-    monkeypatch.setattr(session, "StackSession", lambda name, project_dir=None, app=None: stack.session_for(app))
+    monkeypatch.setattr(session, "StackSession",
+                        lambda name, project_dir=None, app=None, history=False: stack.session_for(app, history))
     monkeypatch.setattr(session, "KubeClient", lambda kubeconfig=None: stack.cluster)
     _install_common(monkeypatch, tmp_dir)
     monkeypatch.setattr(helm, "rollback", stack.cluster.rollback)
@@ -457,7 +460,7 @@ def install_stacks(monkeypatch, stacks: dict[str, FakeStack], tmp_dir) -> dict[s
     from bluegreen.release import session
     from bluegreen.release.stacks import NoSuchStack
 
-    def stack_session(name, project_dir=None, app=None):
+    def stack_session(name, project_dir=None, app=None, history=False):
         if name not in stacks:
             raise NoSuchStack(f"stack {name!r} does not exist in /nonexistent/project; "
                               f"create it with: pulumi stack init {name}")

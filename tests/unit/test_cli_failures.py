@@ -28,7 +28,7 @@ def test_no_pulumi_on_path_is_a_refusal_with_json(tmp_path):
 @pytest.mark.parametrize("error", [RuntimeError("boom"), subprocess.TimeoutExpired("check", 300), OSError(5, "I/O")])
 def test_an_unexpected_error_is_a_failure_with_json(monkeypatch, capsys, error):
     class Exploding:
-        def __init__(self, args):
+        def __init__(self, args, read_only=False):
             raise error
 
     monkeypatch.setattr(cli, "Session", Exploding)

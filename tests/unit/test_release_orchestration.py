@@ -129,6 +129,15 @@ def test_a_command_running_on_this_machine_holds_the_stack(tool, world):
     tool("deploy", V2)  # and once the holder is done, the stack is free
 
 
+def test_a_command_that_only_reads_reads_the_history_ahead_and_one_that_changes_does_not(tool, world):
+    """Every command reports the last updates; one that changes the stack reads them after its update
+    (stacks.StackSession._read_ahead), so only a read-only one reads them from the start."""
+    tool("deploy", V2)
+    tool("status")
+    tool("diff")
+    assert world.history_ahead == [False, True, True]
+
+
 def test_status_says_when_prod_does_not_serve(tool, world):
     world.cluster.pod_ips["web-blue"] = []
     result = tool("status", expect=1)

@@ -278,6 +278,9 @@ def killed_update_then_recover(tool, kube, project_dir, pulumi_env):
                               env=pulumi_env, start_new_session=True)
     wait_until("the Helm release is pending-upgrade",
                lambda: (kube.helm_releases(NS, "web") or [{}])[0].get("status") == "pending-upgrade", timeout=90)
+    # Helm records the pending revision first, then creates the objects: kill once blue's is there.
+    wait_until("the pending upgrade created web-blue", lambda: kube.deployment(NS, "web-blue") is not None,
+               timeout=30)
     kill_tree(update.pid)  # the CLI, the language host, the provider: as a power cut would
     update.wait()
     time.sleep(1)

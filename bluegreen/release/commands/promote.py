@@ -87,29 +87,28 @@ def run(session: Session, args: argparse.Namespace) -> None:
             app.require_true_cluster(NAME)
             app.require_available(step.slot, NAME)
         _scale_stage(session, grow)
-    # The preview (the longest check: a whole engine run) starts first; the flip's update (of every
-    # app) starts next and waits for it, the checks and the diffs, which run side by side: none of
-    # them changes anything, and a refusal ends the update unchanged.
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background:
+    diffs = [app.diff_in_background(step.changes) for app, step in planned]
+    # The flip's update (of every app) starts now and waits for the checks, the preview and the
+    # diffs, which run side by side: none of them changes anything, and a refusal ends the update unchanged.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview") as background, \
+            session.update_ahead(changes, message, record=False) as update:
         previewing = background.submit(_preview, session, changes)
-        diffs = [app.diff_in_background(step.changes) for app, step in planned]
-        with session.update_ahead(changes, message, record=False) as update:
-            if not grow:
-                for app, step in planned:
-                    app.require_true_cluster(NAME)
-                    app.require_available(step.slot, NAME)
+        if not grow:
             for app, step in planned:
-                app.smoke("stage", step.slot, window=checks)
-            preview = previewing.result()
-            _guard([(app, app.show_diff(diff)) for (app, _), diff in zip(planned, diffs, strict=True)], preview)
-            with session.watch_every_prod():
-                # The stack config records the flip only once prod is verified: a promote killed before
-                # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
-                problem = _verified(planned, update(), checks)
-                if problem:
-                    _roll_back(session, planned, previous, problem)
-                session.journal.phase("record")
-                session.stack.record(changes)
+                app.require_true_cluster(NAME)
+                app.require_available(step.slot, NAME)
+        for app, step in planned:
+            app.smoke("stage", step.slot, window=checks)
+        preview = previewing.result()
+        _guard([(app, app.show_diff(diff)) for (app, _), diff in zip(planned, diffs, strict=True)], preview)
+        with session.watch_every_prod():
+            # The stack config records the flip only once prod is verified: a promote killed before
+            # that leaves a config that says where prod was, and `bluegreen recover` finishes it.
+            problem = _verified(planned, update(), checks)
+            if problem:
+                _roll_back(session, planned, previous, problem)
+            session.journal.phase("record")
+            session.stack.record(changes)
 
 
 def _guard(objects: list[tuple[App, list | None]], preview: Run) -> None:

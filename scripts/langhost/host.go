@@ -59,6 +59,15 @@ func programOptions(info *pulumirpc.ProgramInfo) (pythonOptions, error) {
 	return parseOptions(info.GetRootDirectory(), info.GetProgramDirectory(), info.GetOptions())
 }
 
+// programToolchain is the Python toolchain the program's runtime options name.
+func programToolchain(info *pulumirpc.ProgramInfo) (*pipToolchain, error) {
+	opts, err := programOptions(info)
+	if err != nil {
+		return nil, err
+	}
+	return resolveToolchain(opts)
+}
+
 // engineWriters send a command's output to the engine as ephemeral log lines (the real host's
 // logWriter), for work done outside a streaming RPC, such as creating a missing virtualenv.
 func (h *host) engineWriters(ctx context.Context) (writer, writer, error) {
@@ -111,11 +120,7 @@ func (h *host) GetPluginInfo(ctx context.Context, _ *emptypb.Empty) (*pulumirpc.
 // UnimplementedLanguageRuntimeServer), and the engine copes.
 
 func (h *host) GetRequiredPackages(ctx context.Context, req *pulumirpc.GetRequiredPackagesRequest) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	opts, err := programOptions(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	toolchain, err := resolveToolchain(opts)
+	toolchain, err := programToolchain(req.GetInfo())
 	if err != nil {
 		return nil, err
 	}
@@ -313,11 +318,7 @@ func (h *host) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumir
 
 func (h *host) GetProgramDependencies(ctx context.Context, req *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {
 	packages, err := func() ([]installedPackage, error) {
-		opts, err := programOptions(req.GetInfo())
-		if err != nil {
-			return nil, err
-		}
-		toolchain, err := resolveToolchain(opts)
+		toolchain, err := programToolchain(req.GetInfo())
 		if err != nil {
 			return nil, err
 		}

@@ -114,7 +114,7 @@ class _Stack(auto.Stack):
     """The Automation API's stack, without the reads it makes after every update that succeeded:
     the outputs (`pulumi stack output` twice, about 0.5 s after the switch) and a summary (`pulumi
     stack history`, 0.25 s). The tool reads the state and the history itself, once per change and
-    side by side (StackSession._read_after), and a step's changes from the engine's events."""
+    side by side (StackSession._read_ahead), and a step's changes from the engine's events."""
 
     def outputs(self) -> auto.OutputMap:
         return {}

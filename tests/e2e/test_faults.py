@@ -404,4 +404,7 @@ def test_the_state_backend_stopped_in_the_middle_of_a_pulumi_up_flip(app, outage
                  app.lost({**config, "bluegreen:productionSlot": after}), notes=updated(update.returncode, output))
     assert row["lost"] == "nothing", row
     assert figures["failed"] == 0, row  # the state backend serves no request to prod
-    assert fetch(app.ingress, PROD_HOST) == (200, after, VERSION[after])
+    # The cluster serves the flip (status is clean); the ingress controller follows once its watch
+    # of the API server has caught up, which can lag after this module's API server outages.
+    wait_until("the ingress serves the flipped slot",
+               lambda: fetch(app.ingress, PROD_HOST) == (200, after, VERSION[after]), timeout=90)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
 import math
 import os
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -181,6 +177,9 @@ def smoke_checks(target: str, url: str, check_url: str | None, check_cmd: str | 
 def _url_check(address: str, ingress: str | None, timeout: float, settle_until: float | None, say,
                clock: Callable[[], float], sleep: Callable[[float], None]) -> str | None:
     """None when GET `address` answers 2xx; otherwise what it answered."""
+    import http.client  # here, as in http_get: a command's start (rollback's) needs no HTTP client
+    import urllib.error
+
     retried = 0
     while True:
         try:
@@ -302,6 +301,11 @@ def http_get(address: str, ingress: str | None, timeout: float) -> int:
     """The HTTP status of GET `address`. With `ingress` (BLUEGREEN_INGRESS, http://HOST:PORT), the
     request goes there with the URL's host in the Host header, like `curl --connect-to`: how the
     local cluster's ingress is reached, and how a user tests an ingress before DNS points at it."""
+    import http.client  # imported on the first check: the tool's start path, which needs none, stays short
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     if not ingress:
         try:
             with urllib.request.urlopen(address, timeout=timeout) as response:

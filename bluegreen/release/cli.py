@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from .commands import COMMANDS
 from .commands.status import read_state
 from .helm import HelmError
 from .kube import KubeConfigError, KubeError
+from .launch import target_options
 from .locks import StackLocked, command_lock, this_command
 from .session import Failed, Session
 from .stacks import NoSuchStack, say
@@ -144,10 +144,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--stack", default=os.environ.get("BLUEGREEN_STACK", "staging"),
-                        help="Pulumi stack (environment); default: staging")
+    target_options(common)  # --stack, --project-dir
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    common.add_argument("--project-dir", help="the Pulumi project (default: this checkout)")
     common.add_argument("--app", action="append", help="in a stack with several BlueGreenApps, the one to work on "
                         "(its stack config is the namespace named like it: APP:productionSlot, ...); "
                         f"{_several()} take it repeated, for several apps in one update")

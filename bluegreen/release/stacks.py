@@ -30,7 +30,6 @@ import json
 import os
 import runpy
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,7 +50,6 @@ from ..contract import COMPONENT_TYPE, PROJECT, RELEASE_TYPE
 from . import launch
 from .locks import backend_locks, held_by, pulumi_lock_error
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HISTORY_SHOWN = 5  # the last updates a command's report shows (status.read_state); read ahead after an update
 
 
@@ -95,19 +93,25 @@ class _LaunchedCommand(auto.PulumiCommand):
     """The Automation API's handle on the `pulumi` on PATH, given the version that the launch read
     (bluegreen.release.launch) instead of running `pulumi version` once more."""
 
-    def __init__(self, version: VersionInfo):  # not the parent's: it runs `pulumi version`
-        self.command, self.version = "pulumi", version
+    def __init__(self, version: VersionInfo, starting: Callable[[], None] = lambda: None):
+        # not the parent's __init__: it runs `pulumi version`
+        self.command, self.version, self.starting = "pulumi", version, starting
+
+    def run(self, *args: Any, **kwargs: Any) -> auto.CommandResult:
+        self.starting()
+        return super().run(*args, **kwargs)
 
 
-def _pulumi_command() -> auto.PulumiCommand | None:
+def _pulumi_command(starting: Callable[[], None] = lambda: None) -> auto.PulumiCommand | None:
     """The launched command, when the launch read a version the Automation API takes; otherwise
-    None, and the workspace runs and checks `pulumi version` itself (with its own error)."""
+    None, and the workspace runs and checks `pulumi version` itself (with its own error).
+    `starting` is called as each command it runs starts."""
     text = launch.pulumi_version()
     try:
         version = VersionInfo.parse(text) if text else None
     except ValueError:
         return None
-    return _LaunchedCommand(version) if version and version >= _MINIMUM_VERSION else None
+    return _LaunchedCommand(version, starting) if version and version >= _MINIMUM_VERSION else None
 
 
 class _Stack(auto.Stack):
@@ -178,26 +182,35 @@ class StackSession:
 
     def __init__(self, stack_name: str, project_dir: str | None = None, app: str | None = None,
                  history: bool = False):
-        self.project_dir = os.path.abspath(project_dir or os.environ.get("BLUEGREEN_PROJECT_DIR") or REPO_ROOT)
+        self.project_dir = launch.project_dir(project_dir)
         if not shutil.which("pulumi"):  # said now: the Automation API starts in the background
             raise FileNotFoundError(2, "No such file or directory", "pulumi")
         program = inline_program(self.project_dir)
         self.inline = program is not None
-        # The Automation API starts (its `pulumi version` check), the state (and with `history`,
-        # for a command that only reads, the last updates) is read and the program's imports are
-        # made side by side, while the command reads the config and the cluster: the first update
-        # or preview needs all three, every check the state.
-        background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bluegreen")
+        # The Automation API starts (its `pulumi version` check) and the state (and with `history`,
+        # for a command that only reads, the last updates) is read side by side, while the command
+        # reads the config and the cluster: the first update or preview needs the one, every check
+        # the other. The program's imports (0.07 s) wait until the first `pulumi` command of the
+        # stack has started, an update's or a preview's: they would slow the way to it, and its
+        # CLI takes longer than they do to call the program.
+        background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bluegreen")
         self.name = stack_name
         self._program = program
-        workspace = lambda: _Workspace(work_dir=self.project_dir, program=program,  # noqa: E731
-                                       pulumi_command=_pulumi_command())
-        self._stack: concurrent.futures.Future[auto.Stack] = background.submit(
-            lambda: _Stack(stack_name, workspace(), StackInitMode.SELECT))
-        if program:
-            background.submit(_warm_imports)
+        started = threading.Event()
+
+        def open_stack() -> auto.Stack:
+            command = _pulumi_command(started.set)
+            if command is None:  # the Automation API's own command says nothing as it starts
+                started.set()
+            workspace = _Workspace(work_dir=self.project_dir, program=program, pulumi_command=command)
+            return _Stack(stack_name, workspace, StackInitMode.SELECT)
+
+        self._stack: concurrent.futures.Future[auto.Stack] = background.submit(open_stack)
         background.shutdown(wait=False)
+        if program:  # a daemon: a command that runs no update (status) exits without the imports
+            threading.Thread(target=_warm_imports, args=(started,), name="bluegreen-imports", daemon=True).start()
         self._state: dict[str, Any] | None = None  # the exported state, read once until it changes
+        self._reading = threading.Lock()  # held while the state is read: one read, however many ask
         self._exported: concurrent.futures.Future | None = None  # the state, being read (_read_ahead)
         self._summaries: concurrent.futures.Future | None = None  # the last updates, being read
         self._read_ahead(history=history)
@@ -492,14 +505,16 @@ class StackSession:
         reads.shutdown(wait=False)
 
     def _export(self) -> dict[str, Any]:
-        """The stack's state, read once per change: every check of a command shares it."""
-        if self._state is None:
-            exported, self._exported = self._exported, None
-            try:
-                self._state = exported.result() if exported else _export(self.name, self.project_dir)
-            except auto.CommandError as error:
-                raise self._no_such_stack(error) from None
-        return self._state
+        """The stack's state, read once per change: every check of a command shares it. A check on
+        another thread that asks while it is being read waits for that read."""
+        with self._reading:
+            if self._state is None:
+                exported, self._exported = self._exported, None
+                try:
+                    self._state = exported.result() if exported else _export(self.name, self.project_dir)
+                except auto.CommandError as error:
+                    raise self._no_such_stack(error) from None
+            return self._state
 
     def _no_such_stack(self, error: auto.CommandError) -> NoSuchStack:
         """Pulumi's error on reading the stack, as a refusal that names it: no such stack, or a name
@@ -565,17 +580,19 @@ def qualified(namespace: str, path: str) -> str:
 
 
 def _export(stack_name: str, project_dir: str) -> dict[str, Any]:
-    """`pulumi stack export`, without --show-secrets: no command reads a secret from the state, and
-    decrypting them all costs as much again as the export."""
-    done = subprocess.run(["pulumi", "stack", "export", "--stack", stack_name], cwd=project_dir, capture_output=True,
-                          text=True, env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"})
-    if done.returncode != 0:
-        raise auto.CommandError(auto.CommandResult(done.stdout, done.stderr, done.returncode))
-    return json.loads(done.stdout or "{}")
+    """The stack's state: the read started at launch when it is this stack's (launch.take_export),
+    else a read of its own (launch.start_export: `pulumi stack export`, without secrets)."""
+    reading = launch.take_export(stack_name, project_dir) or launch.start_export(stack_name, project_dir)
+    out, err = reading.communicate()
+    if reading.returncode != 0:
+        raise auto.CommandError(auto.CommandResult(out, err, reading.returncode))
+    return json.loads(out or "{}")
 
 
-def _warm_imports() -> None:
-    """What the program imports, imported ahead of its first run (it runs in this process)."""
+def _warm_imports(after: threading.Event) -> None:
+    """What the program imports, imported ahead of its first run (it runs in this process), once
+    `after` is set."""
+    after.wait()
     with contextlib.suppress(Exception):  # the program's own run reports any import error
         importlib.import_module("pulumi_kubernetes.helm.v3")
 

@@ -5,6 +5,7 @@ update that deploys them succeeded."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import yaml
@@ -53,6 +54,7 @@ def test_an_update_s_state_and_history_are_read_once_side_by_side_and_shared(tmp
     session = StackSession.__new__(StackSession)
     session.stack, session.name, session.app, session.project_dir = Stack(), "dev", None, str(tmp_path)
     session._state = session._exported = session._summaries = None
+    session._reading = threading.Lock()
     session._run("up", lambda **_: None)
     for _ in range(2):
         assert session.apps() == [] and session.deployed_values("web") is None
@@ -63,6 +65,38 @@ def test_an_update_s_state_and_history_are_read_once_side_by_side_and_shared(tmp
     session._run("refresh", lambda **_: None)  # a change: read again
     session.history()
     assert exports == ["dev", "dev"] and histories[-1] == stacks.HISTORY_SHOWN
+
+
+def test_checks_that_ask_for_the_state_while_it_is_being_read_share_that_one_read(tmp_path, monkeypatch):
+    """Two checks on two threads (the cluster's truth, the object diff) ask for the state while the
+    read started ahead still runs: both get that read, and no second `pulumi stack export` starts."""
+    from bluegreen.release import stacks
+
+    exports, release = [], threading.Event()
+
+    def slow_export(name, project_dir):
+        exports.append(name)
+        release.wait(10)
+        return {"deployment": {"resources": []}}
+
+    monkeypatch.setattr(stacks, "_export", slow_export)
+    session = StackSession.__new__(StackSession)
+    session.name, session.app, session.project_dir = "dev", None, str(tmp_path)
+    session._state = session._exported = session._summaries = None
+    session._reading = threading.Lock()
+    session._read_ahead(history=False)
+    answers: list[list[str]] = []
+    first = threading.Thread(target=lambda: answers.append(session.apps()))
+    first.start()
+    while session._exported is not None:  # the first check has taken the read ahead and waits for it
+        threading.Event().wait(0.01)
+    second = threading.Thread(target=lambda: answers.append(session.apps()))
+    second.start()
+    second.join(0.3)  # time for it to start a read of its own, if it would
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert answers == [[], []] and exports == ["dev"]
 
 
 def test_a_steps_edits_are_one_pulumi_call_and_secrets_go_in_as_secrets(tmp_path):

@@ -4,8 +4,9 @@ node, counted in requests: `pulumi up`, `bluegreen promote`, the article's `helm
 where a `pulumi up` flip's time goes, and how the program's cost grows with the number of apps.
 
 Runs in the README's environment (source scripts/activate) on the local cluster, started here if
-it is not running and stopped again. The methods run one after the other on the same app, hosts
-and load: a `bench` stack in bg-bench, a plain-helm release in bg-bench-helm, a Rollout in
+it is not running and stopped again. The methods run on the same app, hosts and load; those on the
+`bench` stack (`pulumi up`, the release tool and its --baseline) take turns flip by flip, the others
+run one after the other: a `bench` stack in bg-bench, a plain-helm release in bg-bench-helm, a Rollout in
 bg-bench-argo, each removed before the next (Argo's controller and CRDs too). Prints a table and
 writes bench/results/bench-<time>.json. A tool, not a test: nothing here asserts a time.
 """
@@ -112,37 +113,49 @@ def measure(args: argparse.Namespace, env: dict) -> dict:
             results["growth"]["pulumi_preview_s"][apps] = round(growth.preview_on_engine(apps, REPO, env), 3)
         for key in ("program_under_mocks_s", "pulumi_preview_s"):
             results["growth"][key.replace("_s", "_per_extra_app_s")] = round(growth.slope(results["growth"][key]), 4)
-    if "helm upgrade --reuse-values" in results["flips"] and "kubectl patch (floor)" in results["flips"]:
-        _ratios(results["flips"])
+    _ratios(results["flips"])
     return results
 
 
 def flip_all(method: Method, ingress: str, runs: int) -> dict:
-    say(f"==> {runs} flips: {method.name}")
+    return flip_side_by_side([method], ingress, runs)[method.name]
+
+
+def flip_side_by_side(methods: list[Method], ingress: str, runs: int) -> dict[str, dict]:
+    """`runs` flips of each method on the same release, alternating promote and rollback; several
+    methods take turns, a promote and a rollback each (A A B B A A B B ...), so that what else the
+    machine does meanwhile weighs on each of them alike. Then, per method, a traced promote and
+    rollback: the processes each starts and the API server's requests each makes."""
+    say(f"==> {runs} flips{' each, taking turns' if len(methods) > 1 else ''}: {', '.join(m.name for m in methods)}")
     flips.wait_serving(ingress, PROD_HOST, VERSION[OLD])
-    measured = []
-    for index in range(runs):
-        kind, image = ("promote", NEW) if index % 2 == 0 else ("rollback", OLD)
-        method.prepare(kind, image)
-        measured.append(flips.flip(ingress, PROD_HOST, method.name, kind, VERSION[image], method.flip(kind, image)))
-        f = measured[-1]
-        say(f"    {kind:8} -> {f.version}: switched {f.switch_s:5.2f} s, command {f.command_s:5.2f} s, "
-            f"{f.sent} requests, {f.failed} failed" + (f" {f.failures} at {f.failed_at_s} s" if f.failed else ""))
-    summary = flips.summarize(measured)
-    if counts.available():  # one more promote and rollback, traced: the processes each starts
-        summary["processes"] = {}
+    measured: dict[str, list] = {method.name: [] for method in methods}
+    for _ in range(runs // 2):
+        for method in methods:
+            for kind, image in (("promote", NEW), ("rollback", OLD)):
+                method.prepare(kind, image)
+                f = flips.flip(ingress, PROD_HOST, method.name, kind, VERSION[image], method.flip(kind, image))
+                measured[method.name].append(f)
+                say(f"    {kind:8} -> {f.version}: switched {f.switch_s:5.2f} s, command {f.command_s:5.2f} s, "
+                    f"{f.sent} requests, {f.failed} failed" + (f" {f.failures} at {f.failed_at_s} s" if f.failed
+                                                              else "") + (f"  ({method.name})" if len(methods) > 1
+                                                                          else ""))
+    summaries = {}
+    for method in methods:
+        summary = summaries[method.name] = flips.summarize(measured[method.name])
+        if counts.available():  # one more promote and rollback, traced: the processes each starts
+            summary["processes"] = {}
+            for kind, image in (("promote", NEW), ("rollback", OLD)):
+                method.prepare(kind, image)
+                summary["processes"][kind] = counts.count(method.flip(kind, image))
+                flips.wait_serving(ingress, PROD_HOST, VERSION[image])
+            say(f"    processes per flip ({method.name}): {summary['processes']}")
+        summary["api_requests"] = {}  # one more promote and rollback: the API server's requests each made
         for kind, image in (("promote", NEW), ("rollback", OLD)):
             method.prepare(kind, image)
-            summary["processes"][kind] = counts.count(method.flip(kind, image))
+            summary["api_requests"][kind] = counts.api_requests(method.flip(kind, image))
             flips.wait_serving(ingress, PROD_HOST, VERSION[image])
-        say(f"    processes per flip: {summary['processes']}")
-    summary["api_requests"] = {}  # one more promote and rollback: the API server's requests each made
-    for kind, image in (("promote", NEW), ("rollback", OLD)):
-        method.prepare(kind, image)
-        summary["api_requests"][kind] = counts.api_requests(method.flip(kind, image))
-        flips.wait_serving(ingress, PROD_HOST, VERSION[image])
-    say(f"    API server requests per flip: {summary['api_requests']}")
-    return summary
+        say(f"    API server requests per flip ({method.name}): {summary['api_requests']}")
+    return summaries
 
 
 def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress: str, results: dict) -> None:
@@ -170,8 +183,7 @@ def pulumi_phase(args: argparse.Namespace, env: dict, kube: KubeClient, ingress:
         methods = [Method("pulumi up", up), Method("bluegreen promote/rollback", tool)]
         if args.baseline:
             methods.append(_baseline_method(args.baseline, env, cleanup))
-        for method in methods:
-            results["flips"][method.name] = flip_all(method, ingress, args.runs)
+        results["flips"].update(flip_side_by_side(methods, ingress, args.runs))
 
         say("==> `bluegreen --help` and `bluegreen status`, as a loop would run them")
         results["cli"] = _cli_times(env, 5)
@@ -336,13 +348,17 @@ def run(command: list[str], env: dict) -> None:
 
 
 def _ratios(table: dict) -> None:
-    helm = table["helm upgrade --reuse-values"]["switch_s"]["median"]
-    floor = table["kubectl patch (floor)"]["switch_s"]["median"]
-    bare = table.get("pulumi up", {}).get("switch_s", {}).get("median")
+    """Each method's median switch against helm's and the floor's, and the guard's cost: a guarded
+    command against the bare `pulumi up` flip it guards; each where its methods ran (--only)."""
+    def median(name: str) -> float | None:
+        return table.get(name, {}).get("switch_s", {}).get("median")
+
+    helm, floor, bare = median("helm upgrade --reuse-values"), median("kubectl patch (floor)"), median("pulumi up")
     for row in table.values():
-        row["vs_helm"] = round(row["switch_s"]["median"] / helm, 2)
-        row["vs_floor"] = round(row["switch_s"]["median"] / floor, 2)
-        if bare:  # the guard's cost: a guarded command against the bare `pulumi up` flip it guards
+        if helm and floor:
+            row["vs_helm"] = round(row["switch_s"]["median"] / helm, 2)
+            row["vs_floor"] = round(row["switch_s"]["median"] / floor, 2)
+        if bare and "promote_switch_s" in row:
             row["promote_vs_pulumi_up"] = round(row["promote_switch_s"]["median"] / bare, 2)
             row["rollback_vs_pulumi_up"] = round(row["rollback_switch_s"]["median"] / bare, 2)
 

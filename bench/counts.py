@@ -17,8 +17,11 @@ import tempfile
 
 from bench.flips import Commands
 
-# strace -f -o FILE writes "PID execve("/path", [...], ...) = 0" for each successful exec.
-_EXEC = re.compile(r'^\d+\s+execve\("(?P<path>[^"]+)".* = 0$')
+# strace -f -o FILE writes "PID execve("/path", [...], ...) = 0" for each successful exec; when
+# processes exec at the same moment, it splits the line: "PID execve("/path", ... <unfinished ...>",
+# then "PID <... execve resumed>) = 0".
+_EXEC = re.compile(r'^(?P<pid>\d+)\s+execve\("(?P<path>[^"]+)"(?P<rest>.*)$')
+_RESUMED = re.compile(r'^(?P<pid>\d+)\s+<\.\.\. execve resumed>(?P<rest>.*)$')
 # The plugin the CLI starts to run a Python program (not started by the release tool's inline program).
 LANGUAGE_HOST = "pulumi-language-python"
 
@@ -35,12 +38,30 @@ def count(commands: Commands) -> dict[str, int | list[str]]:
         log = os.path.join(directory, "trace")
         commands(wrap=["strace", "-f", "-qq", "-A", "-e", "trace=execve", "-e", "signal=none", "-o", log])
         with open(log) as f:
-            executed = [m["path"] for m in map(_EXEC.match, f.read().splitlines()) if m]
+            executed = executables(f.read())
     pulumi = [path for path in executed if os.path.basename(path) == "pulumi"]
     hosts = [path for path in executed if os.path.basename(path) == LANGUAGE_HOST]
     python = [path for path in executed if _is_python(path)]
     return {"pulumi_processes": len(pulumi), "language_host_processes": len(hosts), "python_processes": len(python),
             "python_programs": sorted({os.path.basename(path) for path in python})}
+
+
+def executables(trace: str) -> list[str]:
+    """The programs that strace's execve lines show executed (exec'd with success), in order."""
+    executed: list[str] = []
+    pending: dict[str, str | None] = {}  # pid -> the path of its exec, until strace says how it ended
+    for line in trace.splitlines():
+        if started := _EXEC.match(line):
+            pid, path, rest = started["pid"], started["path"], started["rest"]
+        elif resumed := _RESUMED.match(line):
+            pid, path, rest = resumed["pid"], pending.pop(resumed["pid"], None), resumed["rest"]
+        else:
+            continue
+        if rest.endswith("<unfinished ...>"):
+            pending[pid] = path
+        elif path and rest.endswith(" = 0"):
+            executed.append(path)
+    return executed
 
 
 def _is_python(path: str) -> bool:

@@ -29,3 +29,20 @@ def test_a_flips_requests_are_what_grew_meanwhile_with_discovery_and_openapi_apa
     ran = []
     assert counts.api_requests(lambda: ran.append(True)) == {"all": 37, "discovery": 28, "openapi": 8}
     assert ran == [True]
+
+
+def test_execs_are_counted_also_when_strace_splits_them_across_lines():
+    """Processes that exec at the same moment (the reads after an update) are written by strace -f
+    in two parts: the call, "<unfinished ...>", and later its end. A failed exec (PATH search) is not counted."""
+    trace = "\n".join([
+        '101 execve("/usr/bin/python3", ["python3", "-m", "bluegreen"], 0x7ff /* 30 vars */) = 0',
+        '102 execve("/opt/a/pulumi", ["pulumi", "version"], 0x7ff /* 30 vars */) = -1 ENOENT (No such file)',
+        '102 execve("/opt/b/pulumi", ["pulumi", "stack", "export"], 0x7ff /* 30 vars */ <unfinished ...>',
+        '103 execve("/opt/b/pulumi", ["pulumi", "stack", "history"], 0x7ff /* 30 vars */ <unfinished ...>',
+        '102 <... execve resumed>)               = 0',
+        '104 execve("/opt/b/pulumi", ["pulumi", "config"], 0x7ff /* 30 vars */ <unfinished ...>',
+        '103 <... execve resumed>)               = 0',
+        '104 <... execve resumed>)               = -1 EACCES (Permission denied)',
+        '105 +++ exited with 0 +++',
+    ])
+    assert counts.executables(trace) == ["/usr/bin/python3", "/opt/b/pulumi", "/opt/b/pulumi"]

@@ -27,8 +27,9 @@ import sys
 from typing import NoReturn
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VERSION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                             "bluegreen", "pulumi-version.json")
+# Where the toolchain keeps its builds (scripts/toolchain.sh): the versions of `pulumi` binaries too.
+VERSION_CACHE = os.path.join(os.environ.get("BLUEGREEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                                "bluegreen"), "pulumi-version.json")
 _ENV = {"PULUMI_SKIP_UPDATE_CHECK": "true"}  # no network call to ask for a newer Pulumi
 
 _version: subprocess.Popen | None = None  # `pulumi version`, started at launch when none was kept

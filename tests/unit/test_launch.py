@@ -52,7 +52,7 @@ def test_a_command_takes_the_state_read_and_the_version_started_at_launch_and_st
     once, the second none (kept for this binary); each reads the state once, the read from launch."""
     (tmp_path / "Pulumi.yaml").write_text("name: bluegreen\nruntime: python\n")
     (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  bluegreen:productionSlot: blue\n")
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "BLUEGREEN_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO_ROOT)}
     for expected in (["version", "stack export --stack dev"], ["stack export --stack dev"]):
         fake_pulumi.write_text("")
         done = subprocess.run([sys.executable, "-m", "bluegreen", "status", "--stack", "dev", "--json",
@@ -60,7 +60,7 @@ def test_a_command_takes_the_state_read_and_the_version_started_at_launch_and_st
         assert "Traceback" not in done.stderr and json.loads(done.stdout)["command"] == "status"
         made = [call for call in calls(fake_pulumi) if "history" not in call]  # status also reads the last updates
         assert sorted(made) == sorted(expected), done.stderr
-    kept = json.loads((tmp_path / "cache" / "bluegreen" / "pulumi-version.json").read_text())
+    kept = json.loads((tmp_path / "cache" / "pulumi-version.json").read_text())
     assert [entry["version"] for entry in kept.values()] == ["3.260.0"]
 
 

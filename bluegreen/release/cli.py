@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from ..config import ConfigError
+from . import launch
 from .commands import COMMANDS
 from .commands.status import read_state
 from .helm import HelmError
 from .kube import KubeConfigError, KubeError
-from .launch import target_options
 from .locks import StackLocked, command_lock, this_command
 from .session import Failed, Session
 from .stacks import NoSuchStack, say
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--json" in (sys.argv[1:] if argv is None else argv):
             print(json.dumps({"command": usage.command, "ok": False, "refused": True, "error": str(usage)}, indent=2))
         return 2
-    started = time.monotonic()
+    started, begun = time.monotonic(), launch.STARTED or time.time()  # begun: when its state read began
     result: dict[str, Any] = {"command": args.command, "stack": args.stack}
     session: Session | None = None
     try:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if check:  # arguments that go together or not at all: refused before the stack is even read
             check(args)
         session = Session(args, read_only=_read_only(args.command))
-        with _one_at_a_time(session, args):
+        with _one_at_a_time(session, args, begun):
             try:
                 COMMANDS[args.command].run(session, args)
             finally:
@@ -93,13 +93,17 @@ def _failure(error: Exception, session: Session | None, command: str) -> tuple[i
 
 
 @contextlib.contextmanager
-def _one_at_a_time(session: Session, args: argparse.Namespace) -> Iterator[None]:
+def _one_at_a_time(session: Session, args: argparse.Namespace, begun: float) -> Iterator[None]:
     """Commands that change the stack or the cluster hold this machine's lock on the stack, and
-    start only while no update (from anywhere) holds Pulumi's lock on it."""
+    start only while no update (from anywhere) holds Pulumi's lock on it. The state was read from
+    the command's start (`begun`), before the lock was free: if another command let go of it since,
+    its last update may have changed the state, and the state is read again."""
     if _read_only(args.command):
         yield
         return
-    with command_lock(session.stack.project_dir, session.stack.name, this_command()):
+    with command_lock(session.stack.project_dir, session.stack.name, this_command()) as released:
+        if released is not None and released >= begun:
+            session.stack.read_again()
         if args.command != "recover":  # recover is what clears a dead update's lock
             session.stack.check_unlocked()
         yield
@@ -144,7 +148,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    target_options(common)  # --stack, --project-dir
+    launch.target_options(common)  # --stack, --project-dir
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     common.add_argument("--app", action="append", help="in a stack with several BlueGreenApps, the one to work on "
                         "(its stack config is the namespace named like it: APP:productionSlot, ...); "

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from typing import NoReturn
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,13 +33,15 @@ VERSION_CACHE = os.path.join(os.environ.get("BLUEGREEN_CACHE") or os.path.join(o
                                                                                 "bluegreen"), "pulumi-version.json")
 _ENV = {"PULUMI_SKIP_UPDATE_CHECK": "true"}  # no network call to ask for a newer Pulumi
 
+STARTED: float | None = None  # when main() began (time.time()): the command's start, when its state read began
 _version: subprocess.Popen | None = None  # `pulumi version`, started at launch when none was kept
 _read: str | None = None  # the version, once known
 _export: tuple[str, str, subprocess.Popen] | None = None  # (stack, project dir, its state read) started at launch
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _version, _read, _export
+    global STARTED, _version, _read, _export
+    STARTED = time.time()
     given = sys.argv[1:] if argv is None else argv
     if shutil.which("pulumi") and not {"-h", "--help"} & set(given):
         _read = _kept_version()

@@ -246,10 +246,11 @@ def _parent(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def command_lock(project_dir: str, stack: str, command: str) -> Iterator[None]:
+def command_lock(project_dir: str, stack: str, command: str) -> Iterator[float | None]:
     """Hold this machine's lock on (project, stack) for the block; refuse at once when another
     command holds it. The lock file says who holds it; the kernel drops the lock when the holder
-    exits, however it exits."""
+    exits, however it exits. The block is given when the previous holder let go (time.time()),
+    None when that is not known (none since the machine started, or a holder that was killed)."""
     directory = os.path.join(tempfile.gettempdir(), f"bluegreen-locks-{os.getuid()}")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     key = hashlib.sha256(f"{os.path.realpath(project_dir)}\0{stack}".encode()).hexdigest()[:16]
@@ -264,17 +265,20 @@ def command_lock(project_dir: str, stack: str, command: str) -> Iterator[None]:
                 f"(pid {holder.get('pid', '?')}, started {holder.get('started', '?')}) is running on it "
                 f"on this machine (lock {path}). Wait for it to finish, then run this command again."
             ) from None
-        f.seek(0)
-        f.truncate()
-        json.dump({"pid": os.getpid(), "command": command,
-                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f)
-        f.flush()
+        released = _read_holder(f).get("released")
+        _write(f, {"pid": os.getpid(), "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         try:
-            yield
+            yield released if isinstance(released, (int, float)) else None
         finally:
-            f.seek(0)
-            f.truncate()
+            _write(f, {"released": time.time()})
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write(f, record: dict) -> None:
+    f.seek(0)
+    f.truncate()
+    json.dump(record, f)
+    f.flush()
 
 
 def _read_holder(f) -> dict:

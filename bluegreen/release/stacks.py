@@ -493,6 +493,12 @@ class StackSession:
         state = self._export().get("deployment") or {}
         return [r for r in state.get("resources") or [] if r.get("type") == type_]
 
+    def read_again(self) -> None:
+        """The state read anew from now on: what was read (or is being read) may be older than a
+        change another command made since."""
+        self._state = self._exported = None
+        self._read_ahead(history=self._summaries is not None)
+
     def _read_ahead(self, history: bool) -> None:
         """The state, and with `history` the last updates, as they are now, read in the background
         from now on: at the start, and after anything that changed them (an update's end, when the

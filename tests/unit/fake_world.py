@@ -172,6 +172,7 @@ class FakeStack:
         self.backend_locks: list[dict] | None = []  # Pulumi's locks in the state backend; None: unreadable
         self.refused_ahead: list[str] = []  # the messages of updates started ahead and refused
         self.history_ahead: list[bool] = []  # per StackSession opened: were the last updates read ahead
+        self.reads_again = 0  # the state read anew, after another command let go of the stack (read_again)
         # The component's productionSlot output, when an update was cut off between the Release's
         # step and the component's outputs (cleared by the next up).
         self.stale_output: str | None = None
@@ -182,6 +183,9 @@ class FakeStack:
 
     def locks(self):
         return self.backend_locks
+
+    def read_again(self):
+        self.reads_again += 1
 
     def raw_config(self):
         return copy.deepcopy(self.config)

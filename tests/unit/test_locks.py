@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import xml.sax.saxutils
 from types import SimpleNamespace
@@ -352,3 +353,13 @@ def test_a_file_backend_never_imports_boto3(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "['boto3', 'botocore']"]
+
+
+def test_the_command_lock_says_when_its_previous_holder_let_go(tmp_path):
+    """So that a command that read the state before it got the lock knows whether another command
+    may have changed the state meanwhile (cli._one_at_a_time)."""
+    with locks.command_lock(str(tmp_path), "dev", "bluegreen deploy") as released:
+        assert released is None  # no holder before
+        let_go = time.time()
+    with locks.command_lock(str(tmp_path), "dev", "bluegreen promote") as released:
+        assert released is not None and released >= let_go

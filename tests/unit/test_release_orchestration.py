@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
-from bluegreen.release import helm, locks
+from bluegreen.release import helm, launch, locks
 from bluegreen.release.commands import promote
 from bluegreen.release.stacks import Change
 from tests.unit.conftest import prod_slot
@@ -127,6 +128,18 @@ def test_a_command_running_on_this_machine_holds_the_stack(tool, world):
     assert world.config["green"]["enabled"] is False and len(world.updates) == 1
     assert tool("status")["ok"] is True  # reading is not blocked
     tool("deploy", V2)  # and once the holder is done, the stack is free
+
+
+def test_a_command_reads_the_state_again_when_another_let_go_of_the_stack_after_it_began(tool, world,
+                                                                                        monkeypatch):
+    """A command reads the state from its start, before this machine's lock on the stack is free: a
+    command that let go of it meanwhile may have changed the state with its last update."""
+    tool("deploy", V2)
+    tool("status")
+    assert world.reads_again == 0  # the lock was let go of before these began
+    monkeypatch.setattr(launch, "STARTED", time.time() - 60)  # as if this one began a minute ago, at launch
+    tool("promote")
+    assert world.reads_again == 1
 
 
 def test_a_command_that_only_reads_reads_the_history_ahead_and_one_that_changes_does_not(tool, world):

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         target = _target(given)
         if target:
             _export = (*target, start_export(*target))
-            atexit.register(_drop_export)
+            atexit.register(drop_export)
     from .cli import main as run
 
     return run(argv)
@@ -77,8 +77,9 @@ class _Quiet(argparse.ArgumentParser):
 
 
 def _target(argv: list[str]) -> tuple[str, str] | None:
-    """(stack, project dir) that the command line names; None when a command is not plain to see
-    (the command's own parser refuses it, or finds a stack StackSession then checks again)."""
+    """(stack, project dir) that the command line names; None when it names no command first (its
+    own parser will say what is wrong). On an unusual line (an abbreviated option) the command's own
+    parser may see another stack: StackSession takes the read only if it is of the stack it opens."""
     parser = _Quiet(add_help=False)
     target_options(parser)
     try:
@@ -107,11 +108,14 @@ def take_export(stack: str, directory: str) -> subprocess.Popen | None:
     return started
 
 
-def _drop_export() -> None:
-    """A state read started at launch and never taken (a usage error, a refusal) is not left running."""
+def drop_export() -> None:
+    """The state read started at launch, if not taken, is stopped and not taken later: at exit (a
+    usage error, a refusal), and when the state it reads may have changed since (read_again)."""
+    global _export
     if _export is not None and _export[2].poll() is None:
         _export[2].kill()
         _export[2].wait()
+    _export = None
 
 
 # --- the version of `pulumi` --------------------------------------------------------------------

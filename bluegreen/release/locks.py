@@ -250,7 +250,7 @@ def command_lock(project_dir: str, stack: str, command: str) -> Iterator[float |
     """Hold this machine's lock on (project, stack) for the block; refuse at once when another
     command holds it. The lock file says who holds it; the kernel drops the lock when the holder
     exits, however it exits. The block is given when the previous holder let go (time.time()),
-    None when that is not known (none since the machine started, or a holder that was killed)."""
+    None when that is not known (no holder before, or one that was killed)."""
     directory = os.path.join(tempfile.gettempdir(), f"bluegreen-locks-{os.getuid()}")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     key = hashlib.sha256(f"{os.path.realpath(project_dir)}\0{stack}".encode()).hexdigest()[:16]

@@ -496,6 +496,7 @@ class StackSession:
     def read_again(self) -> None:
         """The state read anew from now on: what was read (or is being read) may be older than a
         change another command made since."""
+        launch.drop_export()
         self._state = self._exported = None
         self._read_ahead(history=self._summaries is not None)
 

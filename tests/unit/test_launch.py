@@ -111,9 +111,30 @@ def test_a_state_read_of_another_stack_is_not_taken_and_one_never_taken_is_stopp
     launch._export = ("dev", str(tmp_path), reading)
     assert launch.take_export("prod", str(tmp_path)) is None
     assert launch.take_export("dev", "/elsewhere") is None
-    launch._drop_export()
-    assert reading.wait(5) is not None and launch._export is not None
+    launch.drop_export()
+    assert reading.wait(5) is not None and launch._export is None
     taken = subprocess.Popen(["true"])
     launch._export = ("dev", str(tmp_path), taken)
     assert launch.take_export("dev", str(tmp_path)) is taken
     assert launch.take_export("dev", str(tmp_path)) is None  # once: a later read is of a state that may have changed
+
+
+def test_a_state_read_again_never_takes_the_one_from_launch(tmp_path, fake_pulumi, monkeypatch):
+    """read_again (another command let go of the stack after this one began): the read started at
+    launch may be older than that command's update, so it is stopped, and the state read anew."""
+    import threading
+
+    from bluegreen.release import stacks
+
+    reading = subprocess.Popen(["sleep", "30"])
+    launch._export = ("dev", str(tmp_path), reading)
+    taken = []
+    monkeypatch.setattr(stacks, "_export", lambda name, directory: taken.append(launch.take_export(name, directory))
+                        or {"deployment": {"resources": []}})
+    session = stacks.StackSession.__new__(stacks.StackSession)
+    session.name, session.app, session.project_dir = "dev", None, str(tmp_path)
+    session._state = session._exported = session._summaries = None
+    session._reading = threading.Lock()
+    session.read_again()
+    assert session.apps() == [] and taken == [None]
+    assert reading.wait(5) is not None

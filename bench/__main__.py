@@ -123,7 +123,7 @@ def flip_all(method: Method, ingress: str, runs: int) -> dict:
 
 def flip_side_by_side(methods: list[Method], ingress: str, runs: int) -> dict[str, dict]:
     """`runs` flips of each method on the same release, alternating promote and rollback; several
-    methods take turns, a promote and a rollback each (A A B B A A B B ...), so that what else the
+    methods take turns, a promote and a rollback each (A A B B C C A A ...), so that what else the
     machine does meanwhile weighs on each of them alike. Then, per method, a traced promote and
     rollback: the processes each starts and the API server's requests each makes."""
     say(f"==> {runs} flips{' each, taking turns' if len(methods) > 1 else ''}: {', '.join(m.name for m in methods)}")
@@ -135,10 +135,10 @@ def flip_side_by_side(methods: list[Method], ingress: str, runs: int) -> dict[st
                 method.prepare(kind, image)
                 f = flips.flip(ingress, PROD_HOST, method.name, kind, VERSION[image], method.flip(kind, image))
                 measured[method.name].append(f)
+                failures = f" {f.failures} at {f.failed_at_s} s" if f.failed else ""
+                whose = f"  ({method.name})" if len(methods) > 1 else ""
                 say(f"    {kind:8} -> {f.version}: switched {f.switch_s:5.2f} s, command {f.command_s:5.2f} s, "
-                    f"{f.sent} requests, {f.failed} failed" + (f" {f.failures} at {f.failed_at_s} s" if f.failed
-                                                              else "") + (f"  ({method.name})" if len(methods) > 1
-                                                                          else ""))
+                    f"{f.sent} requests, {f.failed} failed{failures}{whose}")
     summaries = {}
     for method in methods:
         summary = summaries[method.name] = flips.summarize(measured[method.name])

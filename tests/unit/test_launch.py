@@ -138,3 +138,13 @@ def test_a_state_read_again_never_takes_the_one_from_launch(tmp_path, fake_pulum
     session.read_again()
     assert session.apps() == [] and taken == [None]
     assert reading.wait(5) is not None
+
+
+def test_the_stacks_first_state_read_is_the_one_started_at_launch(tmp_path, fake_pulumi):
+    from bluegreen.release import stacks
+
+    launch._export = ("dev", str(tmp_path), launch.start_export("dev", str(tmp_path)))
+    assert stacks._export("dev", str(tmp_path)) == {"version": 3, "deployment": {"resources": []}}
+    assert calls(fake_pulumi) == ["stack export --stack dev"]  # no read of its own
+    stacks._export("dev", str(tmp_path))  # a later read is the stack's own: the state may have changed
+    assert calls(fake_pulumi) == ["stack export --stack dev"] * 2

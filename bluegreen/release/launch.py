@@ -164,12 +164,14 @@ def _kept_version() -> str | None:
 
 
 def _keep_version(version: str) -> None:
-    """The version, kept under the binary's path (the versions of other `pulumi` binaries stay)."""
+    """The version, kept under the binary's path; the versions of other `pulumi` binaries stay
+    while they exist (a removed install or an old toolchain build is dropped)."""
     binary = _binary()
     if binary is None:
         return
     path, identity = binary
-    kept = {**_kept(), path: {"binary": identity, "version": version}}
+    kept = {other: entry for other, entry in _kept().items() if os.path.exists(other)}
+    kept[path] = {"binary": identity, "version": version}
     try:
         os.makedirs(os.path.dirname(VERSION_CACHE), exist_ok=True)
         partial = f"{VERSION_CACHE}.{os.getpid()}"

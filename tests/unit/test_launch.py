@@ -81,6 +81,9 @@ def test_the_kept_version_is_of_that_binary_only(tmp_path, fake_pulumi):
     launch._keep_version("3.260.0")
     assert launch._kept_version() == "3.260.0"  # each binary keeps its own
     assert len(json.loads(Path(launch.VERSION_CACHE).read_text())) == 2
+    (other / "pulumi").unlink()  # an install removed: its entry goes with the next one kept
+    launch._keep_version("3.260.0")
+    assert list(json.loads(Path(launch.VERSION_CACHE).read_text())) == [os.path.realpath(binary)]
 
 
 def test_a_cache_that_cannot_be_read_or_written_only_costs_a_pulumi_version(tmp_path, fake_pulumi, monkeypatch):

@@ -237,6 +237,7 @@ def _launched(tmp_path, monkeypatch, prints: str):
     fake.write_text(f"#!/bin/sh\necho '{prints}'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(launch, "VERSION_CACHE", str(tmp_path / "pulumi-version.json"))  # not the user's
     monkeypatch.setattr(launch, "_read", None)
     monkeypatch.setattr(launch, "_version", subprocess.Popen(["pulumi", "version"], stdout=subprocess.PIPE, text=True))
     return stacks._pulumi_command()
